@@ -135,7 +135,7 @@ def test_training_stats_reduce_across_two_gloo_ranks(tmp_path):
     procs = [subprocess.Popen([sys.executable, str(script), str(r), init_file], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for r in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err
     for out, _ in outs:  # both ranks see the pooled numbers: {1, 2, 2} and rank 0's 5
         num, mean, num0, mean0 = out.split()
