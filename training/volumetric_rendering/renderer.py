@@ -1,0 +1,164 @@
+"""Tri-plane volume renderer with importance sampling, EG3D's `ImportanceRenderer` (SPEC §4.5).
+
+Shapes: N batch, M rays per image (R*R), S samples per ray, C decoder feature channels
+(32; the first 3 are RGB), P = 3 planes.
+
+`rendering_options` keys (EG3D names; the preset tables are in SPEC §8.2):
+  ray_start, ray_end            float distances, or both 'auto' (ray/box intersection)
+  box_warp                      side of the cube covered by the planes (world units)
+  depth_resolution              coarse samples per ray (>= 2)
+  depth_resolution_importance   fine samples per ray (0 disables the fine pass)
+  disparity_space_sampling      optional, must be False (the only mode implemented)
+  clamp_mode                    optional, must be 'softplus' (the only mode implemented)
+  white_back                    optional, default False (ShapeNet: True)
+  density_noise                 optional std of Gaussian noise on raw sigma, default 0
+  plane_axes                    optional 'correct' (default) | 'legacy' (EG3D's XY/XZ/ZX
+                                planes, SPEC §4.5); a reference-style 'wrong': True is read
+                                as 'legacy' when 'plane_axes' is absent
+"""
+
+from typing import NamedTuple
+
+import torch
+
+from torch_utils import misc
+from training.volumetric_rendering import math_utils, samplers
+from training.volumetric_rendering.ray_marcher import march_rays
+from training.volumetric_rendering.triplane_sampling import cached_planes, sample_from_planes
+
+_PLANE_AXES = ('correct', 'legacy')
+
+
+class RenderOutput(NamedTuple):
+    """Everything one render produces (the EG3D forward returns the first three)."""
+    features: torch.Tensor               # [N, M, C] composite features in ~[-1, 1]
+    depth: torch.Tensor                  # [N, M, 1] expected ray distance
+    weight_sum: torch.Tensor             # [N, M, 1] sum of the compositing weights (opacity)
+    final_transmittance: torch.Tensor    # [N, M, 1] transmittance behind the last sample
+
+
+def resolve_plane_axes(rendering_options: dict) -> str:
+    """'correct' or 'legacy' from the options; raises ValueError on unknown or conflicting values."""
+    axes = rendering_options.get('plane_axes')
+    wrong = rendering_options.get('wrong')
+    if axes is None:
+        return 'legacy' if wrong else 'correct'
+    if axes not in _PLANE_AXES:
+        raise ValueError(f"rendering_options['plane_axes'] must be 'correct' or 'legacy', got {axes!r}")
+    if wrong is not None and bool(wrong) != (axes == 'legacy'):
+        raise ValueError(f"rendering_options has plane_axes={axes!r} but wrong={wrong!r}; drop one of them")
+    return axes
+
+
+def check_rendering_options(rendering_options: dict) -> None:
+    """Raise a ValueError naming the problem for options this renderer cannot honour."""
+    required = ('ray_start', 'ray_end', 'box_warp', 'depth_resolution', 'depth_resolution_importance')
+    missing = [k for k in required if k not in rendering_options]
+    if missing:
+        raise ValueError(f'rendering_options lacks {missing} (see training/volumetric_rendering/renderer.py)')
+    if rendering_options.get('disparity_space_sampling', False):
+        raise ValueError('disparity_space_sampling=True is not implemented; every preset uses False')
+    if rendering_options.get('clamp_mode', 'softplus') != 'softplus':
+        raise ValueError(f"clamp_mode={rendering_options['clamp_mode']!r} is not supported; use 'softplus'")
+    if rendering_options['depth_resolution'] < 2:
+        raise ValueError('depth_resolution must be >= 2')
+    start, end = rendering_options['ray_start'], rendering_options['ray_end']
+    if (start == 'auto') != (end == 'auto'):
+        raise ValueError("ray_start and ray_end must both be 'auto' or both be numbers")
+    resolve_plane_axes(rendering_options)
+
+
+def ray_limits(ray_origins: torch.Tensor, ray_directions: torch.Tensor, rendering_options: dict):
+    """(ray_start [N, M, 1], ray_end [N, M, 1]) from fixed options or from the box ('auto').
+
+    'auto' intersects each ray with the cube of side box_warp. Rays that miss get
+    start = min valid start and end = max valid *start* (sic, EG3D; no preset uses 'auto').
+    """
+    N, M, _ = ray_origins.shape
+    start, end = rendering_options['ray_start'], rendering_options['ray_end']
+    if start != 'auto':
+        full = dict(size=[N, M, 1], dtype=ray_origins.dtype, device=ray_origins.device)
+        return torch.full(fill_value=float(start), **full), torch.full(fill_value=float(end), **full)
+    t_start, t_end = math_utils.get_ray_limits_box(ray_origins, ray_directions, rendering_options['box_warp'])
+    valid = t_end > t_start
+    if bool(valid.any()):
+        t_end = torch.where(valid, t_end, t_start[valid].max())
+        t_start = torch.where(valid, t_start, t_start[valid].min())
+    return t_start, t_end
+
+
+class ImportanceRenderer(torch.nn.Module):
+    """Coarse stratified pass + importance pass over tri-plane features (holds no parameters).
+
+    Plane axes are chosen per call by rendering_options['plane_axes'], so the module has no
+    state (an EG3D checkpoint's renderer has none either).
+    """
+
+    def forward(self, planes, decoder, ray_origins, ray_directions, rendering_options, generator=None):
+        """planes [N, 3, C_p, H, W]; ray_origins, ray_directions [N, M, 3].
+
+        Returns (features [N, M, C], depth [N, M, 1], weight_sum [N, M, 1]) as EG3D;
+        `render` also gives the final transmittance. generator drives the stratified jitter,
+        the importance draws and the density noise.
+        """
+        out = self.render(planes, decoder, ray_origins, ray_directions, rendering_options, generator=generator)
+        return out.features, out.depth, out.weight_sum
+
+    def render(self, planes, decoder, ray_origins, ray_directions, rendering_options,
+               generator=None) -> RenderOutput:
+        """Full render; see `forward` for the shapes."""
+        check_rendering_options(rendering_options)
+        misc.assert_shape(ray_origins, [planes.shape[0], None, 3])
+        misc.assert_shape(ray_directions, list(ray_origins.shape))
+        opts = rendering_options
+        t_start, t_end = ray_limits(ray_origins, ray_directions, opts)
+        depths = samplers.sample_stratified(t_start, t_end, opts['depth_resolution'], generator=generator)
+        colors, densities = self._decode_along_rays(planes, decoder, ray_origins, ray_directions, depths,
+                                                    opts, generator)
+        white_back = bool(opts.get('white_back', False))
+        n_importance = int(opts['depth_resolution_importance'])
+        if n_importance > 0:
+            with torch.no_grad():  # the coarse weights only steer sampling (SPEC §4.5)
+                coarse = march_rays(colors, densities, depths, white_back=white_back)
+            fine_depths = samplers.sample_importance(depths, coarse.weights, n_importance, generator=generator)
+            fine_colors, fine_densities = self._decode_along_rays(planes, decoder, ray_origins, ray_directions,
+                                                                  fine_depths, opts, generator)
+            depths, colors, densities = samplers.unify_samples(depths, colors, densities,
+                                                               fine_depths, fine_colors, fine_densities)
+        result = march_rays(colors, densities, depths, white_back=white_back)
+        return RenderOutput(result.features, result.depth, result.weights.sum(dim=2), result.final_transmittance)
+
+    def _decode_along_rays(self, planes, decoder, ray_origins, ray_directions, depths, opts, generator):
+        """Decode at o + t*d for depths [N, M, S, 1] -> (colors [N, M, S, C], densities [N, M, S, 1])."""
+        N, M, S, _ = depths.shape
+        coords = (ray_origins.unsqueeze(-2) + depths * ray_directions.unsqueeze(-2)).reshape(N, M * S, 3)
+        dirs = ray_directions.unsqueeze(-2).expand(N, M, S, 3).reshape(N, M * S, 3)
+        out = self.run_model(planes, decoder, coords, dirs, opts, generator=generator)
+        return out['rgb'].reshape(N, M, S, -1), out['sigma'].reshape(N, M, S, 1)
+
+    def run_model(self, planes, decoder, sample_coordinates, sample_directions, options, generator=None):
+        """Decoder output at arbitrary points: the point query behind G.sample / sample_mixed
+        (density regularization, shape extraction).
+
+        planes [N, 3, C_p, H, W]; sample_coordinates, sample_directions [N, M, 3] (directions
+        are passed to the decoder, which ignores them). Reads box_warp, plane_axes and
+        density_noise from options. Returns {'rgb': [N, M, C], 'sigma': [N, M, 1]}, sigma raw
+        (before the marcher's softplus), plus N(0, density_noise^2) noise when that is > 0.
+        """
+        legacy = resolve_plane_axes(options) == 'legacy'
+        plane_axes = cached_planes(legacy, planes.dtype, planes.device)
+        features = sample_from_planes(plane_axes, planes, sample_coordinates, box_warp=options['box_warp'])
+        out = decoder(features, sample_directions)
+        noise_std = options.get('density_noise', 0)
+        if noise_std > 0:
+            sigma = out['sigma']
+            noise = torch.randn(sigma.shape, generator=generator, dtype=sigma.dtype, device=sigma.device)
+            out = dict(out, sigma=sigma + noise * noise_std)
+        return out
+
+    def query_points(self, planes, decoder, coordinates, rendering_options, directions=None, generator=None):
+        """`run_model` with optional directions (zeros when None): coordinates [N, M, 3] ->
+        {'rgb': [N, M, C], 'sigma': [N, M, 1]}. Convenience for density regularization."""
+        if directions is None:
+            directions = torch.zeros_like(coordinates)
+        return self.run_model(planes, decoder, coordinates, directions, rendering_options, generator=generator)
