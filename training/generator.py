@@ -1,0 +1,260 @@
+"""The tri-plane generator with a pluggable pose source (SPEC §4; contract: docs/model_api.md).
+
+z [N, z_dim] --mapping--> w [N, w_dim] --pose source--> camera (SPEC §4.1: untruncated w)
+                            \\--broadcast, truncation--> ws [N, num_ws, w_dim]
+ws --StyleGAN2 synthesis--> planes [N, 3, C_p, P, P] --volume rendering (camera, intrinsics
+from c[:, 16:25])--> features [N, 32, R, R], depth [N, 1, R, R] --super-resolution--> image.
+
+Conventions: OpenCV cam2world, y-up world, intrinsics normalized by image size (SPEC §3.1);
+label c [N, 25] = cam2world (16, row-major) + intrinsics (9). Poses (h, v) in radians.
+
+Randomness: every random draw of a call (prior poses, per-layer noise, stratified jitter,
+importance samples) follows the optional `generator` argument, so two calls with equally
+seeded generators are identical. The StyleGAN2 noise layers draw from the global RNG, so
+when a generator is given that RNG is seeded from it for the call and restored afterwards.
+"""
+
+import contextlib
+import math
+
+import torch
+
+from torch_utils import misc, persistence
+from training import networks_stylegan2
+from training.cameras import Camera
+from training.decoder import OSGDecoder
+from training.pose_sources import PoseOutput, build_pose_source
+from training.superresolution import resolve_superresolution
+from training.volumetric_rendering.ray_sampler import RaySampler
+from training.volumetric_rendering.renderer import ImportanceRenderer, check_rendering_options
+
+DECODER_OUTPUT_DIM = 32   # decoder feature channels; the first 3 are RGB (SPEC §4.5)
+
+# Optional rendering_kwargs and their values when absent (EG3D names; SPEC §8.2, §4.1, §12.9).
+# ray_start, ray_end, box_warp, depth_resolution(_importance) are required (the renderer
+# checks them); avg_camera_radius / avg_camera_pivot are required by every pose source
+# except 'dataset'.
+RENDERING_DEFAULTS = {
+    'superresolution_module': None,      # None | SR class name (or EG3D dotted path)
+    'superresolution_noise_mode': 'none',
+    'sr_antialias': False,               # accepted; PoF3D resizes never antialias (SPEC §12.4)
+    'decoder_lr_mul': 1,
+    'c_gen_conditioning_zero': False,    # 'dataset' only: zero the mapping's label
+    'c_scale': 1,                        # 'dataset' only: scale of the mapping's label
+    'h_mean': math.pi / 2,               # pose offset of h (SPEC §3.3)
+    'clamp_h': None,                     # optional (min, max) for the learned h
+    'clamp_v': None,                     # optional (min, max) for the learned v
+    'safe_pose_clamp': True,             # SPEC §12.9
+}
+
+
+@contextlib.contextmanager
+def seeded_global_rng(generator, device):
+    """Within the block the global RNG of `device` is seeded from `generator` (one int64
+    draw); its previous state is restored on exit. No-op for generator=None."""
+    if generator is None:
+        yield
+        return
+    seed = int(torch.randint(0, 2 ** 62, [], generator=generator, device=generator.device))
+    device = torch.device(device)
+    if device.type == 'cuda':
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        with torch.random.fork_rng(devices=[index]), torch.cuda.device(index):
+            torch.cuda.manual_seed(seed)
+            yield
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            yield
+
+
+@persistence.persistent_class
+class TriPlaneGenerator(torch.nn.Module):
+    """EG3D/PoF3D tri-plane generator; see docs/model_api.md for the full contract.
+
+    Sub-modules (EG3D names): backbone (StyleGAN2 mapping + synthesis at plane_resolution
+    with 3*plane_channels outputs), decoder (OSG MLP), renderer, ray_sampler,
+    superresolution (or None), plus pose_source. The mapping network sees c only for
+    pose_source='dataset' (EG3D generator pose conditioning); PoF3D's ignores it (SPEC §4.9).
+    """
+
+    def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, pose_source='learned', pose_kwargs={},
+                 sr_num_fp16_res=0, mapping_kwargs={}, rendering_kwargs={}, sr_kwargs={}, plane_resolution=256,
+                 plane_channels=32, neural_rendering_resolution=None, **synthesis_kwargs):
+        if c_dim != 25:
+            raise ValueError(f'c_dim must be 25 (16 cam2world + 9 intrinsics, SPEC §3.1), got {c_dim}')
+        if img_channels != 3:
+            raise ValueError(f'img_channels must be 3 (RGB), got {img_channels}')
+        super().__init__()
+        self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
+        self.img_resolution, self.img_channels = img_resolution, img_channels
+        self.plane_resolution, self.plane_channels = plane_resolution, plane_channels
+        self.rendering_kwargs = {**RENDERING_DEFAULTS, **rendering_kwargs}
+        check_rendering_options(self.rendering_kwargs)
+
+        self.pose_source = build_pose_source(pose_source, **self._pose_source_kwargs(pose_source, pose_kwargs))
+        mapping_c_dim = c_dim if self.pose_source.conditions_mapping else 0
+        self.backbone = networks_stylegan2.Generator(z_dim, mapping_c_dim, w_dim, img_resolution=plane_resolution,
+                                                     img_channels=3 * plane_channels, mapping_kwargs=mapping_kwargs,
+                                                     **synthesis_kwargs)
+        self.num_ws = self.backbone.num_ws
+        self.renderer = ImportanceRenderer()
+        self.ray_sampler = RaySampler()
+        self.decoder = OSGDecoder(plane_channels, {'decoder_lr_mul': self.rendering_kwargs['decoder_lr_mul'],
+                                                   'decoder_output_dim': DECODER_OUTPUT_DIM})
+        self.superresolution = self._build_superresolution(sr_num_fp16_res, sr_kwargs)
+        if neural_rendering_resolution is None:
+            neural_rendering_resolution = img_resolution if self.superresolution is None else 64
+        if self.superresolution is None and neural_rendering_resolution != img_resolution:
+            raise ValueError(f'without a superresolution_module the neural rendering resolution '
+                             f'({neural_rendering_resolution}) must equal img_resolution ({img_resolution})')
+        # Default R for synthesis (SPEC §4.7); the training loop may set it, synthesis never does.
+        self.neural_rendering_resolution = int(neural_rendering_resolution)
+
+    def _pose_source_kwargs(self, name, pose_kwargs):
+        """Constructor kwargs of pose source `name`: camera constants and pose options from
+        rendering_kwargs (SPEC §3.3, §4.1), overridden by pose_kwargs."""
+        rk = self.rendering_kwargs
+        if name == 'dataset':
+            return dict(pose_kwargs)
+        missing = [k for k in ('avg_camera_radius', 'avg_camera_pivot') if k not in rk]
+        if missing:
+            raise ValueError(f'pose_source={name!r} needs rendering_kwargs {missing} (camera radius and look-at '
+                             f'pivot, SPEC §3.3)')
+        base = dict(radius=rk['avg_camera_radius'], pivot=rk['avg_camera_pivot'], h_mean=rk['h_mean'],
+                    safe_pose_clamp=rk['safe_pose_clamp'])
+        if name == 'learned':
+            base.update(w_dim=self.w_dim, clamp_h=rk['clamp_h'], clamp_v=rk['clamp_v'])
+        elif name == 'prior_residual':
+            base.update(z_dim=self.z_dim)
+        return {**base, **pose_kwargs}
+
+    def _build_superresolution(self, sr_num_fp16_res, sr_kwargs):
+        sr_class = resolve_superresolution(self.rendering_kwargs['superresolution_module'])
+        if sr_class is None:
+            return None
+        return sr_class(channels=DECODER_OUTPUT_DIM, img_resolution=self.img_resolution,
+                        sr_num_fp16_res=sr_num_fp16_res, sr_antialias=self.rendering_kwargs['sr_antialias'],
+                        **{'w_dim': self.w_dim, **sr_kwargs})
+
+    # ------------------------------------------------------------------------------------
+    # Latents and poses.
+
+    def _mapping_c(self, c):
+        """The label the mapping network sees: EG3D's c_gen_conditioning_zero / c_scale for
+        'dataset'; ignored otherwise (the mapping has c_dim 0)."""
+        if self.backbone.mapping.c_dim == 0:
+            return c
+        if self.rendering_kwargs['c_gen_conditioning_zero']:
+            c = torch.zeros_like(c)
+        return c * self.rendering_kwargs['c_scale']
+
+    def mapping(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False):
+        """z [N, z_dim], c [N, 25] -> ws [N, num_ws, w_dim] (broadcast, then truncated)."""
+        return self.backbone.mapping(z, self._mapping_c(c), truncation_psi=truncation_psi,
+                                     truncation_cutoff=truncation_cutoff, update_emas=update_emas)
+
+    def _w(self, z, c, update_emas=False):
+        """Untruncated w [N, w_dim] (updates w_avg when update_emas)."""
+        return self.mapping(z, c, update_emas=update_emas)[:, 0]
+
+    def _broadcast_truncate(self, w, truncation_psi, truncation_cutoff):
+        """w [N, w_dim] -> ws [N, num_ws, w_dim], the same values `mapping` returns (SPEC §4.1 6-7)."""
+        ws = w.unsqueeze(1).repeat([1, self.num_ws, 1])
+        if truncation_psi == 1:
+            return ws
+        truncated = self.backbone.mapping.w_avg.lerp(ws, truncation_psi)
+        if truncation_cutoff is None:
+            return truncated
+        return torch.cat([truncated[:, :truncation_cutoff], ws[:, truncation_cutoff:]], dim=1)
+
+    def pose(self, z, c, detach_w=False, generator=None) -> PoseOutput:
+        """PoseOutput of the untruncated w (SPEC §4.1, §12.5); detach_w feeds sg(w)."""
+        w = self._w(z, c)
+        return self.pose_source(w.detach() if detach_w else w, z, c, generator=generator)
+
+    # ------------------------------------------------------------------------------------
+    # Planes, rendering, images.
+
+    def _planes(self, ws, update_emas, noise_mode, synthesis_kwargs):
+        """ws [N, num_ws, w_dim] -> planes [N, 3, C_p, P, P] (SPEC §4.2 step 4, §4.3)."""
+        planes = self.backbone.synthesis(ws, update_emas=update_emas, noise_mode=noise_mode, **synthesis_kwargs)
+        return planes.reshape(ws.shape[0], 3, self.plane_channels, planes.shape[-2], planes.shape[-1])
+
+    def _render(self, planes, cam2world, intrinsics, resolution, generator):
+        """Volume-render planes from cameras at R = resolution (SPEC §4.4-4.5).
+        Returns (feature_image [N, 32, R, R], depth_image [N, 1, R, R]); ray m = row*R + col."""
+        origins, dirs = self.ray_sampler(cam2world, intrinsics, resolution)
+        features, depth, _ = self.renderer(planes, self.decoder, origins, dirs, self.rendering_kwargs,
+                                           generator=generator)
+        N, R = planes.shape[0], resolution
+        feature_image = features.permute(0, 2, 1).reshape(N, features.shape[-1], R, R)
+        depth_image = depth.permute(0, 2, 1).reshape(N, 1, R, R)
+        return feature_image, depth_image
+
+    def synthesis(self, ws, c, cam2world=None, neural_rendering_resolution=None, update_emas=False,
+                  noise_mode='random', generator=None, **synthesis_kwargs):
+        """Render ws [N, num_ws, w_dim] from cam2world [N, 4, 4] (None: c[:, :16]) with the
+        intrinsics c[:, 16:25] at R = neural_rendering_resolution (None: self's value).
+
+        Returns {'image' [N, 3, H, H], 'image_raw' [N, 3, R, R], 'image_depth' [N, 1, R, R] (ray
+        distance), 'cam2world' [N, 4, 4], 'pose' None, 'clamped_frac' None} (SPEC §4.2).
+        synthesis_kwargs (fused_modconv, force_fp32) reach the StyleGAN2 blocks and the SR.
+        """
+        camera = Camera.from_label(c)
+        if cam2world is None:
+            cam2world = camera.cam2world
+        misc.assert_shape(cam2world, [ws.shape[0], 4, 4])
+        R = int(self.neural_rendering_resolution if neural_rendering_resolution is None
+                else neural_rendering_resolution)
+        with seeded_global_rng(generator, ws.device):
+            planes = self._planes(ws, update_emas, noise_mode, synthesis_kwargs)
+            feature_image, depth_image = self._render(planes, cam2world, camera.intrinsics, R, generator)
+            rgb_image = feature_image[:, :3]
+            image = rgb_image
+            if self.superresolution is not None:   # SPEC §4.2 step 8, §4.6
+                sr_noise = self.rendering_kwargs['superresolution_noise_mode']
+                image = self.superresolution(rgb_image, feature_image, ws, noise_mode=sr_noise, **synthesis_kwargs)
+        return {'image': image, 'image_raw': rgb_image, 'image_depth': depth_image, 'cam2world': cam2world,
+                'pose': None, 'clamped_frac': None}
+
+    def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, neural_rendering_resolution=None,
+                update_emas=False, cam2world=None, detach_w=False, noise_mode='random', generator=None,
+                **synthesis_kwargs):
+        """z [N, z_dim], c [N, 25] -> the synthesis dict with 'pose' [N, 2] (or None) and
+        'clamped_frac' of the pose source. The pose comes from the untruncated w (SPEC §4.1:
+        truncation never changes it); cam2world [N, 4, 4], if given, overrides the pose
+        source's camera (the mirrored render of SPEC §3.4) while 'pose' stays the source's."""
+        w = self._w(z, c, update_emas=update_emas)
+        pose = self.pose_source(w.detach() if detach_w else w, z, c, generator=generator)
+        ws = self._broadcast_truncate(w, truncation_psi, truncation_cutoff)
+        out = self.synthesis(ws, c, cam2world=pose.cam2world if cam2world is None else cam2world,
+                             neural_rendering_resolution=neural_rendering_resolution, update_emas=update_emas,
+                             noise_mode=noise_mode, generator=generator, **synthesis_kwargs)
+        return {**out, 'pose': pose.pose, 'clamped_frac': pose.clamped_frac}
+
+    # ------------------------------------------------------------------------------------
+    # Point queries (density regularization, shape extraction; SPEC §4.2).
+
+    def sample(self, coordinates, directions, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False,
+               noise_mode='random', generator=None, **synthesis_kwargs):
+        """Decoder output at points [N, M, 3] of z's planes -> {'rgb': [N, M, 32], 'sigma': [N, M, 1] raw}."""
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                          update_emas=update_emas)
+        return self.sample_mixed(coordinates, directions, ws, update_emas=update_emas, noise_mode=noise_mode,
+                                 generator=generator, **synthesis_kwargs)
+
+    def sample_mixed(self, coordinates, directions, ws, truncation_psi=1, truncation_cutoff=None, update_emas=False,
+                     noise_mode='random', generator=None, **synthesis_kwargs):
+        """Like `sample` from given ws [N, num_ws, w_dim] (the truncation args exist for EG3D
+        call compatibility and are unused: ws are taken as they are)."""
+        del truncation_psi, truncation_cutoff
+        with seeded_global_rng(generator, ws.device):
+            planes = self._planes(ws, update_emas, noise_mode, synthesis_kwargs)
+        return self.renderer.run_model(planes, self.decoder, coordinates, directions, self.rendering_kwargs,
+                                       generator=generator)
+
+    def extra_repr(self):
+        return (f'z_dim={self.z_dim}, w_dim={self.w_dim}, img_resolution={self.img_resolution}, '
+                f'plane_resolution={self.plane_resolution}, plane_channels={self.plane_channels}, '
+                f'neural_rendering_resolution={self.neural_rendering_resolution}')

@@ -1,0 +1,186 @@
+"""Super-resolution heads of the tri-plane generator (SPEC §4.6), EG3D class names.
+
+Input: the raw render (rgb [N, 3, R, R], features [N, channels, R, R] whose first 3 channels
+are rgb) and ws [N, num_ws, w_dim]; output: image [N, 3, H, H]. Every block reads only the
+last w, repeated 3 times (SPEC §4.6). Two StyleGAN2 'skip' blocks:
+
+| class                     | input res (EG3D)  | block0                      | block1                   |
+| SuperresolutionHybrid2X   | H/2 (64 at 128)   | no-upsample: channels -> 128 | upsample: 128 -> 64 @ H |
+| SuperresolutionHybrid4X   | H/2 (128 at 256)  | no-upsample: channels -> 128 | upsample: 128 -> 64 @ H |
+| SuperresolutionHybrid8XDC | H/4 (128 at 512)  | upsample: channels -> 256    | upsample: 256 -> 128 @ H |
+
+EG3D hard-codes the resolutions 128/256/512 and w_dim 512; here the input resolution follows
+from img_resolution (identical at those sizes) and `w_dim` / `block_channels` are keyword
+arguments (defaults = EG3D), so tiny configurations can be built for tests.
+
+Resizing to the input resolution is bilinear, align_corners=False, *without* antialias
+(PoF3D change, SPEC §4.6, §12.4); `sr_antialias` is accepted and recorded but not used.
+Nothing here writes into a tensor autograd may have saved: EG3D adds the ToRGB output into
+the incoming rgb in place, which breaks backward when rgb is a view of the feature image and
+no resize happens (neural rendering res == SR input res, SPEC "Project decisions").
+"""
+
+import torch
+import torch.nn.functional as F
+
+from torch_utils import misc, persistence
+from torch_utils.ops import upfirdn2d
+from training.networks_stylegan2 import SynthesisBlock, SynthesisLayer, ToRGBLayer
+
+
+@persistence.persistent_class
+class SynthesisBlockNoUp(torch.nn.Module):
+    """A 'skip' synthesis block that keeps the resolution (EG3D's SynthesisBlockNoUp).
+
+    x [N, in_channels, res, res], img [N, img_channels, res, res] or None, ws [N, 3, w_dim]
+    -> (x [N, out_channels, res, res], img + ToRGB(x)) — conv0 and conv1 are modulated 3×3
+    convs at `res`; the incoming img is added to the ToRGB output without upsampling.
+    Constructor mirrors `SynthesisBlock` (is_last / architecture are accepted for that reason).
+    """
+
+    def __init__(self, in_channels, out_channels, w_dim, resolution, img_channels, is_last, architecture='skip',
+                 resample_filter=(1, 3, 3, 1), conv_clamp=256, use_fp16=False, fp16_channels_last=False,
+                 fused_modconv_default=True, **layer_kwargs):
+        if in_channels <= 0:
+            raise ValueError(f'SynthesisBlockNoUp needs in_channels > 0 (no constant input), got {in_channels}')
+        if architecture != 'skip':
+            raise ValueError(f"SynthesisBlockNoUp supports only architecture='skip', got {architecture!r}")
+        super().__init__()
+        self.in_channels = in_channels
+        self.w_dim = w_dim
+        self.resolution = resolution
+        self.img_channels = img_channels
+        self.is_last = is_last
+        self.architecture = architecture
+        self.use_fp16 = use_fp16
+        self.channels_last = (use_fp16 and fp16_channels_last)
+        self.fused_modconv_default = fused_modconv_default
+        self.register_buffer('resample_filter', upfirdn2d.setup_filter(resample_filter))  # EG3D state-dict name
+        common = {'w_dim': w_dim, 'resolution': resolution, 'conv_clamp': conv_clamp,
+                  'channels_last': self.channels_last}
+        self.conv0 = SynthesisLayer(in_channels, out_channels, **common, **layer_kwargs)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, **common, **layer_kwargs)
+        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp,
+                                channels_last=self.channels_last)
+        self.num_conv = 2
+        self.num_torgb = 1
+
+    def forward(self, x, img, ws, force_fp32=False, fused_modconv=None, update_emas=False, **layer_kwargs):
+        del update_emas  # common block interface; nothing to update
+        misc.assert_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim])
+        misc.assert_shape(x, [None, self.in_channels, self.resolution, self.resolution])
+        w0, w1, w2 = ws.unbind(dim=1)
+        use_fp16 = self.use_fp16 and not force_fp32 and ws.device.type == 'cuda'
+        dtype = torch.float16 if use_fp16 else torch.float32
+        memory_format = torch.channels_last if self.channels_last and use_fp16 else torch.contiguous_format
+        if fused_modconv is None:
+            fused_modconv = self.fused_modconv_default
+        if fused_modconv == 'inference_only':
+            fused_modconv = not self.training
+
+        x = x.to(dtype=dtype, memory_format=memory_format)
+        x = self.conv0(x, w0, fused_modconv=fused_modconv, **layer_kwargs)
+        x = self.conv1(x, w1, fused_modconv=fused_modconv, **layer_kwargs)
+        y = self.torgb(x, w2, fused_modconv=fused_modconv)
+        y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+        if img is None:
+            return x, y
+        misc.assert_shape(img, [None, self.img_channels, self.resolution, self.resolution])
+        return x, img + y   # out of place: img may be a view autograd saved (SPEC "Project decisions")
+
+    def extra_repr(self):
+        return f'resolution={self.resolution:d}, architecture={self.architecture:s}'
+
+
+def resize_bilinear(x: torch.Tensor, resolution: int) -> torch.Tensor:
+    """[N, C, h, w] -> [N, C, resolution, resolution]; bilinear, align_corners=False, no antialias."""
+    return F.interpolate(x, size=(resolution, resolution), mode='bilinear', align_corners=False, antialias=False)
+
+
+class _SuperresolutionHybrid(torch.nn.Module):
+    """Shared body of the three EG3D SR heads; subclasses set the class attributes below."""
+
+    input_divisor = 2                 # input resolution = img_resolution / input_divisor
+    default_block_channels = (128, 64)
+    block0_upsamples = False          # False: block0 is SynthesisBlockNoUp at the input res
+    upsample_only = False             # True: resize only when the input is smaller (4X)
+
+    def __init__(self, channels, img_resolution, sr_num_fp16_res, sr_antialias, num_fp16_res=4, conv_clamp=None,
+                 channel_base=None, channel_max=None, w_dim=512, block_channels=None, **block_kwargs):
+        # num_fp16_res, conv_clamp, channel_base, channel_max: part of EG3D's sr_kwargs, ignored
+        # there too (fp16 and the clamp follow sr_num_fp16_res; the widths are fixed per class).
+        del num_fp16_res, conv_clamp, channel_base, channel_max
+        if img_resolution < 8 or img_resolution & (img_resolution - 1) != 0:
+            raise ValueError(f'{type(self).__name__}: img_resolution must be a power of two >= 8, '
+                             f'got {img_resolution}')
+        super().__init__()
+        self.img_resolution = img_resolution
+        self.input_resolution = img_resolution // self.input_divisor
+        self.sr_antialias = bool(sr_antialias)   # recorded only: resizes never antialias (SPEC §12.4)
+        self.w_dim = w_dim
+        use_fp16 = sr_num_fp16_res > 0
+        c0, c1 = block_channels if block_channels is not None else self.default_block_channels
+        common = dict(w_dim=w_dim, img_channels=3, use_fp16=use_fp16, conv_clamp=(256 if use_fp16 else None),
+                      **block_kwargs)
+        if self.block0_upsamples:
+            self.block0 = SynthesisBlock(channels, c0, resolution=self.input_resolution * 2, is_last=False, **common)
+        else:
+            self.block0 = SynthesisBlockNoUp(channels, c0, resolution=self.input_resolution, is_last=False,
+                                             **common)
+        self.block1 = SynthesisBlock(c0, c1, resolution=img_resolution, is_last=True, **common)
+        self.register_buffer('resample_filter', upfirdn2d.setup_filter([1, 3, 3, 1]))  # EG3D state-dict name
+
+    def forward(self, rgb, x, ws, **block_kwargs):
+        """rgb [N, 3, R, R], x [N, channels, R, R], ws [N, num_ws, w_dim] -> [N, 3, H, H].
+        block_kwargs (noise_mode, fused_modconv, force_fp32) reach every block."""
+        misc.assert_shape(x, [rgb.shape[0], None, rgb.shape[2], rgb.shape[3]])
+        ws = ws[:, -1:, :].repeat(1, 3, 1)        # only the last w, for every layer (SPEC §4.6)
+        res = x.shape[-1]
+        if res != self.input_resolution:
+            if self.upsample_only and res > self.input_resolution:
+                raise ValueError(f'{type(self).__name__} upsamples its input to {self.input_resolution}; '
+                                 f'got a larger render ({res}); use a neural rendering resolution <= it')
+            x = resize_bilinear(x, self.input_resolution)
+            rgb = resize_bilinear(rgb, self.input_resolution)
+        x, rgb = self.block0(x, rgb, ws, **block_kwargs)
+        x, rgb = self.block1(x, rgb, ws, **block_kwargs)
+        return rgb
+
+    def extra_repr(self):
+        return f'input_resolution={self.input_resolution}, img_resolution={self.img_resolution}'
+
+
+@persistence.persistent_class
+class SuperresolutionHybrid2X(_SuperresolutionHybrid):
+    """ShapeNet (128²): render resized to H/2 whenever it differs, no-up block, up block."""
+
+
+@persistence.persistent_class
+class SuperresolutionHybrid4X(_SuperresolutionHybrid):
+    """FFHQ / cats (256²): render upsampled to H/2 only if smaller, no-up block, up block."""
+    upsample_only = True
+
+
+@persistence.persistent_class
+class SuperresolutionHybrid8XDC(_SuperresolutionHybrid):
+    """512²: render resized to H/4 whenever it differs, two upsampling blocks (256, 128 ch)."""
+    input_divisor = 4
+    default_block_channels = (256, 128)
+    block0_upsamples = True
+
+
+SR_MODULES = {cls.__name__: cls for cls in (SuperresolutionHybrid2X, SuperresolutionHybrid4X,
+                                            SuperresolutionHybrid8XDC)}
+SR_BY_RESOLUTION = {128: 'SuperresolutionHybrid2X', 256: 'SuperresolutionHybrid4X',
+                    512: 'SuperresolutionHybrid8XDC'}  # SPEC §4.6: the default per dataset resolution
+
+
+def resolve_superresolution(name):
+    """The SR class for `name`: a class name or EG3D's dotted path
+    ('training.superresolution.SuperresolutionHybrid4X'); None -> None."""
+    if name is None:
+        return None
+    cls = SR_MODULES.get(str(name).rsplit('.', 1)[-1])
+    if cls is None:
+        raise ValueError(f'superresolution_module must be None or one of {sorted(SR_MODULES)}, got {name!r}')
+    return cls
