@@ -1,0 +1,102 @@
+"""PoF3D's loss (the reference's `StyleGAN2LossPose`, SPEC §6) as a short phase driver.
+
+    Gmain  L1 adversarial, L2 flipped adversarial (flip_to_dis), L3 pose regularizer (λ_gd)
+    Greg   density L1 (λ_dens)
+    Dmain  L4 pose head (λ_cam) or L4' (λ_gd when λ_cam = 0), L5 fake, L6 flipped fake
+           (flip_to_disd), L7 real
+    Dreg   R1 (γ)
+
+Each term is its own object (`adversarial.py`, `pose.py`, `density.py`, `r1.py`); the driver
+calls them in the reference's order and back-propagates each one separately with
+`(loss * gain).backward()`. Schedules (blur sigma, rendering resolution) are pure functions
+of cur_nimg (`training/schedules.py`).
+
+Choices (see `common.py` and `fakes.py`): blur_mode 'single' (default, one D pass on B x) or
+'reference' (the double-blur quirk of SPEC §6.5); the mirror coin comes from a
+`random.Random(seed)` owned by this object (the reference's is unseeded); `state_dict()`
+holds its state for resume.
+"""
+
+from torch_utils import training_stats
+from training import schedules
+from training.losses.adversarial import DiscriminatorFake, DiscriminatorReal, GeneratorAdversarial
+from training.losses.common import DInput, Step, backward, check_unsupported, effective_phase, real_pair
+from training.losses.density import DensityRegularizer
+from training.losses.fakes import MirrorCamera, PoF3DFakes
+from training.losses.pose import PoseHeadLoss, PoseRegularizer
+from training.losses.r1 import R1Penalty
+
+
+class PoF3DLoss:
+    """EG3D's `accumulate_gradients` interface over the PoF3D terms (SPEC §6, weights §6.6).
+
+    G: TriPlaneGenerator with pose_source 'learned'; D: DualDiscriminator with a pose head,
+    self-conditioned (c_dim 2). Defaults follow the FFHQ script where the reference CLI
+    default would not train (dis_cam_weight 2, pose_gd_weight 1). blur_fade_kimg is in kimg
+    as given (the training loop scales it by batch / 32, SPEC §4.7). seed: seeds the mirror
+    coin; pass seed * num_gpus + rank.
+    """
+
+    def __init__(self, device, G, D, augment_pipe=None, r1_gamma=10, dis_cam_weight=2.0, pose_gd_weight=1.0,
+                 flip_to_dis=True, flip_to_disd=True, flip_to_disd_weight=1.0, flip_type='flip_both',
+                 detach_pose=False, density_reg=0.25, density_reg_p_dist=0.004, reg_type='l1',
+                 blur_init_sigma=10, blur_fade_kimg=200, blur_mode='single',
+                 neural_rendering_resolution_initial=64, neural_rendering_resolution_final=None,
+                 neural_rendering_resolution_fade_kimg=1000, style_mixing_prob=0, pl_weight=0, seed=0):
+        check_unsupported(style_mixing_prob, pl_weight)
+        if (dis_cam_weight > 0 or pose_gd_weight > 0) and getattr(D, 'pose_head', True) is None:
+            raise ValueError('dis_cam_weight / pose_gd_weight > 0 need a discriminator with a pose head')
+        self.device, self.G, self.D = device, G, D
+        self.r1_gamma, self.density_reg = r1_gamma, density_reg
+        self.blur_init_sigma, self.blur_fade_kimg = blur_init_sigma, blur_fade_kimg
+        self.nrr = (neural_rendering_resolution_initial, neural_rendering_resolution_final,
+                    neural_rendering_resolution_fade_kimg)
+
+        d_input = DInput(blur_mode, augment_pipe)
+        self.mirror = MirrorCamera(flip_type, seed)
+        plain, flipped = PoF3DFakes(), PoF3DFakes(self.mirror, detach_pose)
+        w_f = flip_to_disd_weight if flip_to_disd else 1.0   # scales both D fake terms (SPEC §12.6)
+        self.G_adv = GeneratorAdversarial(d_input, plain, 1.0, 'fake')                             # L1
+        self.G_adv_flip = GeneratorAdversarial(d_input, flipped, float(flip_to_dis), 'fake_flip')  # L2
+        self.G_pose = PoseRegularizer(d_input, pose_gd_weight)                                     # L3
+        self.G_density = DensityRegularizer(density_reg, density_reg_p_dist, reg_type=reg_type)
+        cam_weight = dis_cam_weight if dis_cam_weight > 0 else pose_gd_weight                      # L4 or L4'
+        self.D_pose = PoseHeadLoss(d_input, cam_weight, update_emas=dis_cam_weight > 0)
+        self.D_fake = DiscriminatorFake(d_input, plain, w_f, 'fake')                               # L5
+        self.D_fake_flip = DiscriminatorFake(d_input, flipped, w_f if flip_to_disd else 0.0, 'fake_flip')  # L6
+        self.D_real = DiscriminatorReal(d_input)                                                   # L7
+        self.D_r1 = R1Penalty(d_input, r1_gamma)
+
+    def step(self, cur_nimg: float) -> Step:
+        """Schedule values at cur_nimg (SPEC §4.7)."""
+        return Step(blur_sigma=schedules.blur_sigma(cur_nimg, self.blur_init_sigma, self.blur_fade_kimg),
+                    resolution=schedules.neural_rendering_resolution(cur_nimg, *self.nrr))
+
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
+        """real_img [N, 3, H, H] in [-1, 1], real_c [N, 25] (unused: D labels itself),
+        gen_z [N, z_dim], gen_c [N, 25] (intrinsics only), gain = the phase interval."""
+        del real_c
+        phase = effective_phase(phase, self.density_reg > 0, self.r1_gamma > 0)
+        G, D, step = self.G, self.D, self.step(cur_nimg)
+        if phase in ('Gmain', 'Gboth'):
+            for term in (self.G_adv, self.G_adv_flip, self.G_pose):
+                backward(term(G, D, gen_z, gen_c, step), gain)
+        if phase in ('Greg', 'Gboth'):
+            backward(self.G_density(G, gen_z, gen_c), gain)
+        if phase in ('Dmain', 'Dboth'):
+            backward(self.D_pose(G, D, gen_z, gen_c, step), gain)
+            adv = [backward(term(G, D, gen_z, gen_c, step), gain) for term in (self.D_fake, self.D_fake_flip)]
+            real = real_pair(real_img, step.resolution, step.blur_sigma)
+            adv.append(backward(self.D_real(D, real, None, step), gain))
+            training_stats.report('Loss/D/loss', sum(x for x in adv if x is not None))
+        if phase in ('Dreg', 'Dboth'):
+            real = real_pair(real_img, step.resolution, step.blur_sigma)
+            backward(self.D_r1(D, real, None, step), gain)
+
+    def state_dict(self) -> dict:
+        """RNG state for resume (the mirror coin)."""
+        return {'mirror': self.mirror.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mirror.load_state_dict(state['mirror'])
+

@@ -1,0 +1,60 @@
+"""Pose losses of PoF3D (SPEC §6.1 L3, §6.3 L4 / L4'). MSE = mean over batch × 2.
+
+    PoseRegularizer  (G)  L3  = λ_gd  · MSE(ξ_G^det(z), sg D_pose(B G(z)))
+    PoseHeadLoss     (D)  L4  = λ_cam · MSE(D_pose(B G(z)), sg ξ_G(z))
+                          L4' = λ_gd  · MSE(D_pose(B G^det(z)), sg ξ_G^det(z))   (λ_gd > 0, λ_cam = 0)
+
+ξ_G^det is the pose from the detach_w mapping call: the pose learner reads sg(w), so L3's
+gradient reaches only the two pose-learner layers (SPEC §6.1.3). Its target is detached, so
+the render and D's prediction carry no graph (computed under no_grad: same values, less memory).
+In the D phase G gets no gradient, so L4' equals L4 numerically up to its weight and the
+w_avg update (the reference renders L4 with update_emas=True).
+"""
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from torch_utils import training_stats
+from training.losses.common import DInput, Step, fake_pair
+
+
+class PoseRegularizer:
+    """L3 for G (SPEC §6.1.3): pulls the pose learner toward D's pose estimate of G's own image."""
+
+    def __init__(self, d_input: DInput, weight: float):
+        self.d_input, self.weight = d_input, weight
+
+    def __call__(self, G, D, z: torch.Tensor, c: torch.Tensor, step: Step) -> Optional[torch.Tensor]:
+        """z [N, z_dim], c [N, 25] -> scalar (None when weight is 0)."""
+        if not self.weight:
+            return None
+        pose = G.pose(z, c, detach_w=True).pose                               # [N, 2], graph: pose learner only
+        with torch.no_grad():
+            out = G(z, c, neural_rendering_resolution=step.resolution, detach_w=True)
+            target = self.d_input.pose(D, fake_pair(out), step.blur_sigma)   # [N, 2] = sg D_pose(B G z)
+        loss = F.mse_loss(pose, target) * self.weight
+        training_stats.report('Loss/G/posegloss', loss)
+        return loss
+
+
+class PoseHeadLoss:
+    """L4 / L4' for D (SPEC §6.3.1-2): regress G's raw (h, v) from the blurred fake.
+
+    Trains D's trunk up to the epilogue conv plus the pose head. update_emas: render with
+    w_avg tracking (True for L4 as the reference, False for L4').
+    """
+
+    def __init__(self, d_input: DInput, weight: float, update_emas: bool = True):
+        self.d_input, self.weight, self.update_emas = d_input, weight, update_emas
+
+    def __call__(self, G, D, z: torch.Tensor, c: torch.Tensor, step: Step) -> Optional[torch.Tensor]:
+        if not self.weight:
+            return None
+        with torch.no_grad():
+            out = G(z, c, neural_rendering_resolution=step.resolution, update_emas=self.update_emas)
+        pred = self.d_input.pose(D, fake_pair(out), step.blur_sigma)         # [N, 2]
+        loss = F.mse_loss(pred, out['pose'].detach()) * self.weight
+        training_stats.report('Loss/D/loss_Dcam', loss)
+        return loss

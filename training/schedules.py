@@ -1,0 +1,92 @@
+"""Training schedules: pure functions of the number of real images seen (`cur_nimg`).
+
+Nothing here keeps state; the training loop and the losses call these each step with the
+current `cur_nimg` (STYLE 6). Sources:
+- `blur_sigma`, `gaussian_blur`, `neural_rendering_resolution`: SPEC §4.7;
+- `swapping_prob`: SPEC §6.1 (EG3D generator pose conditioning);
+- `ema_beta`, `lazy_reg_adam_kwargs`: SPEC §7.
+"""
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from torch_utils.ops import upfirdn2d
+
+
+def _fade_alpha(cur_nimg: float, fade_kimg: float) -> float:
+    """Linear ramp 0 -> 1 over `fade_kimg` thousand images; 1 at once when fade_kimg <= 0."""
+    if fade_kimg <= 0:
+        return 1.0
+    return min(cur_nimg / (fade_kimg * 1e3), 1.0)
+
+
+def blur_sigma(cur_nimg: float, blur_init_sigma: float, blur_fade_kimg: float) -> float:
+    """Std (pixels) of the Gaussian blur of D's `image` input (SPEC §4.7):
+    sigma(t) = max(1 - t / (blur_fade_kimg * 1000), 0) * blur_init_sigma; 0 when blur_fade_kimg <= 0."""
+    if blur_fade_kimg <= 0:
+        return 0.0
+    return max(1.0 - cur_nimg / (blur_fade_kimg * 1e3), 0.0) * blur_init_sigma
+
+
+def blur_kernel(sigma: float, device=None) -> Optional[torch.Tensor]:
+    """Normalized 1-D Gaussian taps [2K+1], K = floor(3 sigma), weights 2^(-(k/sigma)^2)
+    (SPEC §4.7); None when K = 0 (no blur)."""
+    size = math.floor(sigma * 3) if sigma > 0 else 0
+    if size <= 0:
+        return None
+    k = torch.arange(-size, size + 1, device=device, dtype=torch.float32)
+    f = k.div(sigma).square().neg().exp2()
+    return f / f.sum()
+
+
+def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Blur img [N, C, H, W] with the separable kernel of `blur_kernel` (same size, zero padding
+    as EG3D's `filter2d`). Out of place; returns `img` itself when the kernel is empty."""
+    f = blur_kernel(sigma, device=img.device)
+    if f is None:
+        return img
+    return upfirdn2d.filter2d(img, f.to(img.dtype))
+
+
+def neural_rendering_resolution(cur_nimg: float, initial: int, final: Optional[int] = None,
+                                fade_kimg: float = 0) -> int:
+    """R(t) = rint(initial (1 - a) + final a), a = min(t / (fade_kimg * 1000), 1) (SPEC §4.7);
+    `initial` when final is None. fade_kimg <= 0 jumps to `final`."""
+    if final is None:
+        return int(initial)
+    a = _fade_alpha(cur_nimg, fade_kimg)
+    return int(np.rint(initial * (1 - a) + final * a))
+
+
+def swapping_prob(cur_nimg: float, gpc_reg_prob: Optional[float], gpc_reg_fade_kimg: float = 0) -> Optional[float]:
+    """EG3D's probability of conditioning the mapping on another sample's camera (SPEC §6.1):
+    (1 - a) * 1 + a * gpc_reg_prob, a = min(t / (fade * 1000), 1) or 1 when the fade is 0.
+    None (no generator pose conditioning: the mapping gets zeros) when gpc_reg_prob is None."""
+    if gpc_reg_prob is None:
+        return None
+    a = _fade_alpha(cur_nimg, gpc_reg_fade_kimg)
+    return (1 - a) * 1.0 + a * gpc_reg_prob
+
+
+def ema_beta(cur_nimg: float, batch: int, ema_kimg: float, ema_rampup: Optional[float]) -> float:
+    """G_ema decay per step (SPEC §7): ema_nimg = min(ema_kimg * 1000, cur_nimg * ema_rampup)
+    (no min when ema_rampup is None), beta = 0.5 ** (batch / max(ema_nimg, 1e-8))."""
+    ema_nimg = ema_kimg * 1000
+    if ema_rampup is not None:
+        ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
+    return 0.5 ** (batch / max(ema_nimg, 1e-8))
+
+
+def lazy_reg_adam_kwargs(lr: float, betas: Sequence[float], interval: Optional[int]) -> dict:
+    """Adam lr/betas for a module whose regularizer runs every `interval` steps (SPEC §7):
+    k = interval / (interval + 1), lr * k, betas ** k. Unchanged when interval is None or 0.
+
+    Example: D (lr 0.002, betas (0, 0.99), interval 16) -> lr 0.002*16/17, beta2 0.99**(16/17).
+    """
+    if not interval:
+        return dict(lr=lr, betas=tuple(betas))
+    k = interval / (interval + 1)
+    return dict(lr=lr * k, betas=tuple(b ** k for b in betas))
