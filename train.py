@@ -1,0 +1,256 @@
+"""Train a PoF3D (or EG3D-style) tri-plane GAN. A thin command-line layer over training/config.py.
+
+Examples:
+
+    # PoF3D on FFHQ as in the paper (the shipped recipe: bash ffhq.sh)
+    python train.py --outdir runs --cfg ffhq --data FFHQ_512.zip --gpus 8 --batch 32 --gamma 1 \\
+        --dis_cam_weight 2 --pose_gd_weight 1 --plane_axes legacy --resume auto
+
+    # small CPU run on make_synthetic.py data (one thread per process is much faster on a busy box)
+    OMP_NUM_THREADS=1 python train.py --outdir runs --cfg synthetic --data data/car32_unlabeled.zip --kimg 20
+
+Options left unset take the value of the --cfg preset (training/config.py: PRESETS), else the
+EG3D/PoF3D default. Resume is "run the same command again" with `--resume auto`: it continues
+the newest run directory of the same description and options from its latest training state
+(see training/checkpoint.py). `--resume PATH.pkl` starts a new run from a network pickle.
+`--kimg` and `--tick` may be fractions (smoke tests); snapshot names then carry the images past
+the kimg (`network-snapshot-000000.016.pkl`). Hidden `--override FIELD=JSON` (repeatable) sets
+any config field by name, e.g. `--override plane_resolution=16` (tests, experiments).
+"""
+
+import json
+import os
+
+import click
+import torch
+
+import dnnlib
+from training import config as config_lib
+from training.config import PRESETS
+
+
+def _comma_list(ctx, param, value):
+    if value is None:
+        return None
+    return () if value.strip().lower() == 'none' else tuple(x for x in value.split(',') if x)
+
+
+def _overrides(ctx, param, values):
+    """--override KEY=VALUE (hidden, for tests and experiments): VALUE is JSON, else a string."""
+    out = {}
+    for item in values:
+        key, sep, text = item.partition('=')
+        if not sep:
+            raise click.BadParameter(f'expected KEY=VALUE, got {item!r}')
+        try:
+            out[key.strip()] = json.loads(text)
+        except ValueError:
+            out[key.strip()] = text
+    return out
+
+
+B, F, I = click.BOOL, click.FLOAT, click.INT
+POS_INT, POS_FLOAT = click.IntRange(min=1), click.FloatRange(min=0, min_open=True)
+
+# (option declarations, type, help). Every option defaults to None = "the preset's value".
+OPTIONS = [
+    (('--outdir',), str, 'Where to make the run directory [required]'),
+    (('--cfg',), click.Choice(sorted(PRESETS)), 'Preset (rendering constants and recipe values) [required]'),
+    (('--data',), str, 'Training data: .zip or folder [required]'),
+    (('--gpus',), POS_INT, 'Number of GPUs (processes; gloo CPU processes without CUDA) [default: 1]'),
+    (('--batch',), POS_INT, 'Total batch size [preset]'),
+    (('--batch-gpu',), POS_INT, 'Images per accumulation chunk per GPU [default: batch/gpus]'),
+    (('--gamma',), click.FloatRange(min=0), 'R1 regularization weight [preset]'),
+    (('--kimg',), POS_FLOAT, 'Training length in kimg [default: 25000]'),
+    (('--tick',), POS_FLOAT, 'kimg between progress ticks [default: 4]'),
+    (('--snap',), POS_INT, 'Ticks between snapshots (network, training state, images, metrics) [default: 50]'),
+    (('--seed',), click.IntRange(min=0), 'Random seed [default: 0]'),
+    (('--resume',), str, "'auto' (continue the matching run in outdir), a run dir, a training-state .pt, "
+                         'or a network .pkl/URL (weights only)'),
+    (('--desc',), str, 'Suffix of the run directory name'),
+    (('--metrics',), str, "Metrics after each snapshot, comma-separated or 'none' [default: fid50k_full]"),
+    (('--mirror',), B, 'Dataset x-flips [default: False]'),
+    (('--workers',), click.IntRange(min=0), 'DataLoader worker processes [default: 3]'),
+    (('--cache_dir',), str, 'Cache directory for downloads (metrics networks)'),
+    (('--pose_source',), click.Choice(config_lib.POSE_SOURCES),
+     "G's camera: learned (PoF3D), dataset (EG3D labels), prior, prior_residual [default: learned]"),
+    (('--plane_axes',), click.Choice(['correct', 'legacy']),
+     "Tri-plane axes; 'legacy' = EG3D/PoF3D's bi-plane quirk, used by the paper recipes [default: correct]"),
+    (('--blur_mode',), click.Choice(['single', 'reference']),
+     "D input blur: 'single' (one D pass) or 'reference' (the reference's double blur) [default: single]"),
+    (('--dataset_resolution',), POS_INT, 'Training resolution; images are resized on load [preset]'),
+    (('--create_label_fov',), POS_FLOAT, 'FOV (degrees) for synthesized intrinsics labels; crops images square'),
+    (('--pad_long',), B, 'With --create_label_fov: pad to the long side (white) instead of cropping'),
+    (('--neural_rendering_resolution_initial',), POS_INT, 'Neural rendering resolution at the start [preset]'),
+    (('--neural_rendering_resolution_final',), POS_INT, 'Neural rendering resolution after the fade [default: none]'),
+    (('--neural_rendering_resolution_fade_kimg',), click.FloatRange(min=0), 'kimg of the fade [default: 1000]'),
+    (('--superres',), B, 'Super-resolution module [preset]'),
+    (('--dual_discrimination',), B, 'D sees image and raw image (True is the only implemented D) [default: True]'),
+    (('--flip_to_dis',), B, 'G loss on the mirrored render [default: True]'),
+    (('--flip_to_disd',), B, 'D loss on the mirrored render [default: True]'),
+    (('--flip_to_disd_weight',), click.FloatRange(min=0), 'Weight of both D fake terms with --flip_to_disd'),
+    (('--flip_type',), click.Choice(['flip_both', 'flip_both_shapenet']), 'Mirror pair [preset]'),
+    (('--lr_multiplier',), POS_FLOAT, 'Learning-rate multiplier of the mapping network layers [default: 0.01]'),
+    (('--lr_multiplier_pose',), POS_FLOAT, 'Learning-rate multiplier of the pose learner [default: 0.01]'),
+    (('--gen_pose_cond',), B, 'EG3D generator pose conditioning (pose_source dataset only) [default: False]'),
+    (('--dis_pose_cond',), B, 'Condition D on its predicted pose (learned) or labels [default: True]'),
+    (('--dis_cam_weight',), click.FloatRange(min=0), 'D pose-head loss weight; > 0 iff --dis_pose_cond [preset]'),
+    (('--pose_gd_weight',), click.FloatRange(min=0), "Weight pulling G's pose toward D's estimate [preset]"),
+    (('--clamp_h_min',), F, 'Lower clamp of the learned h (needs --clamp_h_max)'),
+    (('--clamp_h_max',), F, 'Upper clamp of the learned h (needs --clamp_h_min)'),
+    (('--clamp_v_min',), F, 'Lower clamp of the learned v (needs --clamp_v_max)'),
+    (('--clamp_v_max',), F, 'Upper clamp of the learned v (needs --clamp_v_min)'),
+    (('--safe_pose_clamp',), B, 'Clamp v to [1e-5, pi-1e-5] before the camera is built [default: True]'),
+    (('--density_reg',), click.FloatRange(min=0), 'Density regularization weight [default: 0.25]'),
+    (('--density_reg_every',), POS_INT, 'Density regularization interval [default: 4]'),
+    (('--density_reg_p_dist',), click.FloatRange(min=0), 'Density regularization perturbation [default: 0.004]'),
+    (('--glr',), POS_FLOAT, 'G learning rate [default: 0.0025]'),
+    (('--dlr',), POS_FLOAT, 'D learning rate [default: 0.002]'),
+    (('--blur_fade_kimg',), click.FloatRange(min=0), 'Blur fade at batch 32 (scaled by batch/32) [default: 200]'),
+    (('--cbase',), POS_INT, 'Channel base [default: 32768]'),
+    (('--cmax',), POS_INT, 'Max. channels [default: 512]'),
+    (('--map-depth',), POS_INT, 'Mapping network depth [default: 2]'),
+    (('--mbstd-group',), POS_INT, 'D minibatch-std group size [default: 4]'),
+    (('--freezed',), click.IntRange(min=0), 'Freeze the first k D layers [default: 0]'),
+    (('--aug',), click.Choice(['noaug', 'ada', 'fixed']), 'Augmentation (only noaug is implemented)'),
+    (('--g_num_fp16_res',), click.IntRange(min=0), 'G resolutions in fp16 [default: 0]'),
+    (('--d_num_fp16_res',), click.IntRange(min=0), 'D resolutions in fp16 [default: 4]'),
+    (('--sr_num_fp16_res',), click.IntRange(min=0), 'Super-resolution in fp16 when > 0 [default: 4]'),
+    (('--disc_c_noise',), click.FloatRange(min=0), "Noise on D's conditioning label [default: 0]"),
+    (('--sr_noise_mode',), click.Choice(['random', 'none']), 'Super-resolution noise [default: none]'),
+    (('--detach_pose',), B, 'Detach the mirrored camera in the G flip term [default: False]'),
+    (('--dis_linear_pose',), B, "Linear D pose head [default: False]"),
+    (('--pose_head_channels',), POS_INT, "Hidden width of D's pose head [preset]"),
+    (('--gpc_reg_prob',), click.FloatRange(0, 1), 'EG3D pose-conditioning swap probability [default: 0]'),
+    (('--gpc_reg_fade_kimg',), click.FloatRange(min=0), 'Fade of the swap probability [default: 1000]'),
+    (('--decoder_lr_mul',), POS_FLOAT, 'OSG decoder lr multiplier [default: 1]'),
+    (('--ray_start',), POS_FLOAT, 'Ray near bound [preset]'),
+    (('--ray_end',), POS_FLOAT, 'Ray far bound [preset]'),
+    (('--avg_camera_radius',), POS_FLOAT, 'Camera radius [preset]'),
+    (('--box_warp',), POS_FLOAT, 'Side of the tri-plane cube [preset]'),
+    (('--resume_blur',), B, 'Keep the D blur when starting from a network pickle [default: False]'),
+    (('--nobench',), B, 'Disable cudnn.benchmark [default: False]'),
+]
+NOT_CONFIG = ('outdir', 'resume', 'dry_run', 'override', 'cache_dir', 'clamp_h_min', 'clamp_h_max', 'clamp_v_min',
+              'clamp_v_max')
+
+
+def _add_options(fn):
+    for decls, kind, text in reversed(OPTIONS):
+        kwargs = dict(callback=_comma_list) if decls[0] == '--metrics' else {}
+        if decls[0] in ('--outdir', '--cfg', '--data'):
+            kwargs.update(required=True)
+        else:
+            kwargs.update(default=None)   # None = not given: the preset's value
+        fn = click.option(*decls, type=kind, help=text.replace(' [required]', ''), **kwargs)(fn)
+    fn = click.option('--override', multiple=True, hidden=True, callback=_overrides)(fn)
+    return click.option('-n', '--dry-run', is_flag=True, help='Print the options and parameter counts, then exit')(fn)
+
+
+def _pair(opts, name):
+    lo, hi = opts[f'{name}_min'], opts[f'{name}_max']
+    if (lo is None) != (hi is None):
+        raise click.UsageError(f'--{name}_min and --{name}_max must be given together')
+    return None if lo is None else (lo, hi)
+
+
+def make_config(opts: dict):
+    """Config from the CLI options (None = not given)."""
+    fields = {k: v for k, v in opts.items() if k not in NOT_CONFIG}
+    fields.update(clamp_h=_pair(opts, 'clamp_h'), clamp_v=_pair(opts, 'clamp_v'), **opts['override'])
+    try:
+        return config_lib.build_config(**fields)
+    except (KeyError, TypeError, ValueError) as err:
+        raise click.UsageError(f'bad --override: {err}') from None
+
+
+def check_config(c) -> None:
+    """Invalid combinations -> one-line usage errors."""
+    m, r, res = c.model, c.rendering, c.data.dataset_resolution
+    if not os.path.exists(c.data.data):
+        raise click.UsageError(f'--data {c.data.data}: no such file or directory')
+    if c.batch % c.gpus != 0 or c.batch_per_gpu % c.chunk != 0:
+        raise click.UsageError(f'--batch {c.batch} must be a multiple of --gpus {c.gpus} times --batch-gpu {c.chunk}')
+    if c.chunk < m.mbstd_group or c.chunk % m.mbstd_group != 0:
+        raise click.UsageError(f'--batch-gpu {c.chunk} must be a multiple of the D minibatch-std group '
+                               f'({m.mbstd_group}); change --batch-gpu or --mbstd-group')
+    if res < 8 or res & (res - 1):
+        raise click.UsageError(f'--dataset_resolution {res} must be a power of two >= 8')
+    if m.pose_source == 'learned' and m.dis_pose_cond != (c.loss.dis_cam_weight > 0):
+        raise click.UsageError('--dis_pose_cond True needs --dis_cam_weight > 0, and --dis_cam_weight > 0 needs '
+                               '--dis_pose_cond True (SPEC §12.11)')
+    if m.superres and res not in config_lib.SR_BY_RESOLUTION:
+        raise click.UsageError(f'--superres True needs --dataset_resolution in {sorted(config_lib.SR_BY_RESOLUTION)}; '
+                               f'got {res} (use --superres False)')
+    finals = {r.neural_rendering_resolution_initial, r.neural_rendering_resolution_final or res}
+    if not m.superres and finals != {res}:
+        raise click.UsageError(f'--superres False renders at the image size: the neural rendering resolution must '
+                               f'be --dataset_resolution ({res})')
+    if c.aug != 'noaug':
+        raise click.UsageError(f'--aug {c.aug} is not implemented (no shipped recipe uses augmentation)')
+    if not m.dual_discrimination:
+        raise click.UsageError('--dual_discrimination False is not implemented (the dual discriminator is the only D)')
+    if c.loss.blur_mode != 'single' and m.pose_source != 'learned':
+        raise click.UsageError('--blur_mode reference needs --pose_source learned')
+
+
+def check_dataset(c) -> None:
+    """Open the dataset as training will (labels are required: G reads intrinsics from them)."""
+    try:
+        dataset = dnnlib.util.construct_class_by_name(**c.training_set_kwargs())
+    except (IOError, OSError, ValueError) as err:
+        raise click.UsageError(f'--data: {" ".join(str(err).split())}') from None
+    if dataset.label_dim != 25:
+        raise click.UsageError(f'--data {c.data.data} has no camera labels (dataset.json); pass --create_label_fov '
+                               f'DEGREES to synthesize intrinsics')
+    if c.model.pose_source == 'dataset' and not dataset.get_label(0)[:16].any():
+        raise click.UsageError('--pose_source dataset needs camera poses in dataset.json; this dataset has none')
+
+
+def check_metrics(c) -> None:
+    from training.training_loop import load_metric_main
+    metric_main = load_metric_main()
+    if metric_main is None or not c.metrics:
+        return      # the training loop skips metrics with a note
+    bad = [m for m in c.metrics if not metric_main.is_valid_metric(m)]
+    if bad:
+        raise click.UsageError(f'--metrics: unknown {bad}; choose from {metric_main.list_valid_metrics()}')
+
+
+def dry_run(c) -> None:
+    from training.training_loop import describe
+    print(json.dumps(describe(c), indent=2))
+    for name, kwargs in (('G', c.G_kwargs()), ('D', c.D_kwargs())):
+        net = dnnlib.util.construct_class_by_name(**kwargs)
+        print(f'{name} parameters: {sum(p.numel() for p in net.parameters()):,}')
+    print(f'Run directory name: <id>-{c.run_desc}\nDry run; exiting.')
+
+
+@click.command(context_settings=dict(max_content_width=120))
+@_add_options
+def main(**opts):
+    """Train a PoF3D tri-plane GAN (SPEC §8). Unset options take the --cfg preset's value."""
+    c = make_config(opts)
+    check_config(c)
+    check_dataset(c)
+    check_metrics(c)
+    if opts['cache_dir']:
+        dnnlib.util.set_cache_dir(opts['cache_dir'])
+        os.environ['DNNLIB_CACHE_DIR'] = opts['cache_dir']   # for spawned processes
+    if opts['dry_run']:
+        dry_run(c)
+        return
+    from training import checkpoint, distributed, training_loop
+    if torch.cuda.is_available() and c.gpus > torch.cuda.device_count() and not distributed.under_torchrun():
+        raise click.UsageError(f'--gpus {c.gpus}: only {torch.cuda.device_count()} CUDA devices are visible')
+    plan = None
+    if not distributed.under_torchrun():   # under torchrun, rank 0 plans inside the process group
+        try:
+            plan = checkpoint.plan_run(opts['outdir'], c.run_desc, c.to_dict(), opts['resume'])
+        except ValueError as err:
+            raise click.UsageError(str(err)) from None
+    distributed.launch(training_loop.main, c.gpus, c, opts['outdir'], opts['resume'], plan)
+
+
+if __name__ == '__main__':
+    main()

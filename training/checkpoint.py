@@ -1,0 +1,213 @@
+"""Snapshots and resume (SPEC §7; STYLE 12: training state apart from the network export).
+
+Each snapshot writes two files into the run directory, both atomically (temp file + os.replace,
+so a killed run never leaves a half-written file under the final name):
+
+    network-snapshot-{kimg:06d}.pkl   EG3D format: dict(G, D, G_ema, augment_pipe=None,
+                                      training_set_kwargs); deep-copied CPU modules in eval mode
+    training-state-{kimg:06d}.pt      torch.save dict: counters (cur_nimg, cur_tick, batch_idx,
+                                      tick_start_nimg), optimizer states, per-rank RNG states
+                                      (torch, CUDA, numpy, python) and loss state (its own RNGs),
+                                      the data position (batches consumed), the config
+
+The pickle is written first: a training state always has its pickle (G, D and G_ema weights
+live only there). When the tick length is not a whole number of kimg (smoke tests), the tag
+gets the remainder in images, `{kimg:06d}.{nimg % 1000:03d}`, so that snapshots stay distinct.
+
+Resume (`plan_run`): `--resume auto` continues the newest run directory in outdir whose name
+has the same description (`{cfg}-{data}-gpus{N}-batch{B}-gamma{g}[-desc]`) and whose
+training_options.json matches the current options (except those in RESUME_MAY_CHANGE), from
+its latest training state; otherwise it starts a new run. So "resume = run the same command
+again". `--resume RUN_DIR` or `--resume .../training-state-*.pt` continues that run (an error
+if the options differ); `--resume network.pkl` (path or URL) starts a new run from the weights
+only, as EG3D does (counters from 0).
+"""
+
+import copy
+import dataclasses
+import glob
+import json
+import os
+import pickle
+import random
+import re
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+import dnnlib
+
+NETWORK_FMT = 'network-snapshot-{tag}.pkl'
+STATE_FMT = 'training-state-{tag}.pt'
+_STATE_RE = re.compile(r'^training-state-(\d+)(?:\.(\d{3}))?\.pt$')
+OPTIONS_FNAME = 'training_options.json'
+RESUME_MAY_CHANGE = ('kimg', 'tick', 'snap', 'metrics', 'image_grid', 'workers', 'nobench')
+
+
+def snapshot_tag(cur_nimg: int, fine: bool = False) -> str:
+    """'{kimg:06d}' (EG3D); fine: '{kimg:06d}.{rest:03d}' for sub-kimg ticks."""
+    tag = f'{cur_nimg // 1000:06d}'
+    return f'{tag}.{cur_nimg % 1000:03d}' if fine else tag
+
+
+def atomic_save(path: str, write) -> None:
+    """write(file) into a temp file next to `path`, fsync, then rename it onto `path`."""
+    tmp = f'{path}.tmp{os.getpid()}'
+    try:
+        with open(tmp, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+# ---------------------------------------------------------------------------------------------
+# Network pickles (EG3D format).
+
+def snapshot_modules(modules: dict) -> dict:
+    """{name: module} -> deep copies on the CPU, eval mode, requires_grad False."""
+    return {name: None if m is None else copy.deepcopy(m).eval().requires_grad_(False).cpu()
+            for name, m in modules.items()}
+
+
+def save_network_pickle(path: str, G, D, G_ema, training_set_kwargs: dict) -> dict:
+    data = dict(training_set_kwargs=dict(training_set_kwargs))
+    data.update(snapshot_modules(dict(G=G, D=D, G_ema=G_ema, augment_pipe=None)))
+    atomic_save(path, lambda f: pickle.dump(data, f))
+    return data
+
+
+def load_network_pickle(path_or_url: str) -> dict:
+    with dnnlib.util.open_url(path_or_url) as f:
+        return pickle.load(f)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training state.
+
+def rng_state() -> dict:
+    """This process's global RNG states (torch CPU, CUDA if in use, numpy, python)."""
+    state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state['torch'])
+    np.random.set_state(state['numpy'])
+    random.setstate(state['python'])
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+def save_training_state(path: str, state: dict) -> None:
+    atomic_save(path, lambda f: torch.save(state, f))
+
+
+def load_training_state(path: str) -> dict:
+    # Our own file: optimizer states, RNG states, config (plain Python objects besides tensors).
+    return torch.load(path, map_location='cpu', weights_only=False)
+
+
+def _state_nimg(fname: str) -> Optional[int]:
+    m = _STATE_RE.match(fname)
+    return None if m is None else int(m.group(1)) * 1000 + int(m.group(2) or 0)
+
+
+def find_latest(run_dir: str) -> Optional[str]:
+    """The newest training-state-*.pt in run_dir whose network pickle exists, or None."""
+    found = []
+    for path in glob.glob(os.path.join(glob.escape(run_dir), 'training-state-*.pt')):
+        name = os.path.basename(path)
+        nimg = _state_nimg(name)
+        pkl = os.path.join(run_dir, NETWORK_FMT.format(tag=name[len('training-state-'):-len('.pt')]))
+        if nimg is not None and os.path.isfile(pkl):
+            found.append((nimg, os.path.getmtime(path), path))
+    return max(found)[2] if found else None
+
+
+def network_pickle_for(state_path: str) -> str:
+    """The network pickle written with a training state."""
+    name = os.path.basename(state_path)
+    return os.path.join(os.path.dirname(state_path),
+                        NETWORK_FMT.format(tag=name[len('training-state-'):-len('.pt')]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Run directories and resume plans.
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """Where to write and what to start from."""
+    run_dir: str
+    state: Optional[str] = None      # continue exactly from this training state
+    network: Optional[str] = None    # initialize G, D, G_ema from this pickle (EG3D resume)
+
+
+def new_run_dir(outdir: str, desc: str) -> str:
+    """`{outdir}/{id:05d}-{desc}`, id = 1 + the largest numeric prefix in outdir (0 when empty)."""
+    os.makedirs(outdir, exist_ok=True)
+    while True:
+        ids = [int(m.group()) for m in (re.match(r'^\d+', x) for x in os.listdir(outdir)
+                                        if os.path.isdir(os.path.join(outdir, x))) if m]
+        run_dir = os.path.join(outdir, f'{max(ids, default=-1) + 1:05d}-{desc}')
+        try:
+            os.makedirs(run_dir)
+            return run_dir
+        except FileExistsError:   # another launch took this id: try the next one
+            continue
+
+
+def options_mismatch(run_dir: str, config_dict: dict) -> List[str]:
+    """Config fields that differ between run_dir's training_options.json and config_dict
+    (ignoring RESUME_MAY_CHANGE); ['training_options.json'] if it cannot be read."""
+    try:
+        with open(os.path.join(run_dir, OPTIONS_FNAME)) as f:
+            saved = json.load(f)['config']
+    except (OSError, ValueError, KeyError):
+        return [OPTIONS_FNAME]
+    current = json.loads(json.dumps(config_dict))
+    return sorted(_diff(saved, current, ''))
+
+
+def _diff(a, b, prefix: str) -> List[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b)):
+            if key not in RESUME_MAY_CHANGE:
+                out += _diff(a.get(key), b.get(key), f'{prefix}{key}.')
+        return out
+    return [] if a == b else [prefix.rstrip('.')]
+
+
+def plan_run(outdir: str, desc: str, config_dict: dict, resume: Optional[str]) -> RunPlan:
+    """Decide the run directory and starting point (module docstring). ValueError with a
+    one-line message for an unusable --resume."""
+    if resume is None:
+        return RunPlan(new_run_dir(outdir, desc))
+    if resume == 'auto':
+        pattern = re.compile(r'^\d+-' + re.escape(desc) + '$')
+        dirs = sorted(d for d in os.listdir(outdir) if pattern.match(d)) if os.path.isdir(outdir) else []
+        for name in reversed(dirs):
+            run_dir = os.path.join(outdir, name)
+            state = find_latest(run_dir)
+            if state is not None and not options_mismatch(run_dir, config_dict):
+                return RunPlan(run_dir, state=state)
+        return RunPlan(new_run_dir(outdir, desc))
+    if os.path.isdir(resume) or (resume.endswith('.pt') and os.path.isfile(resume)):
+        state = find_latest(resume) if os.path.isdir(resume) else resume
+        if state is None:
+            raise ValueError(f'--resume {resume}: no training-state-*.pt with its network pickle in that directory')
+        run_dir = os.path.dirname(os.path.abspath(state))
+        diff = options_mismatch(run_dir, config_dict)
+        if diff:
+            raise ValueError(f'--resume {resume}: the run was trained with different options: {", ".join(diff)}')
+        return RunPlan(run_dir, state=state)
+    if not (dnnlib.util.is_url(resume) or os.path.isfile(resume)):
+        raise ValueError(f'--resume {resume}: not a run directory, training-state .pt, network .pkl, URL or "auto"')
+    return RunPlan(new_run_dir(outdir, desc), network=resume)

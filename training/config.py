@@ -1,0 +1,319 @@
+"""Training configuration: frozen dataclasses (one doc line per field) and the presets table.
+
+    config = build_config('ffhq', data='FFHQ_512.zip', gamma=1, ...)
+
+Values are layered: the dataclass defaults (the EG3D/PoF3D CLI defaults, SPEC §8.1) <- the
+row of `PRESETS` for the cfg (SPEC §8.2 rendering constants and the §8.3 recipe values) <-
+explicit overrides (train.py options). Field names are the train.py option names (dashes as
+underscores) and are unique across the sections, so an override finds its section by name.
+
+The `*_kwargs()` methods turn a config into the constructor arguments of the dataset, G, D and
+the loss (EG3D names, so training_options.json reads like EG3D's).
+"""
+
+import dataclasses
+import math
+from typing import Any, Dict, Optional, Tuple
+
+from training.pose_sources import POSE_SOURCES
+from training.superresolution import SR_BY_RESOLUTION
+
+__all__ = ['POSE_SOURCES', 'PRESETS', 'TrainConfig', 'build_config', 'replace']
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    data: str = ''                        # dataset .zip or folder (SPEC §2)
+    dataset_resolution: int = 128         # training resolution H; images of another size are resized on load
+    mirror: bool = False                  # x-flip augmentation: doubles the dataset (labels not flipped)
+    create_label_fov: Optional[float] = None  # degrees: square-crop and synthesize intrinsics labels (SPEC §2.2)
+    pad_long: bool = False                # with create_label_fov: pad to the long side instead of cropping
+    max_size: Optional[int] = None        # use a random subset of this many images
+    workers: int = 3                      # DataLoader worker processes per GPU
+    dataset_class: str = 'training.dataset.ImageFolderDataset'  # dataset class (EG3D class_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    pose_source: str = 'learned'          # where G's camera comes from: learned | dataset | prior | prior_residual
+    z_dim: int = 512                      # latent z size
+    w_dim: int = 512                      # intermediate latent w size
+    cbase: int = 32768                    # channel base of G's backbone and D (channels = min(cbase/res, cmax))
+    cmax: int = 512                       # channel maximum of G's backbone and D
+    map_depth: int = 2                    # mapping network layers
+    plane_resolution: int = 256           # tri-plane resolution (G's StyleGAN2 backbone output)
+    plane_channels: int = 32              # feature channels per plane
+    superres: bool = True                 # build the super-resolution module (None: render at H directly)
+    dual_discrimination: bool = True      # D sees image and image_raw (the only D implemented)
+    mbstd_group: int = 4                  # D minibatch-stddev group size
+    freezed: int = 0                      # freeze the first k D layers
+    pose_head_channels: int = 4096        # hidden width of D's pose head (SPEC §5.2)
+    dis_linear_pose: bool = False         # single linear layer as D's pose head
+    dis_pose_cond: bool = True            # condition D: on its own pose (learned) or on labels (other sources)
+    gen_pose_cond: bool = False           # EG3D generator pose conditioning (pose_source dataset only)
+    lr_multiplier: float = 0.01           # learning-rate multiplier of the mapping network layers
+    lr_multiplier_pose: float = 0.01      # learning-rate multiplier of the pose learner
+    g_num_fp16_res: int = 0               # G backbone resolutions in fp16 (conv_clamp 256 when > 0)
+    d_num_fp16_res: int = 4               # D resolutions in fp16 (conv_clamp 256 when > 0)
+    sr_num_fp16_res: int = 4              # super-resolution in fp16 when > 0
+    disc_c_noise: float = 0.0             # std of the noise added to D's conditioning label
+    sr_noise_mode: str = 'none'           # super-resolution noise: none | random
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderingConfig:
+    depth_resolution: int = 48            # coarse samples per ray
+    depth_resolution_importance: int = 48  # importance samples per ray
+    ray_start: float = 2.25               # near bound of the rays (world units)
+    ray_end: float = 3.3                  # far bound of the rays
+    box_warp: float = 1.0                 # side of the cube the tri-planes span
+    white_back: bool = False              # composite on white (ShapeNet)
+    avg_camera_radius: float = 2.7        # radius of every generated camera (SPEC §3.3)
+    avg_camera_pivot: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # look-at point of every camera
+    h_mean: float = math.pi / 2           # offset of the learned h (pi/2 frontal, pi for ShapeNet)
+    clamp_h: Optional[Tuple[float, float]] = None  # (min, max) clamp of the learned h
+    clamp_v: Optional[Tuple[float, float]] = None  # (min, max) clamp of the learned v
+    safe_pose_clamp: bool = True          # clamp v to [1e-5, pi - 1e-5] before LookAtPose (SPEC §12.9)
+    plane_axes: str = 'correct'           # tri-plane axes: correct | legacy (EG3D/PoF3D bi-plane quirk, §4.5)
+    neural_rendering_resolution_initial: int = 64  # render resolution R at the start
+    neural_rendering_resolution_final: Optional[int] = None  # R at the end of the fade (None: constant)
+    neural_rendering_resolution_fade_kimg: float = 1000  # length of the R fade
+    density_reg: float = 0.25             # weight of the density regularizer (0: no Greg phase)
+    density_reg_every: int = 4            # Greg interval (lazy regularization)
+    density_reg_p_dist: float = 0.004     # std of the density-regularizer perturbation
+    decoder_lr_mul: float = 1.0           # learning-rate multiplier of the OSG decoder
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    gamma: float = 1.0                    # R1 weight gamma (the penalty is gamma/2 |grad|^2)
+    dis_cam_weight: float = 0.0           # lambda_cam: D pose-head regression (> 0 iff dis_pose_cond, §12.11)
+    pose_gd_weight: float = 0.0           # lambda_gd: pose-learner pull toward D's estimate
+    flip_to_dis: bool = True              # G term on the mirrored render
+    flip_to_disd: bool = True             # D term on the mirrored render (and w_f on both fake terms)
+    flip_to_disd_weight: float = 1.0      # w_f
+    flip_type: str = 'flip_both'          # mirror pair: flip_both | flip_both_shapenet (SPEC §3.4)
+    detach_pose: bool = False             # detach the mirrored camera in the G flip term
+    blur_init_sigma: float = 10.0         # initial std of D's input blur
+    blur_fade_kimg: float = 200.0         # blur fade length at batch 32 (scaled by batch/32)
+    blur_mode: str = 'single'             # single (one D pass) | reference (double-blur quirk, §6.5)
+    gpc_reg_prob: float = 0.0             # EG3D pose-conditioning swap probability (gen_pose_cond)
+    gpc_reg_fade_kimg: float = 1000.0     # fade of the swap probability
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    glr: Optional[float] = None           # G learning rate (None: 0.0025)
+    dlr: float = 0.002                    # D learning rate
+    betas: Tuple[float, float] = (0.0, 0.99)  # Adam betas (before the lazy-regularization scaling)
+    eps: float = 1e-8                     # Adam epsilon
+    ema_kimg: Optional[float] = None      # G_ema half-life in kimg (None: batch * 10 / 32)
+    ema_rampup: Optional[float] = 0.05    # EMA ramp-up (None: off)
+    d_reg_interval: int = 16              # Dreg (R1) interval (lazy regularization)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    cfg: str = 'ffhq'                     # preset name (a key of PRESETS)
+    gpus: int = 1                         # processes (one per GPU; gloo processes on CPU)
+    batch: int = 32                       # total batch over all processes
+    batch_gpu: Optional[int] = None       # per-process chunk (None: batch / gpus)
+    kimg: float = 25000                   # training length in thousands of real images
+    tick: float = 4                       # kimg per progress tick
+    snap: int = 50                        # ticks per snapshot (network, training state, images, metrics)
+    seed: int = 0                         # random seed
+    metrics: Tuple[str, ...] = ('fid50k_full',)  # metrics after each snapshot (needs metrics/metric_main.py)
+    image_grid: Optional[Tuple[int, int]] = None  # (columns, rows) of the snapshot grids (None: EG3D's rule)
+    aug: str = 'noaug'                    # augmentation (only noaug is implemented)
+    nobench: bool = False                 # disable cudnn.benchmark
+    resume_blur: bool = False             # keep the blur when starting from a pickle
+    desc: Optional[str] = None            # run-directory suffix
+    data: DataConfig = DataConfig()       # dataset
+    model: ModelConfig = ModelConfig()    # networks
+    rendering: RenderingConfig = RenderingConfig()  # volume rendering and G-side regularization
+    loss: LossConfig = LossConfig()       # loss weights and schedules
+    optim: OptimConfig = OptimConfig()    # optimizers and EMA
+
+    # -- derived values ---------------------------------------------------------------
+
+    @property
+    def batch_per_gpu(self) -> int:
+        return self.batch // self.gpus
+
+    @property
+    def chunk(self) -> int:
+        """Images per accumulate_gradients call."""
+        return self.batch_gpu or self.batch_per_gpu
+
+    @property
+    def run_desc(self) -> str:
+        """`{cfg}-{dataset_name}-gpus{N}-batch{B}-gamma{g}[-desc]` (SPEC §7)."""
+        name = self.data.data.rstrip('/\\').replace('\\', '/').split('/')[-1]
+        name = name[:-4] if name.lower().endswith('.zip') else name
+        desc = f'{self.cfg}-{name}-gpus{self.gpus}-batch{self.batch}-gamma{self.loss.gamma:g}'
+        return desc + (f'-{self.desc}' if self.desc else '')
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> 'TrainConfig':
+        top = {k: v for k, v in d.items() if k not in _SECTIONS}
+        subs = {k: cls(**{n: _tuplify(x) for n, x in d[k].items()}) for k, cls in _SECTIONS.items() if k in d}
+        return TrainConfig(**{k: _tuplify(v) for k, v in top.items()}, **subs)
+
+    # -- constructor kwargs -------------------------------------------------------------
+
+    def training_set_kwargs(self) -> dict:
+        d = self.data
+        return dict(class_name=d.dataset_class, path=d.data, use_labels=True, max_size=d.max_size, xflip=d.mirror,
+                    resolution=d.dataset_resolution, random_seed=self.seed, create_label_fov=d.create_label_fov,
+                    pad_long=d.pad_long)
+
+    def rendering_kwargs(self) -> dict:
+        r, m = self.rendering, self.model
+        sr = SR_BY_RESOLUTION.get(self.data.dataset_resolution) if m.superres else None
+        kwargs = dict(image_resolution=self.data.dataset_resolution, disparity_space_sampling=False,
+                      clamp_mode='softplus', superresolution_module=sr, c_gen_conditioning_zero=not m.gen_pose_cond,
+                      c_scale=1, superresolution_noise_mode=m.sr_noise_mode, density_reg=r.density_reg,
+                      density_reg_p_dist=r.density_reg_p_dist, reg_type='l1', decoder_lr_mul=r.decoder_lr_mul,
+                      sr_antialias=True)
+        for key in ('depth_resolution', 'depth_resolution_importance', 'ray_start', 'ray_end', 'box_warp',
+                    'white_back', 'avg_camera_radius', 'h_mean', 'clamp_h', 'clamp_v', 'safe_pose_clamp',
+                    'plane_axes'):
+            kwargs[key] = getattr(r, key)
+        kwargs['avg_camera_pivot'] = list(r.avg_camera_pivot)
+        return kwargs
+
+    def G_kwargs(self) -> dict:
+        m = self.model
+        pose_kwargs = {}
+        if m.pose_source == 'learned':
+            pose_kwargs = dict(lr_multiplier_pose=m.lr_multiplier_pose)
+        elif m.pose_source == 'prior_residual':
+            pose_kwargs = dict(lr_multiplier=m.lr_multiplier_pose)
+        fp16 = m.g_num_fp16_res > 0
+        return dict(class_name='training.generator.TriPlaneGenerator', z_dim=m.z_dim, w_dim=m.w_dim, c_dim=25,
+                    img_resolution=self.data.dataset_resolution, img_channels=3, pose_source=m.pose_source,
+                    pose_kwargs=pose_kwargs, mapping_kwargs=dict(num_layers=m.map_depth, lr_multiplier=m.lr_multiplier),
+                    channel_base=m.cbase, channel_max=m.cmax, num_fp16_res=m.g_num_fp16_res,
+                    conv_clamp=256 if fp16 else None, fused_modconv_default='inference_only',
+                    plane_resolution=m.plane_resolution, plane_channels=m.plane_channels,
+                    neural_rendering_resolution=self.rendering.neural_rendering_resolution_initial,
+                    sr_num_fp16_res=m.sr_num_fp16_res, sr_kwargs=dict(fused_modconv_default='inference_only'),
+                    rendering_kwargs=self.rendering_kwargs())
+
+    def D_kwargs(self) -> dict:
+        m = self.model
+        learned = m.pose_source == 'learned'
+        c_dim = (2 if learned else 25) if m.dis_pose_cond else 0
+        return dict(class_name='training.dual_discriminator.DualDiscriminator', c_dim=c_dim,
+                    img_resolution=self.data.dataset_resolution, img_channels=3, channel_base=m.cbase,
+                    channel_max=m.cmax, num_fp16_res=m.d_num_fp16_res,
+                    conv_clamp=256 if m.d_num_fp16_res > 0 else None, disc_c_noise=m.disc_c_noise,
+                    pose_head=learned, dis_linear_pose=m.dis_linear_pose, self_condition=learned and m.dis_pose_cond,
+                    pose_head_channels=m.pose_head_channels, block_kwargs=dict(freeze_layers=m.freezed),
+                    mapping_kwargs={}, epilogue_kwargs=dict(mbstd_group_size=m.mbstd_group))
+
+    def loss_kwargs(self, from_pickle: bool = False) -> dict:
+        """Loss constructor kwargs (without device, G, D, seed). from_pickle: EG3D's resume from a
+        network pickle turns the blur off (unless resume_blur) and the swap fade to 0 (SPEC §7)."""
+        ls, r = self.loss, self.rendering
+        kwargs = dict(r1_gamma=ls.gamma, density_reg=r.density_reg, density_reg_p_dist=r.density_reg_p_dist,
+                      reg_type='l1', blur_init_sigma=0 if from_pickle and not self.resume_blur else ls.blur_init_sigma,
+                      blur_fade_kimg=self.batch * ls.blur_fade_kimg / 32,
+                      neural_rendering_resolution_initial=r.neural_rendering_resolution_initial,
+                      neural_rendering_resolution_final=r.neural_rendering_resolution_final,
+                      neural_rendering_resolution_fade_kimg=r.neural_rendering_resolution_fade_kimg)
+        if self.model.pose_source == 'learned':
+            kwargs.update(dis_cam_weight=ls.dis_cam_weight, pose_gd_weight=ls.pose_gd_weight,
+                          flip_to_dis=ls.flip_to_dis, flip_to_disd=ls.flip_to_disd,
+                          flip_to_disd_weight=ls.flip_to_disd_weight, flip_type=ls.flip_type,
+                          detach_pose=ls.detach_pose, blur_mode=ls.blur_mode)
+        else:
+            kwargs.update(gpc_reg_prob=ls.gpc_reg_prob if self.model.gen_pose_cond else None,
+                          gpc_reg_fade_kimg=0 if from_pickle else ls.gpc_reg_fade_kimg)
+        return kwargs
+
+    def g_reg_interval(self) -> Optional[int]:
+        """Greg runs every this many iterations; None: one G phase, unscaled Adam (SPEC §7)."""
+        return self.rendering.density_reg_every if self.rendering.density_reg > 0 else None
+
+    def ema_kimg(self) -> float:
+        return self.optim.ema_kimg if self.optim.ema_kimg is not None else self.batch * 10 / 32
+
+
+_SECTIONS = {'data': DataConfig, 'model': ModelConfig, 'rendering': RenderingConfig, 'loss': LossConfig,
+             'optim': OptimConfig}
+
+# ---------------------------------------------------------------------------------------------
+# Presets: one row per --cfg. Paper rows: SPEC §8.2 rendering constants plus the §8.3 recipe
+# values (gamma, weights, resolution, flips, clamps). Plane axes stay 'correct' here (project
+# decision); the shipped recipes pass --plane_axes legacy to reproduce the paper.
+# `synthetic` is CPU-sized for make_synthetic.py data at its defaults (radius 2.7, FOV 30 for the
+# _unlabeled.zip labels, objects inside the unit cube at the origin, front facing +z, mirror
+# plane x = 0, so rays from 2.7 - 0.87 to 2.7 + 0.87 cover it).
+
+_PAPER = dict(batch=32, flip_to_disd_weight=1.0, lr_multiplier=0.01, lr_multiplier_pose=0.01,
+              gen_pose_cond=True, dis_pose_cond=True, superres=True, dual_discrimination=True,
+              neural_rendering_resolution_initial=64)
+
+PRESETS: Dict[str, Dict[str, Any]] = {
+    'ffhq': dict(_PAPER, depth_resolution=48, depth_resolution_importance=48, ray_start=2.25, ray_end=3.3,
+                 box_warp=1.0, white_back=False, avg_camera_radius=2.7, avg_camera_pivot=(0.0, 0.0, 0.2),
+                 h_mean=math.pi / 2, dataset_resolution=256, gamma=1.0, flip_type='flip_both',
+                 dis_cam_weight=2.0, pose_gd_weight=1.0),
+    'cats': dict(_PAPER, depth_resolution=48, depth_resolution_importance=48, ray_start=2.25, ray_end=3.3,
+                 box_warp=1.0, white_back=False, avg_camera_radius=2.7, avg_camera_pivot=(0.0, 0.0, 0.0),
+                 h_mean=math.pi / 2, dataset_resolution=256, create_label_fov=18.837, gamma=5.0,
+                 flip_type='flip_both', dis_cam_weight=10.0, pose_gd_weight=10.0),
+    'shapenet': dict(_PAPER, depth_resolution=64, depth_resolution_importance=64, ray_start=0.1, ray_end=2.6,
+                     box_warp=1.6, white_back=True, avg_camera_radius=1.7, avg_camera_pivot=(0.0, 0.0, 0.0),
+                     h_mean=math.pi, dataset_resolution=128, gamma=0.3, flip_type='flip_both_shapenet',
+                     dis_cam_weight=2.0, pose_gd_weight=2.0, clamp_h=(0.0, 6.283185307179586),
+                     clamp_v=(0.0, 3.1415926)),
+    'synthetic': dict(depth_resolution=12, depth_resolution_importance=12, ray_start=1.8, ray_end=3.6,
+                      box_warp=1.0, white_back=False, avg_camera_radius=2.7, avg_camera_pivot=(0.0, 0.0, 0.0),
+                      h_mean=math.pi / 2, dataset_resolution=32, create_label_fov=30.0,
+                      neural_rendering_resolution_initial=32,
+                      superres=False, plane_resolution=32, plane_channels=16, cbase=2048, cmax=64,
+                      pose_head_channels=256, mbstd_group=4, d_num_fp16_res=0, sr_num_fp16_res=0, batch=8,
+                      gamma=1.0, flip_type='flip_both', dis_cam_weight=2.0, pose_gd_weight=1.0,
+                      blur_fade_kimg=50.0, plane_axes='correct', metrics=(), image_grid=(8, 4), tick=1, snap=5,
+                      kimg=200, workers=1),
+}
+
+
+def _tuplify(value):
+    """JSON round trip: lists back to tuples (the config's sequence fields are tuples)."""
+    return tuple(_tuplify(v) for v in value) if isinstance(value, list) else value
+
+
+def field_sections() -> Dict[str, str]:
+    """{field name: section name ('' for TrainConfig's own fields)} for every settable field."""
+    out = {f.name: '' for f in dataclasses.fields(TrainConfig) if f.name not in _SECTIONS}
+    for section, cls in _SECTIONS.items():
+        out.update({f.name: section for f in dataclasses.fields(cls)})
+    return out
+
+
+def replace(config: TrainConfig, **overrides) -> TrainConfig:
+    """A copy of `config` with fields set by name, whatever their section; KeyError for unknown names."""
+    where = field_sections()
+    unknown = sorted(set(overrides) - set(where))
+    if unknown:
+        raise KeyError(f'unknown config fields: {unknown}')
+    top = {k: _tuplify(v) for k, v in overrides.items() if where[k] == ''}
+    for section in _SECTIONS:
+        mine = {k: _tuplify(v) for k, v in overrides.items() if where[k] == section}
+        if mine:
+            top[section] = dataclasses.replace(getattr(config, section), **mine)
+    return dataclasses.replace(config, **top)
+
+
+def build_config(cfg: str, **overrides) -> TrainConfig:
+    """Defaults <- PRESETS[cfg] <- overrides (None values are ignored: 'not given')."""
+    if cfg not in PRESETS:
+        raise KeyError(f'unknown cfg {cfg!r}; choose from {sorted(PRESETS)}')
+    config = replace(TrainConfig(cfg=cfg), **PRESETS[cfg])
+    return replace(config, **{k: v for k, v in overrides.items() if v is not None})
