@@ -275,3 +275,12 @@ def test_get_pose_labels_in_item_order_even_without_use_labels(tmp_path):
     labels = ds.get_pose_labels()
     assert labels.shape == (6, 25) and labels.dtype == np.float32
     np.testing.assert_array_equal(labels[4], np.float32(_label(0)))    # item 4 = raw 1 = 'b/img0.png'
+
+
+def test_ground_truth_sidecar_shared_by_labeled_and_unlabeled_zips(tmp_path):
+    # make_synthetic.py writes NAME_labeled.zip, NAME_unlabeled.zip and one NAME_gt.npz.
+    from training.dataset import ground_truth_path
+    np.savez(tmp_path / 'car32_gt.npz', pose=np.zeros((3, 2), np.float32))
+    for name in ('car32_labeled.zip', 'car32_unlabeled.zip'):
+        assert ground_truth_path(str(tmp_path / name)) == str(tmp_path / 'car32_gt.npz')
+    assert ground_truth_path(str(tmp_path / 'other.zip')) == str(tmp_path / 'other_gt.npz')

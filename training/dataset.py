@@ -127,9 +127,16 @@ def parse_labels(data, fnames, source: str):
 
 
 def ground_truth_path(path: str) -> str:
-    """Where the synthetic-data sidecar of a dataset lives: `<dir>/<stem>_gt.npz`."""
+    """Where the synthetic-data sidecar of a dataset lives: `<dir>/<stem>_gt.npz`, or, for
+    make_synthetic.py's `NAME_labeled.zip` / `NAME_unlabeled.zip`, the shared `NAME_gt.npz`.
+    Returns the first that exists (the plain `<stem>_gt.npz` name when neither does)."""
     path = os.path.normpath(str(path))
-    return os.path.join(os.path.dirname(path), os.path.splitext(os.path.basename(path))[0] + '_gt.npz')
+    folder, stem = os.path.dirname(path), os.path.splitext(os.path.basename(path))[0]
+    candidates = [stem] + [stem[:-len(suffix)] for suffix in ('_labeled', '_unlabeled') if stem.endswith(suffix)]
+    for name in candidates:
+        if os.path.isfile(os.path.join(folder, name + '_gt.npz')):
+            return os.path.join(folder, name + '_gt.npz')
+    return os.path.join(folder, stem + '_gt.npz')
 
 
 def load_ground_truth(path):
