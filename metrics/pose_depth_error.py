@@ -1,0 +1,195 @@
+"""Pose and depth errors of generated images (SPEC §10.2, a reconstruction of the EG3D/PoF3D
+protocol with our own estimators; see metrics/estimators.py for the estimators).
+
+pose_err: num_gen images G(z, c)['image'] (random z, random dataset label c, quantized to
+  uint8 like FID). Their rendered camera out['cam2world'] -> (h, v) (SPEC §3.2 inverse) is
+  mapped into the dataset's frame with the pose_js yaw alignment (metrics/pose_metrics.py:
+  offset + optional mirror found from the pose *distributions* of `num_align` z vs the
+  dataset), then compared with the estimator's (h, v) of the image:
+    h error   = |h_est - h_render| wrapped to [0, 180] degrees,
+    v error   = |v_est - v_render| in degrees of the v parameter (SPEC §3.2; not the polar angle),
+    dir error = angle in degrees between the unit directions from the world origin to the two
+                camera positions (pose_to_origin(h, v, 1)), i.e. between the viewing directions
+                of cameras aimed at the origin.
+  value = mean dir error (aligned); also h_deg, v_deg (aligned, means), raw (dir error
+  without alignment), yaw_offset (radians), mirror (1/0).
+depth_err: the estimator's depth map of each generated image vs G's rendered depth
+  out['image_depth'] (ray distance) bilinearly resampled to the estimator's S x S. On the mask
+  M = the estimator's foreground (p > 0.5; the whole image when M has < 16 pixels), the
+  estimate is fitted to G's depth per image by least squares, a * d_est + b, and the error is
+    mean_M |a d_est + b - d_G| / std_M(d_G)
+  (scale-free: 0 = identical shape, ~0.8 = unrelated). value = mean over images; also rmse
+  (sqrt(mean_M r^2) / std_M(d_G), averaged) and mask_frac (mean fraction of pixels in M).
+pose_err_gt / depth_err_gt: the same measures of the estimator itself on the held-out real
+  images (item i with i % 10 == 9, never trained on) against the ground truth (GT pose /
+  labels; GT depth on M = estimator mask AND GT mask, GT mask when < 16 pixels): the error
+  floor of pose_err / depth_err. No alignment (same frame).
+"""
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from metrics import estimators, metric_utils, pose_metrics
+from training.cameras import pose_to_origin
+
+MIN_MASK_PIXELS = 16
+
+# ----------------------------------------------------------------------------
+# Pure measures.
+
+
+def angular_errors(pred, target) -> dict:
+    """Per-sample errors in degrees of poses pred, target [N, 2] (h, v radians): h, v, dir."""
+    pred = torch.as_tensor(np.asarray(pred), dtype=torch.float64)
+    target = torch.as_tensor(np.asarray(target), dtype=torch.float64)
+    dh = torch.remainder(pred[:, 0] - target[:, 0] + math.pi, 2 * math.pi) - math.pi
+    u = pose_to_origin(pred[:, :1], pred[:, 1:].clamp(0, math.pi))
+    w = pose_to_origin(target[:, :1], target[:, 1:].clamp(0, math.pi))
+    cos = (u * w).sum(-1).clamp(-1, 1)
+    return {'h': torch.rad2deg(dh.abs()).numpy(), 'v': torch.rad2deg((pred[:, 1] - target[:, 1]).abs()).numpy(),
+            'dir': torch.rad2deg(torch.arccos(cos)).numpy()}
+
+
+def depth_errors(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor):
+    """Per-image normalized errors of depth maps pred, target [N, S, S] on mask [N, S, S] bool
+    after the least-squares fit a * pred + b ~ target. Returns (mae [N], rmse [N]), both
+    divided by the masked std of target; an image whose mask has < 16 pixels uses all pixels."""
+    pred, target = pred.double().flatten(1), target.double().flatten(1)
+    m = mask.flatten(1)
+    m = torch.where(m.sum(1, keepdim=True) < MIN_MASK_PIXELS, torch.ones_like(m), m).double()
+    n = m.sum(1)
+
+    def mean(x):
+        return (x * m).sum(1) / n
+    mp, mt = mean(pred), mean(target)
+    cov = mean((pred - mp[:, None]) * (target - mt[:, None]))
+    var_p = mean((pred - mp[:, None]) ** 2)
+    a = cov / var_p.clamp_min(1e-12)
+    residual = a[:, None] * (pred - mp[:, None]) + mt[:, None] - target
+    std_t = mean((target - mt[:, None]) ** 2).sqrt().clamp_min(1e-12)
+    return (mean(residual.abs()) / std_t).numpy(), (mean(residual ** 2).sqrt() / std_t).numpy()
+
+# ----------------------------------------------------------------------------
+# Plumbing.
+
+
+def get_estimator(opts: metric_utils.MetricOptions, kind: str, estimator=None, est_steps=None):
+    """The registered estimator `estimator`, or the built-in one of `kind` for the dataset
+    (loaded from / trained into the cache when opts.cache; rank 0 trains, others wait)."""
+    if estimator is not None:
+        return estimators.get_registered_estimator(estimator)
+    kwargs = dict(steps=est_steps, dataset_kwargs=opts.dataset_kwargs, device=opts.device, progress=opts.progress)
+    if not opts.cache:
+        return estimators.train_estimator(kind, **kwargs).to(opts.device)
+    if opts.rank != 0:
+        metric_utils.barrier(opts.num_gpus)
+    est = estimators.load_or_train(kind, cache_dir=opts.cache_path(), **kwargs)
+    if opts.rank == 0:
+        metric_utils.barrier(opts.num_gpus)
+    return est
+
+
+def _generate(opts, num_gen: int, batch: int, fn):
+    """fn(G output dict) -> [B, K] float tensor for this rank's share of num_gen images; the
+    rows of all ranks gathered (rank order interleaved), [num_gen, K] numpy."""
+    G = metric_utils.prepare_generator(opts)
+    sampler = metric_utils.LatentSampler(opts, G)
+    per_rank = -(-num_gen // opts.num_gpus)
+    rows = []
+    for done in range(0, per_rank, batch):
+        rows.append(fn(metric_utils.run_generator(opts, G, sampler, min(batch, per_rank - done))).double().cpu())
+        opts.report_progress('generated images', done + len(rows[-1]), per_rank)
+    gathered = metric_utils.gather_rows(torch.cat(rows).to(opts.device), opts.num_gpus)
+    return gathered.cpu().numpy()[:num_gen]
+
+# ----------------------------------------------------------------------------
+# Metrics.
+
+
+def compute_pose_err(opts: metric_utils.MetricOptions, num_gen: int = 1000, estimator=None, est_steps=None,
+                     reference: str = 'auto', align: bool = True, num_align: int = 50000, batch: int = 4) -> dict:
+    """pose_err (module docstring); NaN on ranks other than 0."""
+    est = get_estimator(opts, 'pose', estimator, est_steps)
+
+    def fn(out):
+        pred = est(metric_utils.quantize(out['image']))['pose'].to(opts.device)
+        rendered = torch.as_tensor(pose_metrics.poses_from_cam2world(out['cam2world'].cpu()), device=opts.device)
+        return torch.cat([pred.double(), rendered], dim=1)
+    rows = _generate(opts, num_gen, batch, fn)
+    offset, mirror = 0.0, False
+    if align:
+        gen_h = pose_metrics.generator_poses(opts, num_align)[:, 0]
+        if opts.rank == 0:
+            ref_h = pose_metrics.reference_poses(opts, reference)[:, 0]
+            offset, mirror, _ = pose_metrics.find_yaw_alignment(gen_h, ref_h)
+    if opts.rank != 0:
+        return dict(value=float('nan'))
+    aligned = np.stack([pose_metrics.apply_alignment(rows[:, 2], offset, mirror), rows[:, 3]], axis=1)
+    err = angular_errors(rows[:, :2], aligned)
+    raw = angular_errors(rows[:, :2], rows[:, 2:])
+    return dict(value=float(err['dir'].mean()), h_deg=float(err['h'].mean()), v_deg=float(err['v'].mean()),
+                raw=float(raw['dir'].mean()), yaw_offset=offset, mirror=int(mirror))
+
+
+def compute_depth_err(opts: metric_utils.MetricOptions, num_gen: int = 1000, estimator=None, est_steps=None,
+                      batch: int = 4) -> dict:
+    """depth_err (module docstring); NaN on ranks other than 0."""
+    est = get_estimator(opts, 'depth', estimator, est_steps)
+
+    def fn(out):
+        pred = est(metric_utils.quantize(out['image']))
+        size = pred['depth'].shape[-2:]
+        rendered = F.interpolate(out['image_depth'].float(), size=size, mode='bilinear', align_corners=False)[:, 0]
+        mae, rmse = depth_errors(pred['depth'].cpu(), rendered.cpu(), pred['mask'].cpu())
+        frac = pred['mask'].float().flatten(1).mean(1).cpu().numpy()
+        return torch.as_tensor(np.stack([mae, rmse, frac], axis=1), device=opts.device)
+    rows = _generate(opts, num_gen, batch, fn)
+    if opts.rank != 0:
+        return dict(value=float('nan'))
+    return dict(value=float(rows[:, 0].mean()), rmse=float(rows[:, 1].mean()), mask_frac=float(rows[:, 2].mean()))
+
+
+def _holdout(opts, kind: str, estimator, est_steps, max_items):
+    """(estimator, dataset, holdout indices, estimator resolution, ground truth) for *_gt."""
+    est = get_estimator(opts, kind, estimator, est_steps)
+    dataset = estimators.open_labeled_dataset(opts.dataset_kwargs)
+    idx = np.flatnonzero(estimators.is_holdout(np.arange(len(dataset))))[:max_items]
+    if len(idx) == 0:
+        raise ValueError(f'{dataset.name}: too few images for a held-out set (item i with i % 10 == 9)')
+    gt = estimators.resolve_gt(opts.dataset_kwargs['path'])
+    return est, dataset, idx, estimators.estimator_resolution(dataset), gt
+
+
+def compute_pose_err_gt(opts: metric_utils.MetricOptions, estimator=None, est_steps=None, max_items=None,
+                        batch: int = 64) -> dict:
+    """pose_err_gt: the pose estimator's error on held-out real images (rank 0 only)."""
+    est, dataset, idx, res, gt = _holdout(opts, 'pose', estimator, est_steps, max_items)
+    if opts.rank != 0:
+        return dict(value=float('nan'))
+    target = estimators.load_targets('pose', dataset, idx, res, gt)['pose']
+    pred = torch.cat([est(estimators.load_images(dataset, idx[i:i + batch], res).to(opts.device))['pose'].cpu()
+                      for i in range(0, len(idx), batch)])
+    err = angular_errors(pred, target)
+    return dict(value=float(err['dir'].mean()), h_deg=float(err['h'].mean()), v_deg=float(err['v'].mean()))
+
+
+def compute_depth_err_gt(opts: metric_utils.MetricOptions, estimator=None, est_steps=None, max_items=None,
+                         batch: int = 64) -> dict:
+    """depth_err_gt: the depth estimator's error on held-out real images vs GT depth (rank 0 only)."""
+    est, dataset, idx, res, gt = _holdout(opts, 'depth', estimator, est_steps, max_items)
+    if opts.rank != 0:
+        return dict(value=float('nan'))
+    maes, rmses = [], []
+    for i in range(0, len(idx), batch):
+        target = estimators.load_targets('depth', dataset, idx[i:i + batch], res, gt)
+        pred = est(estimators.load_images(dataset, idx[i:i + batch], res).to(opts.device))
+        both = pred['mask'].cpu() & target['mask']
+        few = both.flatten(1).sum(1) < MIN_MASK_PIXELS
+        mask = torch.where(few[:, None, None], target['mask'], both)
+        mae, rmse = depth_errors(pred['depth'].cpu(), target['depth'], mask)
+        maes.append(mae)
+        rmses.append(rmse)
+    return dict(value=float(np.concatenate(maes).mean()), rmse=float(np.concatenate(rmses).mean()))
