@@ -14,6 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ('bench_generator.py', ['--smoke'], '| tiny | 1 |'),
     ('bench_discriminator.py', ['--smoke'], 'small'),
     ('bench_ops.py', ['--size', 'small'], 'bias_act'),
+    ('bench_renderer.py', ['--smoke'], 'fine pass'),
 ])
 def test_bench_smoke(script, args, expect):
     env = dict(os.environ, POF3D_IMPL='')  # let the scripts pick their own paths

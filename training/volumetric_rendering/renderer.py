@@ -15,6 +15,10 @@ Shapes: N batch, M rays per image (R*R), S samples per ray, C decoder feature ch
   plane_axes                    optional 'correct' (default) | 'legacy' (EG3D's XY/XZ/ZX
                                 planes, SPEC §4.5); a reference-style 'wrong': True is read
                                 as 'legacy' when 'plane_axes' is absent
+  impl                          optional 'cuda' (default: the fused Triton kernel of
+                                torch_utils/ops/triplane_render.py when the tensors are on
+                                CUDA and the decoder is an OSGDecoder), 'ref' (always the
+                                PyTorch path below) or 'triton'; POF3D_IMPL=ref forces 'ref'
 """
 
 from typing import NamedTuple
@@ -22,8 +26,9 @@ from typing import NamedTuple
 import torch
 
 from torch_utils import misc
+from torch_utils.ops import triplane_render
 from training.volumetric_rendering import math_utils, samplers
-from training.volumetric_rendering.ray_marcher import march_rays
+from training.volumetric_rendering.ray_marcher import coarse_weights, march_rays
 from training.volumetric_rendering.triplane_sampling import cached_planes, sample_from_planes
 
 _PLANE_AXES = ('correct', 'legacy')
@@ -87,6 +92,14 @@ def ray_limits(ray_origins: torch.Tensor, ray_directions: torch.Tensor, renderin
     return t_start, t_end
 
 
+def _fused_decoder_params(planes, decoder, opts, *rays):
+    """Decoder parameters for the fused kernel, or None to stay on the PyTorch path (other
+    decoders, density noise inside a render, CPU tensors by default, POF3D_IMPL=ref)."""
+    if opts.get('density_noise', 0) > 0 or not triplane_render.kernel_ready(opts.get('impl', 'cuda'), planes, *rays):
+        return None
+    return triplane_render.osg_decoder_params(decoder)
+
+
 class ImportanceRenderer(torch.nn.Module):
     """Coarse stratified pass + importance pass over tri-plane features (holds no parameters).
 
@@ -113,20 +126,37 @@ class ImportanceRenderer(torch.nn.Module):
         opts = rendering_options
         t_start, t_end = ray_limits(ray_origins, ray_directions, opts)
         depths = samplers.sample_stratified(t_start, t_end, opts['depth_resolution'], generator=generator)
+        fused = _fused_decoder_params(planes, decoder, opts, ray_origins, ray_directions)
+        if fused is not None:
+            return self._render_fused(planes, fused, ray_origins, ray_directions, depths, opts, generator)
         colors, densities = self._decode_along_rays(planes, decoder, ray_origins, ray_directions, depths,
                                                     opts, generator)
         white_back = bool(opts.get('white_back', False))
         n_importance = int(opts['depth_resolution_importance'])
         if n_importance > 0:
             with torch.no_grad():  # the coarse weights only steer sampling (SPEC §4.5)
-                coarse = march_rays(colors, densities, depths, white_back=white_back)
-            fine_depths = samplers.sample_importance(depths, coarse.weights, n_importance, generator=generator)
+                weights = coarse_weights(colors, densities, depths, white_back=white_back)
+            fine_depths = samplers.sample_importance(depths, weights, n_importance, generator=generator)
             fine_colors, fine_densities = self._decode_along_rays(planes, decoder, ray_origins, ray_directions,
                                                                   fine_depths, opts, generator)
             depths, colors, densities = samplers.unify_samples(depths, colors, densities,
                                                                fine_depths, fine_colors, fine_densities)
         result = march_rays(colors, densities, depths, white_back=white_back)
         return RenderOutput(result.features, result.depth, result.weights.sum(dim=2), result.final_transmittance)
+
+    def _render_fused(self, planes, params, ray_origins, ray_directions, depths, opts, generator):
+        """`render` through the fused kernel: the same samples and RNG draws, but colours are
+        never stored per sample; the fine pass re-decodes the coarse samples it merges with."""
+        axes, box, impl = resolve_plane_axes(opts), opts['box_warp'], opts.get('impl', 'cuda')
+        n_importance = int(opts['depth_resolution_importance'])
+        if n_importance > 0:
+            weights = triplane_render.render_triplane_weights(planes, axes, params, ray_origins, ray_directions,
+                                                              depths, box, impl=impl)
+            fine_depths = samplers.sample_importance(depths, weights, n_importance, generator=generator)
+            depths = torch.sort(torch.cat([depths, fine_depths], dim=-2), dim=-2).values
+        out = triplane_render.render_triplane_full(planes, axes, params, ray_origins, ray_directions, depths, box,
+                                                   white_back=bool(opts.get('white_back', False)), impl=impl)
+        return RenderOutput(*out)
 
     def _decode_along_rays(self, planes, decoder, ray_origins, ray_directions, depths, opts, generator):
         """Decode at o + t*d for depths [N, M, S, 1] -> (colors [N, M, S, C], densities [N, M, S, 1])."""
@@ -146,9 +176,16 @@ class ImportanceRenderer(torch.nn.Module):
         (before the marcher's softplus), plus N(0, density_noise^2) noise when that is > 0.
         """
         legacy = resolve_plane_axes(options) == 'legacy'
-        plane_axes = cached_planes(legacy, planes.dtype, planes.device)
-        features = sample_from_planes(plane_axes, planes, sample_coordinates, box_warp=options['box_warp'])
-        out = decoder(features, sample_directions)
+        fused = _fused_decoder_params(planes, decoder, dict(options, density_noise=0), sample_coordinates)
+        if fused is not None:  # the noise below is added the same way on both paths
+            rgb, sigma = triplane_render.query_triplane(planes, 'legacy' if legacy else 'correct', fused,
+                                                        sample_coordinates, options['box_warp'],
+                                                        impl=options.get('impl', 'cuda'))
+            out = {'rgb': rgb, 'sigma': sigma}
+        else:
+            plane_axes = cached_planes(legacy, planes.dtype, planes.device)
+            features = sample_from_planes(plane_axes, planes, sample_coordinates, box_warp=options['box_warp'])
+            out = decoder(features, sample_directions)
         noise_std = options.get('density_noise', 0)
         if noise_std > 0:
             sigma = out['sigma']
