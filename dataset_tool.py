@@ -27,17 +27,16 @@ Bad input stops the tool with a one-line error and no output. The zip is written
 hidden temporary file beside DEST and renamed at the end; an error or Ctrl-C removes it.
 """
 
-import contextlib
 import io
 import json
 import os
-import tempfile
 import zipfile
 
 import click
 import numpy as np
 import PIL.Image
 
+import dnnlib
 from training.dataset import LABELS_FNAME, is_image_name, make_square, one_line, parse_labels, resize_square
 
 TRANSFORMS = ('center-crop', 'center-crop-wide', 'pad')
@@ -163,25 +162,10 @@ def read_labels(source: ImageSource, labels_path, names):
 
 
 def write_atomically(dest: str, write_fn):
-    """Call write_fn(tmp_path) on a hidden file beside `dest`, then rename it to `dest`.
-
-    On any exception, KeyboardInterrupt included, the temporary file is removed and nothing
-    appears at `dest`.
-    """
-    folder = os.path.dirname(os.path.abspath(dest))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(dest)}.', suffix='.tmp', dir=folder)
-    os.close(fd)
-    try:
+    """Call write_fn(tmp_path) on a hidden file beside `dest`, then rename it to `dest`; on any
+    exception (KeyboardInterrupt included) nothing appears at `dest` (dnnlib.util.atomic_output)."""
+    with dnnlib.util.atomic_output(dest) as tmp:
         write_fn(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)       # mkstemp makes it 0600; give it a normal file's mode
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
 
 
 def write_dataset(zip_path, source, names, labels, transform, resolution):

@@ -2,6 +2,7 @@
 EasyDict, Logger, format_time, construct_class_by_name / get_obj_by_name, open_url with a
 download cache."""
 
+import contextlib
 import glob
 import hashlib
 import importlib
@@ -340,7 +341,7 @@ def open_url(url: str, cache_dir: Optional[str] = None, num_attempts: int = 10, 
     if cache:
         safe_name = re.sub(r'[^0-9a-zA-Z-._]', '_', url_name or 'download')[:128]
         cache_file = os.path.join(cache_dir, url_md5 + '_' + safe_name)
-        _write_atomic(cache_file, data)
+        write_atomic(cache_file, data)
         if return_filename:
             return cache_file
     return io.BytesIO(data)
@@ -373,16 +374,31 @@ def _download(url: str, num_attempts: int, verbose: bool) -> Tuple[bytes, str]:
                   'if this machine is offline, pass a local file path instead')
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-    """Write to a temporary name in the same folder, then rename: never a half-written file."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.tmp_')
+@contextlib.contextmanager
+def atomic_output(path: str):
+    """Yield a temporary path beside `path` (same folder, same extension, so tools that infer
+    the format from the name still work). On success it is flushed to disk and renamed onto
+    `path`; on any error, KeyboardInterrupt included, it is removed: readers never see a
+    half-written file. The folder is created if missing."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    stem, ext = os.path.splitext(os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix=f'.tmp-{stem}-', suffix=ext, dir=folder)
+    os.close(fd)
     try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
+        yield tmp
+        with open(tmp, 'rb+') as f:
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; give it a normal file's mode
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-        raise
 
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write `data` to `path` atomically (see atomic_output)."""
+    with atomic_output(path) as tmp, open(tmp, 'wb') as f:
+        f.write(data)

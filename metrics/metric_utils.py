@@ -20,7 +20,6 @@ import io
 import json
 import os
 import pickle
-import tempfile
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -78,19 +77,7 @@ def print_progress(tag: str, done: int, total: int) -> None:
 # Files: atomic writes and content hashes.
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp_')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+write_atomic = dnnlib.util.write_atomic  # kept here for callers of metric_utils.write_atomic
 
 
 def path_md5(path: str) -> str:

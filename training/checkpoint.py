@@ -52,17 +52,9 @@ def snapshot_tag(cur_nimg: int, fine: bool = False) -> str:
 
 
 def atomic_save(path: str, write) -> None:
-    """write(file) into a temp file next to `path`, fsync, then rename it onto `path`."""
-    tmp = f'{path}.tmp{os.getpid()}'
-    try:
-        with open(tmp, 'wb') as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """write(file) into a temp file next to `path`, then rename it onto `path` (fsync'd)."""
+    with dnnlib.util.atomic_output(path) as tmp, open(tmp, 'wb') as f:
+        write(f)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,12 +20,11 @@ The grid, as the reference's gen_samples_pose builds it:
 All writers are atomic: the file appears complete under its name or not at all.
 """
 
-import contextlib
-import os
-import tempfile
 
 import numpy as np
 import torch
+
+import dnnlib
 
 PAD_PER_256 = 30          # border voxels per 256 of resolution (SPEC §12.8)
 PAD_VALUE = -1000.0       # density written into the border
@@ -33,25 +32,7 @@ DEFAULT_LEVEL = 10.0      # iso level of the reference's .ply export
 CHUNK = 1_000_000         # points per decoder query
 
 
-@contextlib.contextmanager
-def atomic_output(path):
-    """Yield a temporary path beside `path` (same extension, so tools that infer the format
-    from the name still work); on success it is renamed onto `path`, on error removed."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    base = os.path.basename(path)
-    fd, tmp = tempfile.mkstemp(prefix=f'.tmp-{os.path.splitext(base)[0]}-', suffix=os.path.splitext(base)[1],
-                               dir=folder)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~umask)    # mkstemp makes it 0600; give it a normal file's mode
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+atomic_output = dnnlib.util.atomic_output  # temp name beside the file, rename on success
 
 
 def grid_coordinates(start: int, stop: int, N: int, box_warp: float, legacy_index: bool = True,
