@@ -118,28 +118,23 @@ def make_cache_dir_path(*paths: str) -> str:
 # Small formatting helpers
 
 
+def _duration_parts(seconds: float) -> List[str]:
+    """['1d', '02h', '03m', '04s'] from the largest non-zero unit down."""
+    s = int(round(seconds))
+    parts = [(s // 86400, 'd'), ((s // 3600) % 24, 'h'), ((s // 60) % 60, 'm'), (s % 60, 's')]
+    while len(parts) > 1 and parts[0][0] == 0:
+        parts.pop(0)
+    return [f'{v}{u}' if i == 0 else f'{v:02d}{u}' for i, (v, u) in enumerate(parts)]
+
+
 def format_time(seconds: float) -> str:
     """Human-readable duration: '7s', '3m 05s', '2h 03m 04s', '1d 02h 03m'."""
-    s = int(round(seconds))
-    if s < 60:
-        return f'{s}s'
-    if s < 60 * 60:
-        return f'{s // 60}m {s % 60:02d}s'
-    if s < 24 * 60 * 60:
-        return f'{s // 3600}h {(s // 60) % 60:02d}m {s % 60:02d}s'
-    return f'{s // 86400}d {(s // 3600) % 24:02d}h {(s // 60) % 60:02d}m'
+    return ' '.join(_duration_parts(seconds)[:3])
 
 
 def format_time_brief(seconds: float) -> str:
     """Two most significant units only: '7s', '3m 05s', '2h 03m', '1d 02h'."""
-    s = int(round(seconds))
-    if s < 60:
-        return f'{s}s'
-    if s < 60 * 60:
-        return f'{s // 60}m {s % 60:02d}s'
-    if s < 24 * 60 * 60:
-        return f'{s // 3600}h {(s // 60) % 60:02d}m'
-    return f'{s // 86400}d {(s // 3600) % 24:02d}h'
+    return ' '.join(_duration_parts(seconds)[:2])
 
 
 def ask_yes_no(question: str) -> bool:
