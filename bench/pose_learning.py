@@ -1,0 +1,433 @@
+"""Prove it learns poses: PoF3D, an upper bound, two prior baselines and two ablations trained side
+by side on synthetic data with a known, non-Gaussian pose distribution, each for the same CPU
+wall-clock budget, then measured alike. How to run, rows and protocols: docs/benchmark.md.
+
+    python bench/pose_learning.py --outdir out/pose_bench --curves   # 6 models x 2 h (~13 h on 2 cores)
+    python bench/pose_learning.py --outdir /tmp/pb --smoke --curves  # every step, tiny (< 5 min)
+
+Resume = the same command again: {outdir}/state.json holds each model's status, wall seconds used
+and metrics. Each train.py runs as a subprocess with a snapshot every --tick kimg; it is stopped
+(SIGINT) when a new snapshot lands and the next would not fit in the budget, at the latest when the
+budget is spent; the newest snapshot is final. Evaluation: metrics/metric_main.py against the
+labeled zip (its labels are the true poses).
+"""
+
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import click
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import dnnlib  # noqa: E402
+import legacy  # noqa: E402
+import plot_pose_distribution as ppd  # noqa: E402
+from gen_samples_pose import depth_to_uint16  # noqa: E402
+from metrics import estimators, metric_main, metric_utils, pose_metrics  # noqa: E402
+from training import checkpoint  # noqa: E402
+
+# Rows: name -> (label, training zip, train.py options). Each row changes one thing of PoF3D's.
+MODELS = {
+    'pof3d': ('PoF3D', 'unlabeled', ['--pose_source', 'learned']),
+    'eg3d_gt': ('EG3D, true poses (upper bound)', 'labeled', ['--pose_source', 'dataset']),
+    # The prior rows: PriorPose's default N(h_mean = pi/2, 0.3) x N(pi/2, 0.155), frontal and narrow
+    # while the data is bimodal; unconditional D (c_dim 0), as pi-GAN / CAMPARI.
+    'prior': ('Fixed prior (pi-GAN-style)', 'unlabeled', ['--pose_source', 'prior', '--dis_pose_cond', 'false']),
+    'campari': ('CAMPARI-style prior + residual', 'unlabeled',
+                ['--pose_source', 'prior_residual', '--dis_pose_cond', 'false']),
+    'no_mirror': ('PoF3D w/o mirrored renders', 'unlabeled',
+                  ['--pose_source', 'learned', '--flip_to_dis', 'false', '--flip_to_disd', 'false']),
+    # SPEC §12.11: no D conditioning needs dis_cam_weight 0; D's pose head then trains with L4'
+    # (weight pose_gd_weight, 1 in the preset) and G's pose regularizer L3 stays on.
+    'no_dcond': ('PoF3D w/o D pose conditioning', 'unlabeled',
+                 ['--pose_source', 'learned', '--dis_pose_cond', 'false', '--dis_cam_weight', '0']),
+}
+DEFAULT_POSE = 'mix:pi/4:0.2:0.5,3pi/4:0.2:0.5'   # two three-quarter yaw modes, 90 degrees apart
+METRIC_KEYS = ('kid_est', 'depth_err', 'pose_err', 'pose_err_raw', 'pose_js', 'pose_js_raw', 'pose_js_yaw',
+               'pose_js_raw_yaw')
+CURVE_KEYS = ('pose_js', 'pose_js_raw', 'pose_err', 'pose_err_raw')
+SMOKE = dict(num=64, budget_min=1 / 3, kimg_max=1.0, tick=0.008, est_steps=20, kid_num=32, js_num=500,
+             eval_num=8, curve_num=8)
+DETECTOR_DOC = ('KID on 288-d features of the built-in estimators (metrics/estimators.py, trained on the '
+                'labeled set): global means of every conv stage of the pose CNN (16+32+64+64) and of the '
+                'depth U-Net encoder (16+32+64)')
+_TAG_RE = re.compile(r'-(\d+)(?:\.(\d{3}))?\.(?:pkl|pt)$')
+
+# ---------------------------------------------------------------------------------------------
+# Files.
+
+
+def write_json(path, obj):
+    metric_utils.write_atomic(path, (json.dumps(obj, indent=2) + '\n').encode())
+
+
+def snapshots(model_dir, kind='network-snapshot', ext='pkl'):
+    """[(nimg, path)] of a model's snapshot files in all its run directories, oldest first
+    (nimg from the name: '...-000012.500.pkl' -> 12500)."""
+    found = [(_TAG_RE.search(p), p) for p in glob.glob(os.path.join(glob.escape(model_dir), '*', f'{kind}-*.{ext}'))]
+    return sorted((int(m.group(1)) * 1000 + int(m.group(2) or 0), p) for m, p in found if m)
+
+
+def latest_state(model_dir):
+    """The newest training state with its network pickle (what --resume auto continues), or None."""
+    found = [p for _, p in snapshots(model_dir, 'training-state', 'pt')
+             if os.path.isfile(checkpoint.network_pickle_for(p))]
+    return found[-1] if found else None
+
+# ---------------------------------------------------------------------------------------------
+# Training under a wall-clock budget.
+
+
+def stop(proc, timeout=30):
+    """SIGINT (train.py unwinds, closing its files), then SIGTERM, then SIGKILL."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def stop_orphan(pid, model_dir):
+    """A train.py left running by a bench killed outright (SIGKILL) would race the resumed one."""
+    try:
+        with open(f'/proc/{int(pid)}/cmdline', 'rb') as f:
+            argv = f.read().split(b'\0')
+    except (OSError, TypeError, ValueError):
+        return
+    if any(a.endswith(b'train.py') for a in argv) and os.fsencode(model_dir) in argv:
+        os.kill(int(pid), signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while os.path.exists(f'/proc/{int(pid)}') and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+
+def run_budgeted(cmd, env, log_path, model_dir, budget_s, progress):
+    """Run cmd until it exits or the budget stops it (module docstring); progress(seconds, pid,
+    force) is called about every second. Returns the seconds used."""
+    with open(log_path, 'ab') as log:
+        # SIGINT back to default in the child: a background job (`cmd &`, nohup) inherits it ignored.
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    start, seen, seen_at, interval, stopped = time.monotonic(), latest_state(model_dir), None, None, False
+    progress(0.0, proc.pid, True)
+    try:
+        while proc.poll() is None:
+            time.sleep(1.0)
+            elapsed = time.monotonic() - start
+            newest = latest_state(model_dir)
+            fresh = newest != seen
+            if fresh:
+                interval = None if seen_at is None else elapsed - seen_at
+                seen, seen_at = newest, elapsed
+            next_too_late = fresh and interval is not None and elapsed + interval > budget_s
+            no_snapshot_ever = seen is None and elapsed > budget_s + max(120.0, budget_s)
+            if (seen is not None and (elapsed >= budget_s or next_too_late)) or no_snapshot_ever:
+                stop(proc)
+                stopped = True
+            progress(elapsed, proc.pid, False)
+    finally:
+        stop(proc)
+        progress(time.monotonic() - start, None, True)
+    if not stopped and proc.returncode != 0:
+        raise click.ClickException(f'train.py exited with code {proc.returncode}; see {log_path}')
+    return time.monotonic() - start
+
+
+def train_model(ctx, state, name):
+    """Train (or continue) one row until its budget is spent or --kimg-max; mark it 'trained'."""
+    rec = state['models'].setdefault(name, dict(status='training', seconds=0.0))
+    model_dir = os.path.join(ctx.runs, name)
+    os.makedirs(model_dir, exist_ok=True)
+    stop_orphan(rec.get('pid'), model_dir)
+    base, last_save = rec['seconds'], [-1e9]
+
+    def progress(elapsed, pid, force):
+        rec.update(seconds=base + elapsed, pid=pid)
+        if force or elapsed - last_save[0] >= 10:
+            last_save[0] = elapsed
+            write_json(ctx.state_path, state)
+
+    if ctx.budget_s > base:
+        print(f'[{name}] training: {ctx.budget_s - base:.0f} s of budget left', flush=True)
+        _, zip_kind, args = MODELS[name]
+        cmd = [sys.executable, os.path.join(REPO, 'train.py'), '--outdir', model_dir, '--cfg', 'synthetic',
+               '--data', ctx.zips[zip_kind], '--kimg', f'{ctx.kimg_max:g}', '--tick', f'{ctx.tick:g}', '--snap', '1',
+               '--metrics', 'none', '--seed', str(ctx.seed), '--resume', 'auto', *args]
+        env = dict(os.environ, OMP_NUM_THREADS=str(ctx.threads), MKL_NUM_THREADS=str(ctx.threads))
+        run_budgeted(cmd, env, os.path.join(model_dir, 'train_stdout.log'), model_dir, ctx.budget_s - base, progress)
+    final = latest_state(model_dir)
+    if final is None:
+        raise click.ClickException(f'{name}: no snapshot after training; see {model_dir}/train_stdout.log')
+    for _, path in snapshots(model_dir, 'training-state', 'pt'):
+        if path != final:
+            os.remove(path)       # resume needs only the newest; the pickles stay for --curves
+    kimg = checkpoint.load_training_state(final)['counters']['cur_nimg'] / 1000
+    rec.update(status='trained', kimg=kimg, pid=None,
+               snapshot=os.path.relpath(checkpoint.network_pickle_for(final), ctx.outdir))
+    write_json(ctx.state_path, state)
+    print(f'[{name}] trained {kimg:g} kimg in {rec["seconds"]:.0f} s', flush=True)
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation.
+
+
+class EstimatorFeatures(torch.nn.Module):
+    """The FID-proxy detector (DETECTOR_DOC): uint8 [N, 3, H, W] -> float [N, 288]."""
+
+    def __init__(self, pose_net, depth_net, resolution: int):
+        super().__init__()
+        self.stages = torch.nn.ModuleList([*pose_net.features, depth_net.e1, depth_net.e2, depth_net.e3])
+        self.split, self.resolution = len(pose_net.features), resolution   # the depth stages restart at x
+
+    def forward(self, x: torch.Tensor, return_features: bool = True) -> torch.Tensor:
+        x = x.float() / 127.5 - 1      # the estimators' own input (estimators.to_input)
+        if x.shape[-1] != self.resolution:
+            x = F.interpolate(x, size=[self.resolution, self.resolution], mode='area')
+        feats, h = [], x
+        for i, stage in enumerate(self.stages):
+            h = stage(x if i == self.split else h)
+            feats.append(h.mean(dim=[2, 3]))
+        return torch.cat(feats, dim=1)
+
+
+def build_detector(ctx):
+    """Train (or load from the cache) both estimators; save the scripted feature detector."""
+    if os.path.isfile(ctx.detector):
+        return
+    nets = {kind: estimators.load_or_train(kind, steps=ctx.est_steps, cache_dir=ctx.cache,
+                                           dataset_kwargs=ctx.eval_kwargs).net for kind in estimators.KINDS}
+    res = estimators.estimator_resolution(estimators.open_labeled_dataset(ctx.eval_kwargs))
+    tmp = f'{ctx.detector}.tmp{os.getpid()}'
+    torch.jit.save(torch.jit.script(EstimatorFeatures(nets['pose'], nets['depth'], res).eval()), tmp)
+    os.replace(tmp, ctx.detector)
+
+
+def metric_opts(ctx, G=None) -> dict:
+    return dict(G=G, dataset_kwargs=ctx.eval_kwargs, device='cpu', cache_dir=ctx.cache, num_workers=0,
+                detector_url=ctx.detector)
+
+
+def calc(ctx, metric, G=None, **kwargs) -> dict:
+    return dict(metric_main.calc_metric(metric, metric_kwargs=kwargs, **metric_opts(ctx, G)).results)
+
+
+def pose_scores(ctx, G, num_images) -> dict:
+    """pose_js (ctx.js_num poses) and pose_err (num_images renders), with every sub-value."""
+    return dict(**calc(ctx, 'pose_js', G, num_gen=ctx.js_num),
+                **calc(ctx, 'pose_err', G, num_gen=num_images, est_steps=ctx.est_steps, num_align=ctx.js_num))
+
+
+def plot_poses(ctx, name, G):
+    """pose_{name}.png (+ .json): G's (h, v) beside the true ones, plot_pose_distribution.py's
+    figure; generator cameras drawn as pose_js draws them (EG3D: at dataset labels)."""
+    opts = metric_utils.MetricOptions(**metric_opts(ctx, G))
+    center = float(G.rendering_kwargs['h_mean'])
+    sources = dict(generator=pose_metrics.generator_poses(opts, ctx.js_num), dataset=pose_metrics.reference_poses(opts))
+    hist = ppd.histograms({k: np.stack([ppd.wrap_h(p[:, 0], center), p[:, 1]], axis=1) for k, p in sources.items()}, 40)
+    stem = os.path.join(ctx.outdir, f'pose_{name}')
+    metric_utils.write_atomic(stem + '.png', ppd.plot(hist, f'{MODELS[name][0]}: pose distribution vs ground truth'))
+    write_json(stem + '.json', dict(hist, h_wrap_center=center, units='radians'))
+
+
+@torch.no_grad()
+def sample_grid(ctx, name, G, num=8):
+    """samples_{name}.png: num images at G's own cameras (EG3D: dataset labels) over their depth
+    (foreground min-max normalized, near = dark; background white)."""
+    labels = metric_utils.dataset_labels(metric_utils.MetricOptions(**metric_opts(ctx)), G.c_dim)
+    rng = np.random.default_rng(0)
+    z = torch.from_numpy(rng.standard_normal([num, G.z_dim]).astype(np.float32))
+    out = G(z, torch.from_numpy(labels[rng.integers(len(labels), size=num)]), noise_mode='const',
+            generator=torch.Generator().manual_seed(0))
+    images = metric_utils.quantize(out['image']).permute(0, 2, 3, 1).numpy()
+    size, far = images.shape[1], float(G.rendering_kwargs['ray_end'])
+    depth = [np.asarray(PIL.Image.fromarray((depth_to_uint16(d[0].numpy(), far) >> 8).astype(np.uint8))
+                        .resize((size, size)))[:, :, None].repeat(3, axis=2) for d in out['image_depth'].float()]
+    grid = np.concatenate([np.concatenate(list(images), axis=1), np.concatenate(depth, axis=1)], axis=0)
+    PIL.Image.fromarray(grid).save(os.path.join(ctx.outdir, f'samples_{name}.png'))
+
+
+def evaluate_model(ctx, state, name):
+    rec = state['models'][name]
+    print(f'[{name}] evaluating {rec["snapshot"]}', flush=True)
+    G = legacy.load_network(os.path.join(ctx.outdir, rec['snapshot']), 'G_ema', 'cpu')
+    scores = dict(**pose_scores(ctx, G, ctx.eval_num),
+                  **calc(ctx, 'depth_err', G, num_gen=ctx.eval_num, est_steps=ctx.est_steps),
+                  kid_est=calc(ctx, 'kid2k', G, max_real=None, num_gen=ctx.kid_num)['kid2k'])
+    rec['metrics'] = {k: scores[k] for k in METRIC_KEYS}
+    plot_poses(ctx, name, G)
+    sample_grid(ctx, name, G)
+    rec['status'] = 'evaluated'
+    write_json(ctx.state_path, state)
+
+
+def update_curves(ctx, state, names):
+    """pose_js and pose_err of every snapshot (cached in the state by file name), then the files."""
+    for name in names:
+        done = state.setdefault('curves', {}).setdefault(name, {})
+        for nimg, pkl in snapshots(os.path.join(ctx.runs, name)):
+            key = os.path.relpath(pkl, ctx.outdir)
+            if key not in done:
+                scores = pose_scores(ctx, legacy.load_network(pkl, 'G_ema', 'cpu'), ctx.curve_num)
+                done[key] = dict(kimg=nimg / 1000, **{k: scores[k] for k in CURVE_KEYS})
+                write_json(ctx.state_path, state)
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    rows = {n: sorted(state['curves'][n].values(), key=lambda p: p['kimg']) for n in MODELS if n in state['curves']}
+    lines = ['model,kimg,' + ','.join(CURVE_KEYS)]
+    lines += [f'{n},{p["kimg"]:g},' + ','.join(f'{p[k]:.6g}' for k in CURVE_KEYS) for n in rows for p in rows[n]]
+    metric_utils.write_atomic(os.path.join(ctx.outdir, 'curves.csv'), ('\n'.join(lines) + '\n').encode())
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key, title in zip(axes, ('pose_js', 'pose_err'), ('pose JS, aligned (nats)', 'pose error, aligned (deg)')):
+        for n, pts in rows.items():
+            ax.plot([p['kimg'] for p in pts], [p[key] for p in pts], marker='.', label=MODELS[n][0])
+        ax.set(xlabel='kimg', title=title)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(ctx.outdir, 'curves.png'), dpi=100)
+    plt.close(fig)
+
+# ---------------------------------------------------------------------------------------------
+# Report and driver.
+
+
+def write_report(ctx, state):
+    """results.json, results.md and samples_all.png from the evaluated rows of the state."""
+    done = [n for n in MODELS if state['models'].get(n, {}).get('status') == 'evaluated']
+    models = {n: dict(label=MODELS[n][0], train_args=MODELS[n][2], **{k: state['models'][n][k] for k in (
+        'seconds', 'kimg', 'snapshot')}, **state['models'][n]['metrics']) for n in done}
+    s, fl = state['settings'], state.get('floors', {})
+    write_json(os.path.join(ctx.outdir, 'results.json'), dict(settings=s, fid_proxy=DETECTOR_DOC, floors=fl,
+                                                              models=models))
+    md = [f'# Pose-learning benchmark{" (SMOKE: tiny budget, meaningless numbers)" if s["smoke"] else ""}', '',
+          f'{s["num"]} {s["family"]}s at {s["resolution"]} px, poses `{s["pose"]}`; budget {s["budget_min"]:.3g} '
+          f'min wall per model (kimg cap {s["kimg_max"]:g}), train seed {s["seed"]}.', '',
+          '| Model | kimg | train s | KID-est x1e3 | depth_err | pose_err (deg) | pose_err raw | JS aligned | JS raw |',
+          '|---|---|---|---|---|---|---|---|---|']
+    md += [f'| {m["label"]} | {m["kimg"]:.3g} | {m["seconds"]:.0f} | {m["kid_est"] * 1e3:.3g} | {m["depth_err"]:.3f} '
+           f'| {m["pose_err"]:.1f} | {m["pose_err_raw"]:.1f} | {m["pose_js"]:.3f} | {m["pose_js_raw"]:.3f} |'
+           for m in models.values()]
+    md += ['', f'Estimator floors (held-out real images): pose_err_gt {fl.get("pose_err_gt", np.nan):.1f} deg, '
+           f'depth_err_gt {fl.get("depth_err_gt", np.nan):.3f}. FID-proxy: {DETECTOR_DOC}.',
+           'Lower is better in every metric column. Figures: pose_{model}.png, samples_{model}.png, '
+           'samples_all.png' + (', curves.png' if state.get('curves') else '') + '.']
+    metric_utils.write_atomic(os.path.join(ctx.outdir, 'results.md'), ('\n'.join(md) + '\n').encode())
+    grids = [np.asarray(PIL.Image.open(os.path.join(ctx.outdir, f'samples_{n}.png')).convert('RGB')) for n in done]
+    if grids:
+        gap = np.full((4, grids[0].shape[1], 3), 255, np.uint8)
+        PIL.Image.fromarray(np.concatenate([x for g in grids for x in (g, gap)][:-1])).save(
+            os.path.join(ctx.outdir, 'samples_all.png'))
+
+
+def prepare(opts) -> tuple:
+    """(ctx, state): paths, the state (settings checked), the dataset, the detector, the floors."""
+    ctx = dnnlib.EasyDict(opts, outdir=os.path.abspath(opts['outdir']), budget_s=opts['budget_min'] * 60)
+    ctx.data, ctx.runs, ctx.cache = (os.path.join(ctx.outdir, x) for x in ('data', 'runs', 'cache'))
+    stem = os.path.join(ctx.data, f'{ctx.family}{ctx.resolution}')
+    ctx.zips = dict(labeled=stem + '_labeled.zip', unlabeled=stem + '_unlabeled.zip')
+    ctx.state_path, ctx.detector = os.path.join(ctx.outdir, 'state.json'), os.path.join(ctx.cache, 'detector.pt')
+    ctx.eval_kwargs = dict(class_name='training.dataset.ImageFolderDataset', path=ctx.zips['labeled'],
+                           resolution=ctx.resolution, use_labels=True)
+    settings = {k: v for k, v in opts.items() if k not in ('outdir', 'models', 'curves', 'threads')}
+    state = json.load(open(ctx.state_path)) if os.path.isfile(ctx.state_path) else dict(models={})
+    if state.setdefault('settings', settings) != settings:
+        diff = sorted(k for k in settings if state['settings'].get(k) != settings[k])
+        raise click.UsageError(f'{ctx.outdir} was made with other settings ({", ".join(diff)}); use a new --outdir')
+    os.makedirs(ctx.cache, exist_ok=True)
+    write_json(ctx.state_path, state)
+    if not all(os.path.isfile(p) for p in ctx.zips.values()):
+        print(f'making the dataset in {ctx.data}', flush=True)
+        subprocess.run([sys.executable, os.path.join(REPO, 'make_synthetic.py'), '--outdir', ctx.data, '--family',
+                        ctx.family, '--num', str(ctx.num), '--resolution', str(ctx.resolution), '--pose', ctx.pose,
+                        '--seed', str(ctx.data_seed)], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    build_detector(ctx)
+    if 'floors' not in state:
+        state['floors'] = {k: calc(ctx, k, est_steps=ctx.est_steps)[k] for k in ('pose_err_gt', 'depth_err_gt')}
+        write_json(ctx.state_path, state)
+    return ctx, state
+
+
+def parse_models(ctx, param, value):
+    names = list(MODELS) if value == 'all' else [x.strip() for x in value.split(',') if x.strip()]
+    if not names or any(n not in MODELS for n in names):
+        raise click.BadParameter(f'{value!r}: choose from {", ".join(MODELS)} or all')
+    return names
+
+
+POS_F, POS_I = click.FloatRange(min=0, min_open=True), click.IntRange(min=1)
+OPTIONS = [   # (option, type, default, help); --smoke replaces the defaults of the SMOKE keys
+    ('--outdir', str, None, 'Output folder (state, data, runs, results)'),
+    ('--models', str, 'all', f'Comma-separated rows: {", ".join(MODELS)}'),
+    ('--family', click.Choice(['car', 'head']), 'car', 'make_synthetic.py object family'),
+    ('--num', click.IntRange(min=20), 4000, 'Dataset images'),
+    ('--resolution', click.IntRange(min=8), 32, 'Image side (px)'),
+    ('--pose', str, DEFAULT_POSE, 'make_synthetic.py pose law'),
+    ('--data-seed', int, 0, 'make_synthetic.py seed'),
+    ('--seed', click.IntRange(min=0), 0, 'train.py seed'),
+    ('--budget-min', POS_F, 120.0, 'Wall-clock training budget per model (minutes)'),
+    ('--kimg-max', POS_F, 1000.0, 'Training length cap per model (kimg)'),
+    ('--tick', POS_F, 0.5, 'kimg between snapshots'),
+    ('--est-steps', POS_I, None, 'Estimator training steps [metrics/estimators.py defaults]'),
+    ('--kid-num', click.IntRange(min=2), 2000, 'Generated images for KID-est'),
+    ('--js-num', POS_I, 20000, 'Generator poses for pose_js (and the pose_err alignment)'),
+    ('--eval-num', POS_I, 1000, 'Generated images for pose_err / depth_err'),
+    ('--curve-num', POS_I, 200, 'Generated images for pose_err per snapshot (--curves)'),
+    ('--threads', POS_I, 1, 'torch CPU threads per process'),
+]
+
+
+def add_options(fn):
+    fn = click.option('--smoke', is_flag=True, help='Tiny run for CI: 20 s a model, 64 images, tiny metric '
+                      'samples (SMOKE), < 5 min in all; explicit options still win')(fn)
+    fn = click.option('--curves', is_flag=True, help='Also evaluate every snapshot: curves.csv / curves.png')(fn)
+    for name, kind, default, text in reversed(OPTIONS):
+        extra = dict(callback=parse_models) if name == '--models' else {}
+        fn = click.option(name, type=kind, default=default, required=name == '--outdir',
+                          show_default=default is not None, help=text, **extra)(fn)
+    return fn
+
+
+@click.command(context_settings=dict(max_content_width=110))
+@add_options
+@click.pass_context
+def main(click_ctx, **opts):
+    """Train PoF3D, the true-pose upper bound, two prior baselines and two ablations for the same
+    wall-clock budget each on synthetic data with known poses; evaluate and tabulate them.
+    Rerun the same command to resume (docs/benchmark.md)."""
+    if opts['smoke']:
+        for key, value in SMOKE.items():
+            if click_ctx.get_parameter_source(key) == click.core.ParameterSource.DEFAULT:
+                opts[key] = value
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))    # unwind: stops the training subprocess
+    torch.set_num_threads(opts['threads'])
+    start = time.time()
+    ctx, state = prepare(opts)
+    for name in ctx.models:
+        if state['models'].get(name, {}).get('status') in (None, 'training'):
+            train_model(ctx, state, name)
+        if state['models'][name]['status'] == 'trained':
+            evaluate_model(ctx, state, name)
+        write_report(ctx, state)
+    if ctx.curves:
+        update_curves(ctx, state, ctx.models)
+        write_report(ctx, state)
+    print(f'done in {time.time() - start:.0f} s: {ctx.outdir}/results.md', flush=True)
+    with open(os.path.join(ctx.outdir, 'results.md')) as f:
+        print(f.read())
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,54 @@
+"""bench/pose_learning.py --smoke end to end: every row trained, evaluated, plotted and tabled;
+rerunning the same command is a no-op (resume). ~2.5-3 minutes on a loaded 2-core CPU."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, 'bench', 'pose_learning.py')
+MODELS = ('pof3d', 'eg3d_gt', 'prior', 'campari', 'no_mirror', 'no_dcond')
+KEYS = ('seconds', 'kimg', 'kid_est', 'depth_err', 'pose_err', 'pose_err_raw', 'pose_js', 'pose_js_raw')
+
+
+def run(outdir):
+    start = time.time()
+    res = subprocess.run([sys.executable, SCRIPT, '--smoke', '--curves', '--outdir', str(outdir)], cwd=REPO,
+                         capture_output=True, text=True, timeout=540)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    return time.time() - start, res.stdout
+
+
+def test_pose_learning_smoke(tmp_path):
+    outdir = tmp_path / 'bench'
+    _, stdout = run(outdir)
+    results = json.loads((outdir / 'results.json').read_text())
+    assert sorted(results['models']) == sorted(MODELS)
+    for name, row in results['models'].items():
+        for key in KEYS:
+            assert isinstance(row[key], float), (name, key)
+        assert row['kimg'] > 0 and row['seconds'] > 0, name
+        assert 0 <= row['pose_js'] <= 0.7 and 0 <= row['pose_js_raw'] <= 0.7, name
+    assert set(results['floors']) == {'pose_err_gt', 'depth_err_gt'}
+
+    table = [line for line in (outdir / 'results.md').read_text().splitlines() if line.startswith('| ')]
+    assert len(table) == 1 + len(MODELS)          # header + one row per model (separator starts '|-')
+    for name in MODELS:
+        for stem in (f'pose_{name}.png', f'pose_{name}.json', f'samples_{name}.png'):
+            assert (outdir / stem).stat().st_size > 0, stem
+    for stem in ('samples_all.png', 'curves.png', 'curves.csv'):
+        assert (outdir / stem).stat().st_size > 0, stem
+    curve_models = {line.split(',')[0] for line in (outdir / 'curves.csv').read_text().splitlines()[1:]}
+    assert curve_models == set(MODELS)
+
+    # Rerun: nothing to train or evaluate; the snapshots and the recorded seconds stay as they were.
+    snaps = sorted(glob.glob(str(outdir / 'runs' / '*' / '*' / '*.pkl')))
+    state = json.loads((outdir / 'state.json').read_text())
+    seconds, stdout = run(outdir)
+    assert seconds < 60, seconds
+    assert '] training:' not in stdout and '] evaluating' not in stdout, stdout
+    assert sorted(glob.glob(str(outdir / 'runs' / '*' / '*' / '*.pkl'))) == snaps
+    assert json.loads((outdir / 'state.json').read_text())['models'] == state['models']
