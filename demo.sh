@@ -29,9 +29,12 @@ $PY train.py --outdir "$OUT/runs" --cfg synthetic --data "$DATA" --kimg "$KIMG" 
 
 RUN=$(ls -d "$OUT"/runs/*/ | sort | tail -n 1)
 SNAP=$(ls "$RUN"network-snapshot-*.pkl | sort | tail -n 1)
-echo "== 3/4 samples from $SNAP"
+echo "== 3/4 samples and an orbit video from $SNAP"
 $PY gen_samples_pose.py --network "$SNAP" --seeds 0-7 --dataset synthetic --fov-deg 30 \
     --outdir "$OUT/samples" --shapes --shape-res 64 --shape-format .ply --yaws -45,0,45
+
+$PY gen_videos.py --network "$SNAP" --seeds 0-3 --grid 2x2 --frames 48 --dataset synthetic --fov-deg 30 \
+    --output "$OUT/orbit.mp4" --depth
 
 echo "== 4/4 learned pose distribution vs ground truth"
 $PY plot_pose_distribution.py --network "$SNAP" --data "$DATA" --dataset synthetic --fov-deg 30 \
@@ -40,5 +43,5 @@ $PY plot_pose_distribution.py --network "$SNAP" --data "$DATA" --dataset synthet
 echo
 echo "Done. Look at:"
 echo "  $RUN          training run (log.txt, stats.jsonl, fakes*.png; tensorboard --logdir $OUT/runs)"
-echo "  $OUT/samples  images, depth, poses and meshes per seed"
+echo "  $OUT/samples  images, depth, poses and meshes per seed; $OUT/orbit.mp4 orbit video"
 echo "  $OUT/pose_distribution.png  G's learned (h, v) beside the dataset's true poses"
