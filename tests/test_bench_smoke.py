@@ -15,6 +15,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ('bench_discriminator.py', ['--smoke'], 'small'),
     ('bench_ops.py', ['--size', 'small'], 'bias_act'),
     ('bench_renderer.py', ['--smoke'], 'fine pass'),
+    ('throughput.py', ['--smoke'], 'training iteration'),
+    ('profile_iteration.py', ['--smoke', '--impl', 'fast', '--top', '3'], 'self CPU ms'),
 ])
 def test_bench_smoke(script, args, expect):
     env = dict(os.environ, POF3D_IMPL='')  # let the scripts pick their own paths

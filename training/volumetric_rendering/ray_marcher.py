@@ -8,6 +8,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from torch_utils import fastpath
+from training.volumetric_rendering import samplers
+
 
 class MarchResult(NamedTuple):
     """Output of `march_rays` (unpacks like the reference's 4-tuple)."""
@@ -15,6 +18,63 @@ class MarchResult(NamedTuple):
     depth: torch.Tensor                  # [N, M, 1]  expected ray distance of the midpoints
     weights: torch.Tensor                # [N, M, S-1, 1]  w_i = alpha_i * T_i per interval
     final_transmittance: torch.Tensor    # [N, M, 1]  T after the last interval ("bg_lambda")
+
+
+def _interval_weights(densities: torch.Tensor, depths: torch.Tensor):
+    """(weights w_i [N, M, S-1, 1], final transmittance [N, M, 1]) of `march_rays`."""
+    deltas = depths[:, :, 1:] - depths[:, :, :-1]                        # [N, M, S-1, 1]
+    densities_mid = (densities[:, :, :-1] + densities[:, :, 1:]) / 2
+    sigma = F.softplus(densities_mid - 1)
+    alpha = 1 - torch.exp(-sigma * deltas)
+    # Transmittance factors; the 1e-10 keeps T > 0 behind fully opaque intervals (EG3D).
+    survive = torch.cat([torch.ones_like(alpha[:, :, :1]), 1 - alpha + 1e-10], dim=-2)
+    transmittance = torch.cumprod(survive, dim=-2)                       # [N, M, S, 1]
+    return alpha * transmittance[:, :, :-1], transmittance[:, :, -1]
+
+
+def _per_sample_weights(weights: torch.Tensor) -> torch.Tensor:
+    """Interval weights [N, M, S-1, 1] -> per-sample weights [N, M, S, 1], (w_{j-1} + w_j) / 2
+    with w_{-1} = w_{S-1} = 0: sum_i w_i (c_i + c_{i+1}) / 2 = sum_j c_j (w_{j-1} + w_j) / 2."""
+    padded = F.pad(weights, [0, 0, 1, 1])                                # [N, M, S+1, 1]
+    return (padded[:, :, :-1] + padded[:, :, 1:]) * 0.5
+
+
+class _WeightedSum(torch.autograd.Function):
+    """features = sum_j per_sample_j * colors_j as batched mat-vec products, both directions:
+    forward w^T C, backward dC = w g^T (the colour gradient, needed anyway) and dw = C g.
+    Autograd of the elementwise form (multiply, reduce) materializes two more [N, M, S, C]
+    products; this saves that traffic (the composite's backward ~2x faster)."""
+
+    @staticmethod
+    def forward(ctx, colors, per_sample):
+        ctx.save_for_backward(colors, per_sample)
+        return torch.matmul(per_sample.transpose(-1, -2), colors).squeeze(-2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        colors, per_sample = ctx.saved_tensors
+        g_colors = per_sample * grad.unsqueeze(-2) if ctx.needs_input_grad[0] else None
+        g_weights = torch.matmul(colors, grad.unsqueeze(-1)) if ctx.needs_input_grad[1] else None
+        return g_colors, g_weights
+
+
+def _weighted_sum(colors: torch.Tensor, per_sample: torch.Tensor) -> torch.Tensor:
+    """sum_j colors[..., j, :] * per_sample[..., j, :]: [N, M, S, C], [N, M, S, 1] -> [N, M, C]
+    (fast path; `_WeightedSum`)."""
+    return _WeightedSum.apply(colors, per_sample)
+
+
+def _composite(colors: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum_i w_i (c_i + c_{i+1}) / 2 over the S-1 intervals -> [N, M, C].
+
+    Reference: builds the interval colours [N, M, S-1, C]. Fast path (torch_utils.fastpath):
+    the same sum regrouped per sample (`_per_sample_weights`) as batched mat-vec products
+    (`_WeightedSum`; ~2.5x faster forward + backward; float rounding differs only).
+    """
+    if fastpath.enabled():
+        return _weighted_sum(colors, _per_sample_weights(weights))
+    colors_mid = (colors[:, :, :-1] + colors[:, :, 1:]) / 2
+    return torch.sum(weights * colors_mid, dim=-2)
 
 
 def march_rays(colors: torch.Tensor, densities: torch.Tensor, depths: torch.Tensor,
@@ -34,20 +94,13 @@ def march_rays(colors: torch.Tensor, densities: torch.Tensor, depths: torch.Tens
     if clamp_mode != 'softplus':
         raise ValueError(f"clamp_mode={clamp_mode!r} is not supported; the ray marcher implements "
                          "only 'softplus' (SPEC §4.5)")
-    deltas = depths[:, :, 1:] - depths[:, :, :-1]                        # [N, M, S-1, 1]
-    colors_mid = (colors[:, :, :-1] + colors[:, :, 1:]) / 2
-    densities_mid = (densities[:, :, :-1] + densities[:, :, 1:]) / 2
+    weights, final_transmittance = _interval_weights(densities, depths)
+    return _finish(_composite(colors, weights), weights, final_transmittance, depths, white_back)
+
+
+def _finish(features, weights, final_transmittance, depths, white_back) -> MarchResult:
+    """Depth, white background and the 2f - 1 mapping of `march_rays` (depths sorted)."""
     depths_mid = (depths[:, :, :-1] + depths[:, :, 1:]) / 2
-
-    sigma = F.softplus(densities_mid - 1)
-    alpha = 1 - torch.exp(-sigma * deltas)
-    # Transmittance factors; the 1e-10 keeps T > 0 behind fully opaque intervals (EG3D).
-    survive = torch.cat([torch.ones_like(alpha[:, :, :1]), 1 - alpha + 1e-10], dim=-2)
-    transmittance = torch.cumprod(survive, dim=-2)                       # [N, M, S, 1]
-    weights = alpha * transmittance[:, :, :-1]
-    final_transmittance = transmittance[:, :, -1]
-
-    features = torch.sum(weights * colors_mid, dim=-2)                   # [N, M, C]
     weight_total = weights.sum(dim=-2)                                   # [N, M, 1]
     depth = torch.sum(weights * depths_mid, dim=-2) / weight_total
     # Empty rays give 0/0: send them to the far end, then clip to the sampled range.
@@ -57,6 +110,41 @@ def march_rays(colors: torch.Tensor, densities: torch.Tensor, depths: torch.Tens
         features = features + 1 - weight_total
     features = features * 2 - 1
     return MarchResult(features, depth, weights, final_transmittance)
+
+
+def march_importance(depths1, colors1, densities1, depths2, colors2, densities2,
+                     white_back: bool = False) -> MarchResult:
+    """`march_rays` over the union of the coarse samples (depths1 [N, M, S1, 1] sorted,
+    colors1 [N, M, S1, C], densities1 [N, M, S1, 1]) and the fine ones (set 2, any order).
+
+    Reference: `samplers.unify_samples` (concatenate, sort, gather all three) then
+    `march_rays`. Fast path (torch_utils.fastpath): only t and sigma ([.., 1]) are merged and
+    sorted; the per-sample weights are scattered back to each set's own order and each set's
+    colours are summed where they lie, so the [N, M, S1+S2, C] merged colours (and their
+    gather and its backward) never exist. Same weights; the colour sum runs in another order.
+    """
+    if not fastpath.enabled():
+        depths, colors, densities = samplers.unify_samples(depths1, colors1, densities1,
+                                                           depths2, colors2, densities2)
+        return march_rays(colors, densities, depths, white_back=white_back)
+    depths, order = torch.sort(torch.cat([depths1, depths2], dim=-2), dim=-2)
+    densities = torch.gather(torch.cat([densities1, densities2], dim=-2), -2, order)
+    weights, final_transmittance = _interval_weights(densities, depths)
+    # per_sample[k] belongs to sample order[k]: scatter it back (a permutation, so no sums).
+    unsorted = torch.zeros_like(depths).scatter(-2, order, _per_sample_weights(weights))
+    S1 = depths1.shape[-2]
+    features = _weighted_sum(colors1, unsorted[:, :, :S1]) + _weighted_sum(colors2, unsorted[:, :, S1:])
+    return _finish(features, weights, final_transmittance, depths, white_back)
+
+
+def coarse_weights(colors: torch.Tensor, densities: torch.Tensor, depths: torch.Tensor,
+                   white_back: bool = False) -> torch.Tensor:
+    """The compositing weights [N, M, S-1, 1] of `march_rays` (what importance sampling
+    reads). The reference composites the whole ray and keeps the weights; the fast path
+    (torch_utils.fastpath) computes only the weights (same values, bit for bit)."""
+    if fastpath.enabled():
+        return _interval_weights(densities, depths)[0]
+    return march_rays(colors, densities, depths, white_back=white_back).weights
 
 
 class MipRayMarcher2(torch.nn.Module):

@@ -28,7 +28,7 @@ import torch
 from torch_utils import misc
 from torch_utils.ops import triplane_render
 from training.volumetric_rendering import math_utils, samplers
-from training.volumetric_rendering.ray_marcher import march_rays
+from training.volumetric_rendering.ray_marcher import coarse_weights, march_importance, march_rays
 from training.volumetric_rendering.triplane_sampling import cached_planes, sample_from_planes
 
 _PLANE_AXES = ('correct', 'legacy')
@@ -135,13 +135,14 @@ class ImportanceRenderer(torch.nn.Module):
         n_importance = int(opts['depth_resolution_importance'])
         if n_importance > 0:
             with torch.no_grad():  # the coarse weights only steer sampling (SPEC §4.5)
-                weights = march_rays(colors, densities, depths, white_back=white_back).weights
+                weights = coarse_weights(colors, densities, depths, white_back=white_back)
             fine_depths = samplers.sample_importance(depths, weights, n_importance, generator=generator)
             fine_colors, fine_densities = self._decode_along_rays(planes, decoder, ray_origins, ray_directions,
                                                                   fine_depths, opts, generator)
-            depths, colors, densities = samplers.unify_samples(depths, colors, densities,
-                                                               fine_depths, fine_colors, fine_densities)
-        result = march_rays(colors, densities, depths, white_back=white_back)
+            result = march_importance(depths, colors, densities, fine_depths, fine_colors, fine_densities,
+                                      white_back=white_back)   # unify_samples + march_rays
+        else:
+            result = march_rays(colors, densities, depths, white_back=white_back)
         return RenderOutput(result.features, result.depth, result.weights.sum(dim=2), result.final_transmittance)
 
     def _render_fused(self, planes, params, ray_origins, ray_directions, depths, opts, generator):

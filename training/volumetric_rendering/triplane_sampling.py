@@ -10,7 +10,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from torch_utils import misc
+from torch_utils import fastpath, misc
 from torch_utils.ops import grid_sample_gradfix
 
 # Rows of each 3x3 matrix are the plane's (u, v, normal) axes in world coordinates; a point
@@ -52,6 +52,19 @@ def project_onto_planes(planes: torch.Tensor, coordinates: torch.Tensor) -> torc
     return projected[..., :2].reshape(N * n_planes, M, 2)
 
 
+def _project_scaled(planes: torch.Tensor, coordinates: torch.Tensor, scale: float) -> torch.Tensor:
+    """`project_onto_planes(planes, coordinates * scale)` as ONE [N*M, 3] x [3, 2P] product
+    (the fast path): the reference broadcasts the points over the planes (a copy), multiplies
+    by all three inverse columns, then drops one. For the permutation matrices of both axis
+    sets every output is one coordinate times scale, exactly as in the reference."""
+    N, M, _ = coordinates.shape
+    n_planes = planes.shape[0]
+    inv_planes = torch.linalg.inv_ex(planes.to(coordinates.dtype)).inverse            # [P, 3, 3]
+    weight = (inv_planes[:, :, :2] * scale).permute(1, 0, 2).reshape(3, n_planes * 2)  # [3, P*2]
+    projected = coordinates.reshape(N * M, 3).mm(weight).reshape(N, M, n_planes, 2)
+    return projected.permute(0, 2, 1, 3).reshape(N * n_planes, M, 2)
+
+
 def _grid_sample(features: torch.Tensor, grid: torch.Tensor, mode: str, padding_mode: str):
     """align_corners=False sampling; bilinear + zeros goes through the double-backward-capable
     gradfix op (R1 / density regularization need it), other modes through F.grid_sample."""
@@ -73,7 +86,10 @@ def sample_from_planes(plane_axes: torch.Tensor, plane_features: torch.Tensor, c
     misc.assert_shape(plane_axes, [P, 3, 3])
     misc.assert_shape(coordinates, [N, None, 3])
     M = coordinates.shape[1]
-    grid = project_onto_planes(plane_axes, coordinates * (2 / box_warp)).unsqueeze(1)  # [N*P, 1, M, 2]
+    if fastpath.enabled():
+        grid = _project_scaled(plane_axes, coordinates, 2 / box_warp).unsqueeze(1)
+    else:
+        grid = project_onto_planes(plane_axes, coordinates * (2 / box_warp)).unsqueeze(1)  # [N*P, 1, M, 2]
     sampled = _grid_sample(plane_features.reshape(N * P, C, H, W), grid.to(plane_features.dtype),
                            mode, padding_mode)                                      # [N*P, C, 1, M]
     return sampled.reshape(N, P, C, M).permute(0, 1, 3, 2)

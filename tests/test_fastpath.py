@@ -1,0 +1,325 @@
+"""The fast PyTorch paths (torch_utils/fastpath.py) against the reference port they replace.
+
+Every fast formulation computes the reference's function; what may differ is float rounding
+where sums are regrouped. Tolerances, and why:
+- float64 checks use 1e-10..1e-12: any larger difference is a bug, not rounding;
+- float32 checks of a whole generator / loss phase use rtol 1e-4 on values and 2e-4 on
+  gradient norms: the fast path reassociates sums (FIR filter convolutions, the per-sample
+  colour sum, blocked weight-gradient GEMMs) and float32 rounding (~6e-8 per op) compounds
+  through ~20 layers and the volume-rendering product; measured: values ~1e-6, gradients
+  <= 2e-5 relative (Gmain, the worst), so the bounds leave a 10x margin;
+- operations that only move data (merging samples, the plane mean, the one-pass D) are
+  compared for exact equality.
+"""
+
+import itertools
+
+import pytest
+import torch
+
+from torch_utils import fastpath
+from torch_utils.ops import conv2d_gradfix, upfirdn2d
+from training import decoder as decoder_module
+from training.decoder import OSGDecoder
+from training.volumetric_rendering import samplers
+from training.volumetric_rendering.ray_marcher import coarse_weights, march_importance, march_rays
+
+pytestmark = pytest.mark.usefixtures('single_thread')
+F64 = torch.float64
+
+
+def both(fn):
+    """(reference result, fast result) of fn()."""
+    with fastpath.override(False):
+        ref = fn()
+    with fastpath.override(True):
+        fast = fn()
+    return ref, fast
+
+
+def assert_all_close(ref, fast, **tol):
+    for a, b in zip(ref, fast):
+        torch.testing.assert_close(b, a, **tol)
+
+
+# ---------------------------------------------------------------------------------------------
+# The switch.
+
+def test_switch_resolution_order(monkeypatch):
+    monkeypatch.delenv('POF3D_FASTPATH', raising=False)
+    monkeypatch.delenv('POF3D_IMPL', raising=False)
+    assert fastpath.enabled()                               # default: on
+    monkeypatch.setenv('POF3D_IMPL', 'ref')
+    assert not fastpath.enabled()                           # "the reference everywhere"
+    monkeypatch.setenv('POF3D_FASTPATH', '1')
+    assert fastpath.enabled()                               # an explicit value wins
+    for off in ('0', 'false', 'OFF', 'no'):
+        monkeypatch.setenv('POF3D_FASTPATH', off)
+        assert not fastpath.enabled()
+    with fastpath.override(True):                           # the context wins over the environment
+        assert fastpath.enabled()
+        with fastpath.override(False):
+            assert not fastpath.enabled()
+        assert fastpath.enabled()
+    assert not fastpath.enabled()
+    fastpath.set_enabled(True)
+    try:
+        assert fastpath.enabled()
+    finally:
+        fastpath.set_enabled(None)
+    assert not fastpath.enabled()
+
+
+# ---------------------------------------------------------------------------------------------
+# upfirdn2d as grouped convolutions.
+
+FILTERS = {'none': None, '4-tap 2-D': upfirdn2d.setup_filter([1, 3, 3, 1]),
+           '4-tap 1-D': upfirdn2d.setup_filter([1, 3, 3, 1], separable=True),
+           'odd 1-D': torch.tensor([0.2, 0.5, 0.1, 0.7, 0.3]), 'odd 2-D 3x5': torch.rand(3, 5)}
+
+
+@pytest.mark.parametrize('fname', list(FILTERS))
+def test_upfirdn2d_grouped_equals_reference(fname):
+    # Same products, summed by another convolution algorithm: float64 agreement to 1e-12.
+    f = None if FILTERS[fname] is None else FILTERS[fname].to(F64)
+    x = torch.randn(2, 3, 7, 9, dtype=F64)
+    cases = itertools.product([1, 2, (2, 1), 3], [1, 2, (1, 2)], [0, 1, 3, -1, [2, -1, 0, 4]], [False, True])
+    checked = 0
+    for up, down, pad, flip in cases:
+        kwargs = dict(up=up, down=down, padding=pad, flip_filter=flip, gain=1.7)
+        try:
+            ref = upfirdn2d.upfirdn2d(x, f, impl='ref', **kwargs)
+        except ValueError:   # empty output for this padding
+            continue
+        with fastpath.override(True):
+            fast = upfirdn2d.upfirdn2d(x, f, **kwargs)
+        torch.testing.assert_close(fast, ref, rtol=0, atol=1e-12, msg=f'{fname} {kwargs}')
+        checked += 1
+    assert checked > 100
+
+
+def test_upfirdn2d_grouped_second_order():
+    # R1 differentiates D's FIR downsampling twice; the grouped form must support it.
+    f = upfirdn2d.setup_filter([1, 3, 3, 1]).to(F64)
+    x = torch.randn(1, 2, 6, 6, dtype=F64, requires_grad=True)
+    with fastpath.override(True):
+        for up, down in ((2, 1), (1, 2)):
+            fn = lambda t, u=up, d=down: upfirdn2d.upfirdn2d(t, f, up=u, down=d, padding=[2, 1, 2, 1])  # noqa: E731
+            assert torch.autograd.gradcheck(fn, (x,))
+            assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+def test_impl_ref_always_runs_the_reference(monkeypatch):
+    calls = []
+    monkeypatch.setattr(upfirdn2d, '_upfirdn2d_fast', lambda *a: calls.append(a))
+    with fastpath.override(True):
+        upfirdn2d.upfirdn2d(torch.randn(1, 1, 4, 4), None, impl='ref')
+        assert not calls
+        upfirdn2d.upfirdn2d(torch.randn(1, 1, 4, 4), None)
+        assert calls
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoder: plane mean on the stored layout, recomputed blocked MLP.
+
+def _decoder_case(dtype):
+    torch.manual_seed(0)
+    dec = OSGDecoder(8, {'decoder_lr_mul': 0.5, 'decoder_output_dim': 6}).to(dtype)
+    with torch.no_grad():
+        for p in dec.parameters():
+            p.normal_()
+    # The layout sample_from_planes returns: a permuted view of [N, P, C, M] memory.
+    feats = torch.randn(2, 3, 8, 37, dtype=dtype).permute(0, 1, 3, 2).requires_grad_(True)
+    return dec, feats
+
+
+@pytest.mark.parametrize('chunk', [8, 10 ** 6])
+def test_decoder_fast_matches_reference(monkeypatch, chunk):
+    # Blocks of 8 rows (10 blocks for 74 rows) and one block; float64: same function to 1e-12.
+    monkeypatch.setattr(decoder_module._RecomputedDecoder, 'CHUNK', chunk)
+    dec, feats = _decoder_case(F64)
+
+    def run():
+        dec.zero_grad(set_to_none=True)
+        feats.grad = None
+        out = dec(feats)
+        (out['rgb'].square().sum() + out['sigma'].sin().sum()).backward()
+        return [out['rgb'].detach(), out['sigma'].detach(), feats.grad] + [p.grad for p in dec.parameters()]
+    assert_all_close(*both(run), rtol=1e-12, atol=1e-12)
+
+
+def test_decoder_fast_forward_is_bitwise_and_saves_only_its_input():
+    dec, feats = _decoder_case(torch.float32)
+    with torch.no_grad():
+        ref, fast = both(lambda: dec(feats))
+    assert torch.equal(ref['rgb'], fast['rgb']) and torch.equal(ref['sigma'], fast['sigma'])
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        with fastpath.override(True):
+            dec(feats)
+    assert max(saved) <= feats.numel() // 3   # the averaged input [N*M, C]; no hidden layer
+
+
+def test_decoder_fast_path_refuses_double_backward():
+    dec, feats = _decoder_case(F64)
+    with fastpath.override(True):
+        out = dec(feats)
+        g, = torch.autograd.grad(out['sigma'].sum(), feats, create_graph=True)
+        with pytest.raises(RuntimeError):
+            g.sum().backward()
+
+
+# ---------------------------------------------------------------------------------------------
+# Ray marching and the importance merge.
+
+def _samples(N=2, M=5, S1=6, S2=4, C=3, dtype=F64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    d1 = torch.sort(torch.rand(N, M, S1, 1, generator=g, dtype=dtype) * 2 + 1, dim=-2).values
+    d2 = torch.rand(N, M, S2, 1, generator=g, dtype=dtype) * 2 + 1
+    rnd = lambda *s: torch.randn(*s, generator=g, dtype=dtype).requires_grad_(True)  # noqa: E731
+    return d1, rnd(N, M, S1, C), rnd(N, M, S1, 1), d2, rnd(N, M, S2, C), rnd(N, M, S2, 1)
+
+
+@pytest.mark.parametrize('white_back', [False, True])
+def test_march_importance_fast_matches_unify_then_march(white_back):
+    d1, c1, s1, d2, c2, s2 = _samples()
+
+    def run():
+        out = march_importance(d1, c1, s1, d2, c2, s2, white_back=white_back)
+        loss = (out.features * torch.arange(3, dtype=F64)).sum() + out.depth.sum() + out.weights.square().sum()
+        return [out.features, out.depth, out.weights, out.final_transmittance,
+                *torch.autograd.grad(loss, (c1, s1, c2, s2))]
+    assert_all_close(*both(run), rtol=1e-10, atol=1e-12)
+
+
+def test_march_importance_without_grad_matches():
+    d1, c1, s1, d2, c2, s2 = _samples(dtype=torch.float32, seed=1)
+    with torch.no_grad():
+        ref, fast = both(lambda: march_importance(d1, c1, s1, d2, c2, s2))
+    assert_all_close(ref, fast, rtol=1e-5, atol=1e-6)   # float32, colour sum in another order
+
+
+def test_march_rays_and_coarse_weights_fast_match():
+    d, c, s = _samples(S2=1)[:3]
+
+    def run():
+        out = march_rays(c, s, d)
+        return [*out, *torch.autograd.grad(out.features.square().sum() + out.depth.sum(), (c, s))]
+    assert_all_close(*both(run), rtol=1e-10, atol=1e-12)
+    ref, fast = both(lambda: coarse_weights(c, s, d))
+    assert torch.equal(ref, fast)   # the same ops, without the compositing
+
+
+def test_importance_samples_unchanged_by_the_fast_path():
+    d, c, s = _samples(S2=1)[:3]
+    with torch.no_grad():
+        ref, fast = both(lambda: samplers.sample_importance(d, coarse_weights(c, s, d), 5,
+                                                            generator=torch.Generator().manual_seed(3)))
+    assert torch.equal(ref, fast)
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole networks (tiny synthetic preset): generator, discriminator pass, loss phases.
+
+@pytest.fixture(scope='module')
+def tiny():
+    from training import config as config_lib, training_loop
+    from training.losses import loss_class_for
+    import dnnlib
+    config = config_lib.build_config('synthetic', dataset_resolution=16, neural_rendering_resolution_initial=16,
+                                     z_dim=16, w_dim=16, plane_resolution=16, plane_channels=8, cbase=256, cmax=16,
+                                     depth_resolution=6, depth_resolution_importance=6, pose_head_channels=32,
+                                     batch=4)
+    torch.manual_seed(0)
+    G = dnnlib.util.construct_class_by_name(**config.G_kwargs()).train().requires_grad_(False)
+    D = dnnlib.util.construct_class_by_name(**config.D_kwargs()).train().requires_grad_(False)
+    loss = loss_class_for('learned')(device=torch.device('cpu'), G=G, D=D, seed=0, **config.loss_kwargs())
+    return config, G, D, loss, training_loop
+
+
+def _grads(module):
+    return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in module.parameters()]
+
+
+def _close_in_norm(ref, fast, rtol):
+    worst = max(float((a - b).norm()) / (float(a.norm()) + 1e-12) for a, b in zip(ref, fast))
+    print(f'worst relative gradient difference {worst:.2e}')
+    for a, b in zip(ref, fast):
+        assert float((a - b).norm()) <= rtol * float(a.norm()) + 1e-7, (float((a - b).norm()), float(a.norm()))
+
+
+def test_generator_forward_and_backward_match(tiny):
+    config, G, _, _, _ = tiny
+    from training.cameras import Camera, FOV_to_intrinsics, LookAtPose
+    z = torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(1))
+    c2w = LookAtPose(torch.full([4, 1], 1.6), torch.full([4, 1], 1.5), torch.zeros(3), 2.7)
+    c = Camera(c2w, FOV_to_intrinsics(30.0).unsqueeze(0).repeat(4, 1, 1)).to_label()
+
+    def run():
+        G.requires_grad_(True)
+        G.zero_grad(set_to_none=True)
+        out = G(z, c, generator=torch.Generator().manual_seed(2))
+        (out['image'].square().mean() + out['image_depth'].mean()).backward()
+        G.requires_grad_(False)
+        return [out['image'].detach(), out['image_depth'].detach()], _grads(G)
+    (ref_out, ref_g), (fast_out, fast_g) = both(run)
+    assert_all_close(ref_out, fast_out, rtol=1e-4, atol=1e-5)
+    _close_in_norm(ref_g, fast_g, 2e-4)
+
+
+def test_discriminator_one_pass_equals_reference_two_passes(tiny):
+    config, _, D, loss, _ = tiny
+    from training.losses.common import DInput
+    img = {'image': torch.rand(4, 3, 16, 16) * 2 - 1, 'image_raw': torch.rand(4, 3, 16, 16) * 2 - 1}
+
+    def run():
+        D.requires_grad_(True)
+        D.zero_grad(set_to_none=True)
+        score, _ = DInput('single').score(D, img, 0.0)
+        score.square().sum().backward()
+        D.requires_grad_(False)
+        return [score.detach()] + _grads(D)
+    ref, fast = both(run)
+    assert_all_close(ref, fast, rtol=1e-6, atol=1e-7)   # same trunk on the same input
+
+
+@pytest.mark.parametrize('phase', ['Gmain', 'Greg', 'Dmain', 'Dreg'])
+def test_loss_phase_gradients_match(tiny, phase, monkeypatch):
+    config, G, D, loss, training_loop = tiny
+    monkeypatch.setattr(conv2d_gradfix, 'enabled', True)   # as the training loop runs (R1 no-weight-grads)
+    module = G if phase.startswith('G') else D
+    g = torch.Generator().manual_seed(4)
+    real = torch.rand(4, 3, 16, 16, generator=g) * 2 - 1
+    z = torch.randn(4, G.z_dim, generator=g)
+    c = torch.zeros(4, 25)
+    c[:, 16:25] = torch.tensor([2.6, 0, 0.5, 0, 2.6, 0.5, 0, 0, 1])
+
+    def run():
+        torch.manual_seed(5)
+        loss.mirror.rng.seed(0)
+        module.zero_grad(set_to_none=True)
+        module.requires_grad_(True)
+        loss.accumulate_gradients(phase, real, c, z, c, gain=1, cur_nimg=0)   # cur_nimg 0: blur on
+        module.requires_grad_(False)
+        return _grads(module)
+    ref, fast = both(run)
+    _close_in_norm(ref, fast, 2e-4)
+
+
+def test_fast_path_is_deterministic(tiny):
+    config, G, D, loss, _ = tiny
+    z = torch.randn(2, G.z_dim)
+    c = torch.zeros(2, 25)
+    c[:, 16:25] = torch.tensor([2.6, 0, 0.5, 0, 2.6, 0.5, 0, 0, 1])
+    with fastpath.override(True):
+        outs = []
+        for _ in range(2):
+            torch.manual_seed(7)
+            G.requires_grad_(True)
+            G.zero_grad(set_to_none=True)
+            out = G(z, c)
+            out['image'].sum().backward()
+            outs.append([out['image'].detach()] + _grads(G))
+            G.requires_grad_(False)
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)
