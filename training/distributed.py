@@ -88,7 +88,10 @@ def _run(fn: Callable, rank: int, local_rank: int, world_size: int, init_method:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
         training_stats.init_multiprocessing(rank, device)   # a single process keeps the defaults
     try:
-        return fn(DistContext(rank, world_size, device), *args)
+        result = fn(DistContext(rank, world_size, device), *args)
+        if world_size > 1:  # all ranks done before teardown: gloo aborts if a peer leaves mid-teardown
+            torch.distributed.barrier()
+        return result
     finally:
         if world_size > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
