@@ -4,7 +4,7 @@
 # write samples, depth, a mesh and the learned pose distribution next to the true one.
 #
 #   bash demo.sh                    # ~10 minutes on 2 CPU cores
-#   DEMO_KIMG=2 bash demo.sh        # train longer (kimg = thousands of images shown to D)
+#   DEMO_KIMG=10 bash demo.sh       # train longer (kimg = thousands of images shown to D)
 #   DEMO_OUT=elsewhere bash demo.sh
 # Running it again continues the same training run (--resume auto) up to DEMO_KIMG.
 set -euo pipefail
@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 bash setup.sh
 PY=.venv/bin/python
 OUT=${DEMO_OUT:-out/demo}
-KIMG=${DEMO_KIMG:-0.5}
+KIMG=${DEMO_KIMG:-2}
 FAMILY=${DEMO_FAMILY:-car}
 # Two pose modes (front-left and front-right three-quarter views), unknown to the model.
 POSE=${DEMO_POSE:-mix:1.0:0.25:0.5,2.14:0.25:0.5}
