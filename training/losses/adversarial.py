@@ -34,17 +34,22 @@ def report_pose_stats(out: dict) -> None:
         training_stats.report('Pose/clamped_frac', out['clamped_frac'])
 
 
-class GeneratorAdversarial:
-    """weight * mean sp(-s(fake)) for G (SPEC §6.1 L1, L2 with a mirrored fake source).
-
-    kind: 'fake' (L1, reports Loss/G/loss and the Pose/* stats) or 'fake_flip' (L2,
-    Loss/G/loss_flip). The reference's L2 weight is always 1, not w_f (SPEC §12.6).
-    """
+class _FakeTerm:
+    """Shared constructor of the fake-image terms: where D's input comes from (d_input), how
+    fakes are rendered (fakes: plain or mirrored), the weight, and 'fake' | 'fake_flip'."""
 
     def __init__(self, d_input: DInput, fakes, weight: float = 1.0, kind: str = 'fake'):
         if kind not in ('fake', 'fake_flip'):
             raise ValueError(f"kind must be 'fake' or 'fake_flip', got {kind!r}")
         self.d_input, self.fakes, self.weight, self.kind = d_input, fakes, weight, kind
+
+
+class GeneratorAdversarial(_FakeTerm):
+    """weight * mean sp(-s(fake)) for G (SPEC §6.1 L1, L2 with a mirrored fake source).
+
+    kind: 'fake' (L1, reports Loss/G/loss and the Pose/* stats) or 'fake_flip' (L2,
+    Loss/G/loss_flip). The reference's L2 weight is always 1, not w_f (SPEC §12.6).
+    """
 
     def __call__(self, G, D, z: torch.Tensor, c: torch.Tensor, step: Step) -> Optional[torch.Tensor]:
         """z [N, z_dim], c [N, 25] -> scalar (or None when weight is 0)."""
@@ -60,17 +65,12 @@ class GeneratorAdversarial:
         return loss.mean() * self.weight
 
 
-class DiscriminatorFake:
+class DiscriminatorFake(_FakeTerm):
     """weight * mean sp(s(fake)) for D (SPEC §6.3 L5; L6 with a mirrored fake source).
 
     The fakes are rendered without a graph (D phase: G gets no gradient) and with
     update_emas=True, as EG3D does. weight = w_f (flip_to_disd_weight when flip_to_disd, else 1).
     """
-
-    def __init__(self, d_input: DInput, fakes, weight: float = 1.0, kind: str = 'fake'):
-        if kind not in ('fake', 'fake_flip'):
-            raise ValueError(f"kind must be 'fake' or 'fake_flip', got {kind!r}")
-        self.d_input, self.fakes, self.weight, self.kind = d_input, fakes, weight, kind
 
     def __call__(self, G, D, z: torch.Tensor, c: torch.Tensor, step: Step) -> Optional[torch.Tensor]:
         if not self.weight:
