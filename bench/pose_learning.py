@@ -17,6 +17,7 @@ import json
 import os
 import re
 import signal
+import shlex
 import subprocess
 import sys
 import time
@@ -165,7 +166,7 @@ def train_model(ctx, state, name):
         _, zip_kind, args = MODELS[name]
         cmd = [sys.executable, os.path.join(REPO, 'train.py'), '--outdir', model_dir, '--cfg', 'synthetic',
                '--data', ctx.zips[zip_kind], '--kimg', f'{ctx.kimg_max:g}', '--tick', f'{ctx.tick:g}', '--snap', '1',
-               '--metrics', 'none', '--seed', str(ctx.seed), '--resume', 'auto', *args]
+               '--metrics', 'none', '--seed', str(ctx.seed), '--resume', 'auto', *args, *shlex.split(ctx.train_args)]
         env = dict(os.environ, OMP_NUM_THREADS=str(ctx.threads), MKL_NUM_THREADS=str(ctx.threads))
         run_budgeted(cmd, env, os.path.join(model_dir, 'train_stdout.log'), model_dir, ctx.budget_s - base, progress)
     final = latest_state(model_dir)
@@ -386,6 +387,7 @@ OPTIONS = [   # (option, type, default, help); --smoke replaces the defaults of 
     ('--eval-num', POS_I, 1000, 'Generated images for pose_err / depth_err'),
     ('--curve-num', POS_I, 200, 'Generated images for pose_err per snapshot (--curves)'),
     ('--threads', POS_I, 1, 'torch CPU threads per process'),
+    ('--train-args', str, '', 'Extra train.py options for every row, e.g. "--gamma 2" (a preset search)'),
 ]
 
 

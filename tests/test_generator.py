@@ -159,6 +159,22 @@ def test_detach_w_stops_the_pose_gradient_at_w():
     assert all(p.grad is None for p in G.backbone.parameters())
 
 
+def test_pose_init_gain_scales_the_initial_pose_offsets():
+    """init_gain multiplies the last layer's initial weights: (pose - mean) scales by it exactly
+    (biases start at 0), and 1 leaves the reference init untouched."""
+    kw = dict(w_dim=W_DIM, radius=2.7, pivot=(0, 0, 0))
+    torch.manual_seed(3)
+    ref = build_pose_source('learned', **kw)
+    torch.manual_seed(3)
+    small = build_pose_source('learned', init_gain=0.25, **kw)
+    torch.manual_seed(3)
+    same = build_pose_source('learned', init_gain=1.0, **kw)
+    w = torch.randn(64, W_DIM)
+    center = torch.tensor([math.pi / 2, math.pi / 2])
+    torch.testing.assert_close(small(w).pose - center, 0.25 * (ref(w).pose - center))
+    torch.testing.assert_close(same(w).pose, ref(w).pose, rtol=0, atol=0)
+
+
 def test_safe_pose_clamp_keeps_the_render_finite():
     G = make_G('learned')
     z, c = make_inputs()

@@ -53,6 +53,7 @@ class ModelConfig:
     gen_pose_cond: bool = False           # EG3D generator pose conditioning (pose_source dataset only)
     lr_multiplier: float = 0.01           # learning-rate multiplier of the mapping network layers
     lr_multiplier_pose: float = 0.01      # learning-rate multiplier of the pose learner
+    pose_init_gain: float = 1.0           # scale of the pose learner's initial last layer (1: reference)
     g_num_fp16_res: int = 0               # G backbone resolutions in fp16 (conv_clamp 256 when > 0)
     d_num_fp16_res: int = 4               # D resolutions in fp16 (conv_clamp 256 when > 0)
     sr_num_fp16_res: int = 4              # super-resolution in fp16 when > 0
@@ -189,7 +190,7 @@ class TrainConfig:
         m = self.model
         pose_kwargs = {}
         if m.pose_source == 'learned':
-            pose_kwargs = dict(lr_multiplier_pose=m.lr_multiplier_pose)
+            pose_kwargs = dict(lr_multiplier_pose=m.lr_multiplier_pose, init_gain=m.pose_init_gain)
         elif m.pose_source == 'prior_residual':
             pose_kwargs = dict(lr_multiplier=m.lr_multiplier_pose)
         fp16 = m.g_num_fp16_res > 0

@@ -89,11 +89,12 @@ class PoseSource(torch.nn.Module):
 class LearnedPose(PoseSource):
     """PoF3D pose learner on w (SPEC §4.1, two-layer form):
     p = FC(w->2, linear)(FC(w->w, lrelu)(w)), both with lr multiplier `lr_multiplier_pose` and
-    zero bias init; h = p0 + h_mean, v = p1 + pi/2; then clamp_h, clamp_v (followed by the
+    zero bias init (the last layer's initial weights scaled by `init_gain`, 1 = reference);
+    h = p0 + h_mean, v = p1 + pi/2; then clamp_h, clamp_v (followed by the
     reference's clamp of v to [1e-5, pi - 1e-5]) when configured; then the safety clamp."""
 
     def __init__(self, w_dim, radius, pivot, h_mean=math.pi / 2, clamp_h=None, clamp_v=None,
-                 safe_pose_clamp=True, lr_multiplier_pose=0.01):
+                 safe_pose_clamp=True, lr_multiplier_pose=0.01, init_gain=1.0):
         super().__init__()
         self.w_dim = w_dim
         self.radius = float(radius)
@@ -104,6 +105,12 @@ class LearnedPose(PoseSource):
         self.safe_pose_clamp = bool(safe_pose_clamp)
         self.affine_layer1 = FullyConnectedLayer(w_dim, w_dim, activation='lrelu', lr_multiplier=lr_multiplier_pose)
         self.affine_layer2 = FullyConnectedLayer(w_dim, 2, activation='linear', lr_multiplier=lr_multiplier_pose)
+        if init_gain != 1:
+            # The reference's init spreads the initial poses by ~0.8 rad per component around a
+            # shared random offset (w has a nonzero mean), so a seed can start with a third of
+            # the cameras at the pole (SPEC §12.9). A gain < 1 starts near (h_mean, pi/2) instead.
+            with torch.no_grad():
+                self.affine_layer2.weight.mul_(float(init_gain))
 
     def forward(self, w, z=None, c=None, generator=None) -> PoseOutput:
         del z, c, generator  # the pose is a function of w alone (SPEC §4.9)
