@@ -129,6 +129,7 @@ OPTIONS = [
     (('--ray_end',), POS_FLOAT, 'Ray far bound [preset]'),
     (('--avg_camera_radius',), POS_FLOAT, 'Camera radius [preset]'),
     (('--box_warp',), POS_FLOAT, 'Side of the tri-plane cube [preset]'),
+    (('--white_back',), B, 'Composite renders on white (data with white backgrounds) [preset]'),
     (('--resume_blur',), B, 'Keep the D blur when starting from a network pickle [default: False]'),
     (('--nobench',), B, 'Disable cudnn.benchmark [default: False]'),
 ]

@@ -56,7 +56,7 @@ MODELS = {
 }
 DEFAULT_POSE = 'mix:pi/4:0.2:0.5,3pi/4:0.2:0.5'   # two three-quarter yaw modes, 90 degrees apart
 METRIC_KEYS = ('kid_est', 'depth_err', 'pose_err', 'pose_err_raw', 'pose_js', 'pose_js_raw', 'pose_js_yaw',
-               'pose_js_raw_yaw')
+               'pose_js_raw_yaw', 'pose_js_sym', 'pose_js_sym_yaw')
 CURVE_KEYS = ('pose_js', 'pose_js_raw', 'pose_err', 'pose_err_raw')
 SMOKE = dict(num=64, budget_min=1 / 3, kimg_max=1.0, tick=0.008, est_steps=20, kid_num=32, js_num=500,
              eval_num=8, curve_num=8)
@@ -231,6 +231,18 @@ def pose_scores(ctx, G, num_images) -> dict:
                 **calc(ctx, 'pose_err', G, num_gen=num_images, est_steps=ctx.est_steps, num_align=ctx.js_num))
 
 
+def mirror_closed_js(ctx, G) -> dict:
+    """Aligned pose JS of G's cameras together with their yaw mirrors (h -> pi - h about G's
+    frontal view, SPEC §3.4): the yaw mix that D's fake stream sees when the mirrored renders are
+    on. A learner that covers only one of two mirror-image modes scores well here and badly on
+    pose_js: the diagnostic for that collapse (docs/benchmark.md)."""
+    opts = metric_utils.MetricOptions(**metric_opts(ctx, G))
+    gen = pose_metrics.generator_poses(opts, ctx.js_num)
+    mirrored = np.stack([pose_metrics.wrap_h(np.pi - gen[:, 0]), gen[:, 1]], axis=1)
+    js = pose_metrics.pose_js_from_poses(np.concatenate([gen, mirrored]), pose_metrics.reference_poses(opts))
+    return dict(pose_js_sym=js['value'], pose_js_sym_yaw=js['yaw'])
+
+
 def plot_poses(ctx, name, G):
     """pose_{name}.png (+ .json): G's (h, v) beside the true ones, plot_pose_distribution.py's
     figure; generator cameras drawn as pose_js draws them (EG3D: at dataset labels)."""
@@ -266,6 +278,7 @@ def evaluate_model(ctx, state, name):
     G = legacy.load_network(os.path.join(ctx.outdir, rec['snapshot']), 'G_ema', 'cpu')
     scores = dict(**pose_scores(ctx, G, ctx.eval_num),
                   **calc(ctx, 'depth_err', G, num_gen=ctx.eval_num, est_steps=ctx.est_steps),
+                  **mirror_closed_js(ctx, G),
                   kid_est=calc(ctx, 'kid2k', G, max_real=None, num_gen=ctx.kid_num)['kid2k'])
     rec['metrics'] = {k: scores[k] for k in METRIC_KEYS}
     plot_poses(ctx, name, G)
@@ -316,10 +329,12 @@ def write_report(ctx, state):
     md = [f'# Pose-learning benchmark{" (SMOKE: tiny budget, meaningless numbers)" if s["smoke"] else ""}', '',
           f'{s["num"]} {s["family"]}s at {s["resolution"]} px, poses `{s["pose"]}`; budget {s["budget_min"]:.3g} '
           f'min wall per model (kimg cap {s["kimg_max"]:g}), train seed {s["seed"]}.', '',
-          '| Model | kimg | train s | KID-est x1e3 | depth_err | pose_err (deg) | pose_err raw | JS aligned | JS raw |',
-          '|---|---|---|---|---|---|---|---|---|']
+          '| Model | kimg | train s | KID-est x1e3 | depth_err | pose_err (deg) | pose_err raw | JS aligned | JS raw '
+          '| JS yaw aligned | JS mirror-closed |',
+          '|---|---|---|---|---|---|---|---|---|---|---|']
     md += [f'| {m["label"]} | {m["kimg"]:.3g} | {m["seconds"]:.0f} | {m["kid_est"] * 1e3:.3g} | {m["depth_err"]:.3f} '
-           f'| {m["pose_err"]:.1f} | {m["pose_err_raw"]:.1f} | {m["pose_js"]:.3f} | {m["pose_js_raw"]:.3f} |'
+           f'| {m["pose_err"]:.1f} | {m["pose_err_raw"]:.1f} | {m["pose_js"]:.3f} | {m["pose_js_raw"]:.3f} '
+           f'| {m["pose_js_yaw"]:.3f} | {m["pose_js_sym"]:.3f} |'
            for m in models.values()]
     md += ['', f'Estimator floors (held-out real images): pose_err_gt {fl.get("pose_err_gt", np.nan):.1f} deg, '
            f'depth_err_gt {fl.get("depth_err_gt", np.nan):.3f}. FID-proxy: {DETECTOR_DOC}.',

@@ -253,7 +253,11 @@ _SECTIONS = {'data': DataConfig, 'model': ModelConfig, 'rendering': RenderingCon
 # decision); the shipped recipes pass --plane_axes legacy to reproduce the paper.
 # `synthetic` is CPU-sized for make_synthetic.py data at its defaults (radius 2.7, FOV 30 for the
 # _unlabeled.zip labels, objects inside the unit cube at the origin, front facing +z, mirror
-# plane x = 0, so rays from 2.7 - 0.87 to 2.7 + 0.87 cover it).
+# plane x = 0, so rays from 2.7 - 0.87 to 2.7 + 0.87 cover it). Measured on its car data
+# (docs/benchmark.md, "Preset search"): white backgrounds need white_back; the reference's pose
+# init (~0.8 rad spread, a third of the cameras at the pole for seed 0) and lr multiplier 0.01
+# (the pose moves ~0.07 rad in 1.5 kimg) are for runs of thousands of kimg; blur sigma 10 px
+# blurs a 32 px image into one blob.
 
 _PAPER = dict(batch=32, flip_to_disd_weight=1.0, lr_multiplier=0.01, lr_multiplier_pose=0.01,
               gen_pose_cond=True, dis_pose_cond=True, superres=True, dual_discrimination=True,
@@ -274,7 +278,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                      dis_cam_weight=2.0, pose_gd_weight=2.0, clamp_h=(0.0, 6.283185307179586),
                      clamp_v=(0.0, 3.1415926)),
     'synthetic': dict(depth_resolution=12, depth_resolution_importance=12, ray_start=1.8, ray_end=3.6,
-                      box_warp=1.0, white_back=False, avg_camera_radius=2.7, avg_camera_pivot=(0.0, 0.0, 0.0),
+                      box_warp=1.0, white_back=True, pose_init_gain=0.2, lr_multiplier_pose=0.1, blur_init_sigma=1.0, avg_camera_radius=2.7, avg_camera_pivot=(0.0, 0.0, 0.0),
                       h_mean=math.pi / 2, dataset_resolution=32, create_label_fov=30.0,
                       neural_rendering_resolution_initial=32,
                       superres=False, plane_resolution=32, plane_channels=16, cbase=2048, cmax=64,
