@@ -40,21 +40,26 @@ def _per_sample_weights(weights: torch.Tensor) -> torch.Tensor:
 
 
 class _WeightedSum(torch.autograd.Function):
-    """features = sum_j per_sample_j * colors_j as batched mat-vec products, both directions:
-    forward w^T C, backward dC = w g^T (the colour gradient, needed anyway) and dw = C g.
-    Autograd of the elementwise form (multiply, reduce) materializes two more [N, M, S, C]
-    products; this saves that traffic (the composite's backward ~2x faster)."""
+    """features = sum_j per_sample_j * colors_j, forward as one `embedding_bag` over the
+    colour rows (each ray a bag of its S rows; ~10x faster on CPU than the batched mat-vec
+    w^T C, whose per-ray GEMM calls dominate), backward dC = w g^T (the colour gradient,
+    needed anyway) and dw = C g. Autograd of the elementwise form (multiply, reduce)
+    materializes two more [N, M, S, C] products; this saves that traffic."""
 
     @staticmethod
     def forward(ctx, colors, per_sample):
         ctx.save_for_backward(colors, per_sample)
-        return torch.matmul(per_sample.transpose(-1, -2), colors).squeeze(-2)
+        *lead, S, C = colors.shape
+        bags = torch.arange(colors.numel() // C, device=colors.device).reshape(-1, S)
+        out = F.embedding_bag(bags, colors.reshape(-1, C), mode='sum', per_sample_weights=per_sample.reshape(-1, S))
+        return out.reshape(*lead, C)
 
     @staticmethod
     def backward(ctx, grad):
         colors, per_sample = ctx.saved_tensors
-        g_colors = per_sample * grad.unsqueeze(-2) if ctx.needs_input_grad[0] else None
-        g_weights = torch.matmul(colors, grad.unsqueeze(-1)) if ctx.needs_input_grad[1] else None
+        grad = grad.unsqueeze(-2)
+        g_colors = per_sample * grad if ctx.needs_input_grad[0] else None
+        g_weights = (colors * grad).sum(-1, keepdim=True) if ctx.needs_input_grad[1] else None
         return g_colors, g_weights
 
 

@@ -25,11 +25,12 @@ from typing import NamedTuple
 
 import torch
 
-from torch_utils import misc
+from torch_utils import fastpath, misc
 from torch_utils.ops import triplane_render
+from training.decoder import decode_rows
 from training.volumetric_rendering import math_utils, samplers
 from training.volumetric_rendering.ray_marcher import coarse_weights, march_importance, march_rays
-from training.volumetric_rendering.triplane_sampling import cached_planes, sample_from_planes
+from training.volumetric_rendering.triplane_sampling import cached_planes, sample_from_planes, sample_plane_mean
 
 _PLANE_AXES = ('correct', 'legacy')
 
@@ -100,6 +101,25 @@ def _fused_decoder_params(planes, decoder, opts, *rays):
     return triplane_render.osg_decoder_params(decoder)
 
 
+def _sample_and_decode(planes, decoder, coordinates, directions, box_warp, legacy):
+    """Decoder output {'rgb': [N, M, C], 'sigma': [N, M, 1]} at coordinates [N, M, 3].
+
+    Reference: grid_sample on every plane, then the decoder (which averages the planes).
+    Fast path (torch_utils.fastpath, an OSGDecoder, square planes): the plane mean comes
+    straight out of one weighted gather as the decoder's input rows (`sample_plane_mean`),
+    so the [N, P, M, C] samples and their averaging never exist. Same function.
+    """
+    fast_params = getattr(decoder, 'fast_params', None)
+    params = fast_params() if fast_params is not None else None
+    N, P, _, H, W = planes.shape
+    if params is None or H != W or N * P * (H + 3) * (W + 3) >= 2 ** 24:
+        plane_axes = cached_planes(legacy, planes.dtype, planes.device)
+        return decoder(sample_from_planes(plane_axes, planes, coordinates, box_warp=box_warp), directions)
+    rgb, sigma = decode_rows(sample_plane_mean(legacy, planes, coordinates, box_warp), params)
+    M = coordinates.shape[1]
+    return {'rgb': rgb.reshape(N, M, -1), 'sigma': sigma.reshape(N, M, 1)}
+
+
 class ImportanceRenderer(torch.nn.Module):
     """Coarse stratified pass + importance pass over tri-plane features (holds no parameters).
 
@@ -162,7 +182,11 @@ class ImportanceRenderer(torch.nn.Module):
     def _decode_along_rays(self, planes, decoder, ray_origins, ray_directions, depths, opts, generator):
         """Decode at o + t*d for depths [N, M, S, 1] -> (colors [N, M, S, C], densities [N, M, S, 1])."""
         N, M, S, _ = depths.shape
-        coords = (ray_origins.unsqueeze(-2) + depths * ray_directions.unsqueeze(-2)).reshape(N, M * S, 3)
+        if fastpath.enabled():   # o + t*d in one op (same products and sums; ~1.7x faster)
+            coords = torch.addcmul(ray_origins.unsqueeze(-2), depths, ray_directions.unsqueeze(-2))
+        else:
+            coords = ray_origins.unsqueeze(-2) + depths * ray_directions.unsqueeze(-2)
+        coords = coords.reshape(N, M * S, 3)
         dirs = ray_directions.unsqueeze(-2).expand(N, M, S, 3).reshape(N, M * S, 3)
         out = self.run_model(planes, decoder, coords, dirs, opts, generator=generator)
         return out['rgb'].reshape(N, M, S, -1), out['sigma'].reshape(N, M, S, 1)
@@ -184,9 +208,8 @@ class ImportanceRenderer(torch.nn.Module):
                                                         impl=options.get('impl', 'cuda'))
             out = {'rgb': rgb, 'sigma': sigma}
         else:
-            plane_axes = cached_planes(legacy, planes.dtype, planes.device)
-            features = sample_from_planes(plane_axes, planes, sample_coordinates, box_warp=options['box_warp'])
-            out = decoder(features, sample_directions)
+            out = _sample_and_decode(planes, decoder, sample_coordinates, sample_directions, options['box_warp'],
+                                     legacy)
         noise_std = options.get('density_noise', 0)
         if noise_std > 0:
             sigma = out['sigma']

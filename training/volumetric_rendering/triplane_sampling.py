@@ -9,6 +9,7 @@ import functools
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from torch_utils import fastpath, misc
 from torch_utils.ops import grid_sample_gradfix
@@ -93,3 +94,133 @@ def sample_from_planes(plane_axes: torch.Tensor, plane_features: torch.Tensor, c
     sampled = _grid_sample(plane_features.reshape(N * P, C, H, W), grid.to(plane_features.dtype),
                            mode, padding_mode)                                      # [N*P, C, 1, M]
     return sampled.reshape(N, P, C, M).permute(0, 1, 3, 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast path: sampling and plane mean in one weighted gather (torch_utils.fastpath).
+
+@functools.lru_cache(maxsize=None)
+def plane_columns(legacy: bool):
+    """(u columns, v columns): the world axis each plane's grid x and y read. Every axis matrix
+    is a permutation, so the projection of `project_onto_planes` just picks coordinates."""
+    axes = _LEGACY_AXES if legacy else _CORRECT_AXES
+    return tuple(a[0].index(1) for a in axes), tuple(a[1].index(1) for a in axes)
+
+
+def _padded_rows(plane_features: torch.Tensor) -> torch.Tensor:
+    """[N, P, C, H, W] -> rows [N*P*(H+3)*(W+3), C]: channels-last texels with one zero texel
+    before and two after each row and column, so clamped corners read zeros (zeros padding)."""
+    N, P, C, H, W = plane_features.shape
+    rows = F.pad(plane_features.permute(0, 1, 3, 4, 2), [0, 0, 1, 2, 1, 2])    # [N, P, H+3, W+3, C]
+    return rows.reshape(-1, C)
+
+
+@functools.lru_cache(maxsize=None)
+def _tap_matrices(columns, size: int, dtype: torch.dtype, device: torch.device):
+    """Affine maps [3, 4P] (+ [4P]) from per-axis floors / fractions [K, 3] to the 4P taps:
+    (corner row offsets, u weights, v weights / P). Entries are 0, +-1 and small integers,
+    so the products pick and offset coordinates exactly (one rounding for 1 - f)."""
+    ucols, vcols = columns
+    P, side = len(ucols), size + 3
+    index, wu, wv = (torch.zeros(3, 4 * P, dtype=torch.float64) for _ in range(3))
+    index_bias, wu_bias, wv_bias = (torch.zeros(4 * P, dtype=torch.float64) for _ in range(3))
+    for p in range(P):
+        for corner, (dv, du) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+            tap = 4 * p + corner
+            index[vcols[p], tap] += side       # the padded texel (v + 1 + dv, u + 1 + du) of plane p
+            index[ucols[p], tap] += 1
+            index_bias[tap] = p * side * side + (1 + dv) * side + 1 + du
+            wu[ucols[p], tap], wu_bias[tap] = (1, 0) if du else (-1, 1)             # f or 1 - f
+            wv[vcols[p], tap], wv_bias[tap] = ((1 / P, 0) if dv else (-1 / P, 1 / P))
+    return tuple(t.to(dtype=dtype, device=device) for t in (index, index_bias, wu, wu_bias, wv, wv_bias))
+
+
+def _bilinear_taps(points: torch.Tensor, first_plane: int, columns, size: int, scale: float):
+    """Points [K, 3] on planes first_plane.. of size x size -> (row index [K, 4P] int64 into
+    `_padded_rows`, weight [K, 4P] = bilinear weight / P), corners ordered (v, u) row-major.
+
+    Texel coordinates (g + 1) size/2 - 1/2 of the grid g = point * scale (grid_sample,
+    align_corners=False), per world axis. They are clamped to [-1, size]: beyond that every
+    corner is a zero texel anyway (zeros padding), and the clamp keeps the corners inside the
+    zero border. The taps come from three tiny products (`_tap_matrices`), because PyTorch's
+    CPU broadcasts over tiny inner dimensions are slow; indices are exact in float below
+    2^24 rows (checked by the caller).
+    """
+    index_map, index_bias, wu_map, wu_bias, wv_map, wv_bias = _tap_matrices(columns, size, points.dtype,
+                                                                            points.device)
+    pixels = points * (scale * size / 2) + (size - 1) / 2                          # [K, 3]
+    clamped = pixels.clamp(-1, size)
+    lo = clamped.floor()
+    # Non-finite points give NaN weights (as grid_sample gives NaN), read from a valid texel.
+    frac = clamped.sub_(lo).add_(pixels.mul_(0))
+    side = size + 3
+    index = torch.addmm(index_bias + first_plane * side * side, lo.nan_to_num_(-1), index_map).long()
+    weight = torch.addmm(wu_bias, frac, wu_map).mul_(torch.addmm(wv_bias, frac, wv_map))
+    return index, weight
+
+
+class _PlaneMeanSample(torch.autograd.Function):
+    """(plane_features [N, P, C, H, W], coordinates [N, M, 3], projection [3, 2P]) -> the plane
+    mean of the bilinear samples as rows [N*M, C] (`sample_plane_mean`).
+
+    Forward: per block of points one `embedding_bag` (weighted sum of 4P channels-last texel
+    rows per point), instead of grid_sample over channels-first planes + a strided mean + a
+    transposing copy; blocks keep the taps in cache and out of fresh (page-faulting) memory.
+    Backward: the reference's own gradient, grid_sampler_2d_backward with grad_output g/P on
+    every plane (as MeanBackward gives it), then the projection's transpose for the points.
+    Once differentiable (the training loop runs grid_sample without its double backward).
+    """
+    CHUNK = 2048
+
+    @staticmethod
+    def forward(ctx, plane_features, coordinates, projection, columns, scale):
+        N, P, C, H, W = plane_features.shape
+        M = coordinates.shape[1]
+        ctx.save_for_backward(plane_features, coordinates, projection)
+        rows = _padded_rows(plane_features)
+        out = rows.new_empty([N * M, C])
+        for n in range(N):
+            for lo in range(0, M, _PlaneMeanSample.CHUNK):
+                points = coordinates[n, lo:lo + _PlaneMeanSample.CHUNK]
+                index, weight = _bilinear_taps(points, n * P, columns, W, scale)
+                out[n * M + lo:n * M + lo + points.shape[0]] = F.embedding_bag(index, rows, mode='sum',
+                                                                               per_sample_weights=weight)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        plane_features, coordinates, projection = ctx.saved_tensors
+        N, P, C, H, W = plane_features.shape
+        M = coordinates.shape[1]
+        need_planes, need_coords = ctx.needs_input_grad[:2]
+        if not (need_planes or need_coords):
+            return None, None, None, None, None
+        grid = coordinates.reshape(N * M, 3).mm(projection).reshape(N, M, P, 2).transpose(1, 2)
+        grad_out = (grad.reshape(N, 1, M, C) / P).expand(N, P, M, C).permute(0, 1, 3, 2)   # [N, P, C, M]
+        g_planes, g_grid = torch.ops.aten.grid_sampler_2d_backward(
+            grad_out.reshape(N * P, C, 1, M), plane_features.reshape(N * P, C, H, W),
+            grid.reshape(N * P, 1, M, 2), 0, 0, False, [need_planes, need_coords])   # bilinear, zeros
+        g_coords = None
+        if need_coords:
+            g_coords = g_grid.reshape(N, P, M, 2).transpose(1, 2).reshape(N * M, 2 * P).mm(projection.t())
+            g_coords = g_coords.reshape(N, M, 3)
+        return g_planes.reshape(plane_features.shape) if need_planes else None, g_coords, None, None, None
+
+
+def sample_plane_mean(legacy: bool, plane_features: torch.Tensor, coordinates: torch.Tensor,
+                      box_warp: float) -> torch.Tensor:
+    """`sample_from_planes(generate_planes(legacy), ...).mean(dim=1)` (bilinear, zeros padding)
+    as rows [N*M, C] (fast path: `_PlaneMeanSample`). plane_features [N, P, C, H, W], square,
+    fewer than 2^24 texels; coordinates [N, M, 3]. Same bilinear weights as grid_sample,
+    summed in another order (float rounding only)."""
+    N, P, C, H, W = plane_features.shape
+    if H != W or N * P * (H + 3) * (W + 3) >= 2 ** 24:
+        raise ValueError(f'sample_plane_mean: needs square planes below 2^24 texels, got {list(plane_features.shape)}')
+    misc.assert_shape(coordinates, [N, None, 3])
+    plane_axes = cached_planes(legacy, plane_features.dtype, plane_features.device)
+    misc.assert_shape(plane_axes, [P, 3, 3])
+    inv_planes = torch.linalg.inv_ex(plane_axes).inverse                                 # [P, 3, 3]
+    projection = (inv_planes[:, :, :2] * (2 / box_warp)).permute(1, 0, 2).reshape(3, 2 * P)
+    return _PlaneMeanSample.apply(plane_features, coordinates.to(plane_features.dtype).contiguous(), projection,
+                                  plane_columns(legacy), 2 / box_warp)
