@@ -35,6 +35,24 @@ def _comma_list(ctx, param, value):
     return () if value.strip().lower() == 'none' else tuple(x for x in value.split(',') if x)
 
 
+class _GainPair(click.ParamType):
+    """'G' or 'H,V' (positive floats) -> (h, v) pair."""
+    name = 'G|H,V'
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            gains = tuple(float(x) for x in str(value).split(','))
+        except ValueError:
+            gains = ()
+        if len(gains) == 1:
+            gains = gains * 2
+        if len(gains) != 2 or min(gains) <= 0:
+            self.fail(f'{value!r}: expected one positive float or two separated by a comma', param, ctx)
+        return gains
+
+
 def _overrides(ctx, param, values):
     """--override KEY=VALUE (hidden, for tests and experiments): VALUE is JSON, else a string."""
     out = {}
@@ -92,7 +110,7 @@ OPTIONS = [
     (('--flip_type',), click.Choice(['flip_both', 'flip_both_shapenet']), 'Mirror pair [preset]'),
     (('--lr_multiplier',), POS_FLOAT, 'Learning-rate multiplier of the mapping network layers [default: 0.01]'),
     (('--lr_multiplier_pose',), POS_FLOAT, 'Learning-rate multiplier of the pose learner [default: 0.01]'),
-    (('--pose_init_gain',), POS_FLOAT, "Scale of the pose learner's initial last layer (1: reference) [preset]"),
+    (('--pose_init_gain',), _GainPair(), "Pose learner's initial last-layer scale: G or H,V (1: reference) [preset]"),
     (('--gen_pose_cond',), B, 'EG3D generator pose conditioning (pose_source dataset only) [default: False]'),
     (('--dis_pose_cond',), B, 'Condition D on its predicted pose (learned) or labels [default: True]'),
     (('--dis_cam_weight',), click.FloatRange(min=0), 'D pose-head loss weight; > 0 iff --dis_pose_cond [preset]'),

@@ -173,6 +173,11 @@ def test_pose_init_gain_scales_the_initial_pose_offsets():
     center = torch.tensor([math.pi / 2, math.pi / 2])
     torch.testing.assert_close(small(w).pose - center, 0.25 * (ref(w).pose - center))
     torch.testing.assert_close(same(w).pose, ref(w).pose, rtol=0, atol=0)
+    torch.manual_seed(3)
+    per_axis = build_pose_source('learned', init_gain=(1.0, 0.5), **kw)
+    torch.testing.assert_close(per_axis(w).pose - center, (ref(w).pose - center) * torch.tensor([1.0, 0.5]))
+    with pytest.raises(ValueError, match='init_gain'):
+        build_pose_source('learned', init_gain=(1.0, 0.5, 2.0), **kw)
 
 
 def test_safe_pose_clamp_keeps_the_render_finite():

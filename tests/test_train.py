@@ -254,6 +254,7 @@ USAGE_ERRORS = [
     (['--metrics', 'bogus'], 'unknown'),
     (['--blur_mode', 'reference', '--pose_source', 'prior'], 'needs --pose_source learned'),
     (['--override', 'nonsense=1'], 'bad --override'),
+    (['--pose_init_gain', '1,0,2'], "Invalid value for '--pose_init_gain'"),
 ]
 
 

@@ -53,7 +53,7 @@ class ModelConfig:
     gen_pose_cond: bool = False           # EG3D generator pose conditioning (pose_source dataset only)
     lr_multiplier: float = 0.01           # learning-rate multiplier of the mapping network layers
     lr_multiplier_pose: float = 0.01      # learning-rate multiplier of the pose learner
-    pose_init_gain: float = 1.0           # scale of the pose learner's initial last layer (1: reference)
+    pose_init_gain: Tuple[float, float] = (1.0, 1.0)  # (h, v) scales of the pose learner's initial last layer
     g_num_fp16_res: int = 0               # G backbone resolutions in fp16 (conv_clamp 256 when > 0)
     d_num_fp16_res: int = 4               # D resolutions in fp16 (conv_clamp 256 when > 0)
     sr_num_fp16_res: int = 4              # super-resolution in fp16 when > 0
@@ -279,7 +279,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                      clamp_v=(0.0, 3.1415926)),
     'synthetic': dict(depth_resolution=12, depth_resolution_importance=12, ray_start=1.8, ray_end=3.6,
                       box_warp=1.0, white_back=True, avg_camera_radius=2.7, avg_camera_pivot=(0.0, 0.0, 0.0),
-                      pose_init_gain=0.2, lr_multiplier_pose=0.1, blur_init_sigma=1.0,
+                      pose_init_gain=(1.0, 0.2), lr_multiplier_pose=0.1, blur_init_sigma=1.0,
                       h_mean=math.pi / 2, dataset_resolution=32, create_label_fov=30.0,
                       neural_rendering_resolution_initial=32,
                       superres=False, plane_resolution=32, plane_channels=16, cbase=2048, cmax=64,

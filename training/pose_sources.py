@@ -59,6 +59,14 @@ def _as_range(name: str, value) -> Optional[Tuple[float, float]]:
     return lo, hi
 
 
+def _as_gains(value) -> Tuple[float, float]:
+    """init_gain as an (h, v) pair of floats: a float applies to both components."""
+    gains = (value, value) if isinstance(value, (int, float)) else tuple(value)
+    if len(gains) != 2:
+        raise ValueError(f'init_gain must be a float or an (h, v) pair, got {value!r}')
+    return tuple(float(g) for g in gains)
+
+
 def pose_to_camera(pose: torch.Tensor, radius: float, pivot, safe_pose_clamp: bool = True):
     """Look-at camera of a pose: pose [N, 2] (h, v) -> (cam2world [N, 4, 4], clamped_frac).
 
@@ -89,7 +97,8 @@ class PoseSource(torch.nn.Module):
 class LearnedPose(PoseSource):
     """PoF3D pose learner on w (SPEC §4.1, two-layer form):
     p = FC(w->2, linear)(FC(w->w, lrelu)(w)), both with lr multiplier `lr_multiplier_pose` and
-    zero bias init (the last layer's initial weights scaled by `init_gain`, 1 = reference);
+    zero bias init (the last layer's initial weights scaled by `init_gain`: a float, or an
+    (h, v) pair, 1 = reference);
     h = p0 + h_mean, v = p1 + pi/2; then clamp_h, clamp_v (followed by the
     reference's clamp of v to [1e-5, pi - 1e-5]) when configured; then the safety clamp."""
 
@@ -105,12 +114,13 @@ class LearnedPose(PoseSource):
         self.safe_pose_clamp = bool(safe_pose_clamp)
         self.affine_layer1 = FullyConnectedLayer(w_dim, w_dim, activation='lrelu', lr_multiplier=lr_multiplier_pose)
         self.affine_layer2 = FullyConnectedLayer(w_dim, 2, activation='linear', lr_multiplier=lr_multiplier_pose)
-        if init_gain != 1:
+        self.init_gain = _as_gains(init_gain)
+        if self.init_gain != (1.0, 1.0):
             # The reference's init spreads the initial poses by ~0.8 rad per component around a
             # shared random offset (w has a nonzero mean), so a seed can start with a third of
-            # the cameras at the pole (SPEC §12.9). A gain < 1 starts near (h_mean, pi/2) instead.
+            # the cameras at the pole (SPEC §12.9). A v gain < 1 starts v near pi/2 instead.
             with torch.no_grad():
-                self.affine_layer2.weight.mul_(float(init_gain))
+                self.affine_layer2.weight.mul_(torch.tensor(self.init_gain).unsqueeze(1))
 
     def forward(self, w, z=None, c=None, generator=None) -> PoseOutput:
         del z, c, generator  # the pose is a function of w alone (SPEC §4.9)
@@ -127,7 +137,8 @@ class LearnedPose(PoseSource):
         return PoseOutput(pose, cam2world, clamped_frac)
 
     def extra_repr(self):
-        return f'w_dim={self.w_dim}, h_mean={self.h_mean:.4f}, clamp_h={self.clamp_h}, clamp_v={self.clamp_v}'
+        return (f'w_dim={self.w_dim}, h_mean={self.h_mean:.4f}, clamp_h={self.clamp_h}, clamp_v={self.clamp_v}, '
+                f'init_gain={self.init_gain}')
 
 
 @persistence.persistent_class
