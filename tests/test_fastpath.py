@@ -24,22 +24,9 @@ from training.decoder import OSGDecoder
 from training.volumetric_rendering import samplers
 from training.volumetric_rendering.ray_marcher import coarse_weights, march_importance, march_rays
 
+from fastpath_helpers import F64, assert_all_close, both   # tests/fastpath_helpers.py
+
 pytestmark = pytest.mark.usefixtures('single_thread')
-F64 = torch.float64
-
-
-def both(fn):
-    """(reference result, fast result) of fn()."""
-    with fastpath.override(False):
-        ref = fn()
-    with fastpath.override(True):
-        fast = fn()
-    return ref, fast
-
-
-def assert_all_close(ref, fast, **tol):
-    for a, b in zip(ref, fast):
-        torch.testing.assert_close(b, a, **tol)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,6 +159,32 @@ def test_decoder_fast_path_refuses_double_backward():
             g.sum().backward()
 
 
+@pytest.mark.parametrize('white_back', [False, True])
+def test_render_of_fewer_channels_matches_the_sliced_full_render(white_back):
+    # The generator without super-resolution reads only RGB: the fast path's output layer then
+    # computes 3 of the decoder's feature channels; the reference renders all and slices.
+    from training.volumetric_rendering.renderer import ImportanceRenderer
+    dec, _ = _decoder_case(F64)
+    g = torch.Generator().manual_seed(1)
+    planes = torch.randn(2, 3, 8, 8, 8, generator=g, dtype=F64).requires_grad_(True)
+    origins = torch.randn(2, 1, 3, generator=g, dtype=F64).expand(2, 9, 3) * 0.1 + torch.tensor([0, 0, -2.0], dtype=F64)
+    dirs = torch.nn.functional.normalize(torch.randn(2, 9, 3, generator=g, dtype=F64) * 0.2
+                                         + torch.tensor([0, 0, 1.0], dtype=F64), dim=-1)
+    opts = dict(ray_start=1.0, ray_end=3.0, box_warp=1.6, depth_resolution=5, depth_resolution_importance=4,
+                white_back=white_back)
+
+    def run():
+        dec.zero_grad(set_to_none=True)
+        planes.grad = None
+        feats, depth, _ = ImportanceRenderer()(planes, dec, origins, dirs, opts, channels=3,
+                                               generator=torch.Generator().manual_seed(2))
+        (feats.square().sum() + depth.sum()).backward()
+        return [feats.detach(), depth.detach(), planes.grad] + [p.grad for p in dec.parameters()]
+    ref, fast = both(run)
+    assert ref[0].shape == fast[0].shape == (2, 9, 3)
+    assert_all_close(ref, fast, rtol=1e-10, atol=1e-12)
+
+
 # ---------------------------------------------------------------------------------------------
 # Tri-plane sampling + plane mean as one weighted gather (sample_plane_mean).
 
@@ -230,16 +243,6 @@ def test_sample_plane_mean_non_finite_points_give_nan_like_grid_sample():
             ref = ts.sample_from_planes(ts.generate_planes(False), planes, coords, box_warp=1.0).mean(dim=1)
         fast = ts.sample_plane_mean(False, planes, coords, 1.0).reshape(ref.shape)
     torch.testing.assert_close(fast, ref, equal_nan=True)
-
-
-def test_modulation_unchanged():
-    # The flattened weight modulation multiplies the same numbers: bit for bit.
-    from training.networks_stylegan2 import modulated_conv2d
-    g = torch.Generator().manual_seed(0)
-    x, w, s = (torch.randn(*shape, generator=g) for shape in ([3, 8, 6, 6], [5, 8, 3, 3], [3, 8]))
-    for fused in (False, True):
-        ref, fast = both(lambda f=fused: modulated_conv2d(x, w, s, padding=1, fused_modconv=f))
-        assert torch.equal(ref, fast)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -406,7 +406,7 @@ def test_resume_from_network_pickle(dataset, run_a, tmp_path, global_flags):
     for module, name in zip(nets, ('G', 'D', 'G_ema')):
         theirs = snap[name].state_dict()
         assert all(torch.equal(v, theirs[k]) for k, v in module.state_dict().items()), name
-    assert c.loss_kwargs(from_pickle=True)['blur_init_sigma'] == 0 and c.loss_kwargs()['blur_init_sigma'] == 10
+    assert c.loss_kwargs(from_pickle=True)['blur_init_sigma'] == 0 and c.loss_kwargs()['blur_init_sigma'] == 1  # preset
 
 
 @pytest.mark.parametrize('pose_source', ['dataset', 'prior'])

@@ -181,12 +181,13 @@ class TriPlaneGenerator(torch.nn.Module):
         planes = self.backbone.synthesis(ws, update_emas=update_emas, noise_mode=noise_mode, **synthesis_kwargs)
         return planes.reshape(ws.shape[0], 3, self.plane_channels, planes.shape[-2], planes.shape[-1])
 
-    def _render(self, planes, cam2world, intrinsics, resolution, generator):
+    def _render(self, planes, cam2world, intrinsics, resolution, generator, channels=None):
         """Volume-render planes from cameras at R = resolution (SPEC §4.4-4.5).
-        Returns (feature_image [N, 32, R, R], depth_image [N, 1, R, R]); ray m = row*R + col."""
+        Returns (feature_image [N, 32, R, R] (or its first `channels` channels), depth_image
+        [N, 1, R, R]); ray m = row*R + col."""
         origins, dirs = self.ray_sampler(cam2world, intrinsics, resolution)
         features, depth, _ = self.renderer(planes, self.decoder, origins, dirs, self.rendering_kwargs,
-                                           generator=generator)
+                                           generator=generator, channels=channels)
         N, R = planes.shape[0], resolution
         feature_image = features.permute(0, 2, 1).reshape(N, features.shape[-1], R, R)
         depth_image = depth.permute(0, 2, 1).reshape(N, 1, R, R)
@@ -209,7 +210,9 @@ class TriPlaneGenerator(torch.nn.Module):
                 else neural_rendering_resolution)
         with seeded_global_rng(generator, ws.device):
             planes = self._planes(ws, update_emas, noise_mode, synthesis_kwargs)
-            feature_image, depth_image = self._render(planes, cam2world, camera.intrinsics, R, generator)
+            # Without super-resolution only the RGB channels are read: render just those.
+            channels = 3 if self.superresolution is None else None
+            feature_image, depth_image = self._render(planes, cam2world, camera.intrinsics, R, generator, channels)
             rgb_image = feature_image[:, :3]
             image = rgb_image
             if self.superresolution is not None:   # SPEC §4.2 step 8, §4.6

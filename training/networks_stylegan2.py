@@ -12,9 +12,10 @@ need one to import the other). PoF3D additions (pose learner, pose head) live el
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from torch_utils import fastpath, misc, persistence
-from torch_utils.ops import bias_act, conv2d_resample, fma, upfirdn2d
+from torch_utils.ops import bias_act, conv2d_gradfix, conv2d_resample, fma, upfirdn2d
 
 
 @misc.profiled_function
@@ -106,6 +107,80 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
     return _modconv_scaled(x, weight, styles, dcoefs, noise, resample_kwargs)
 
 
+# ----------------------------------------------------------------------------------------
+# Fast path (torch_utils.fastpath): the same layer functions in fewer PyTorch calls. At the
+# tri-plane backbone's sizes (4²-32², 64 channels, batch 1-4) a layer's arithmetic takes
+# tens of microseconds and each extra op or Python check costs several, so these matter.
+
+
+def _fc_fast(layer, x):
+    """FullyConnectedLayer on x [N, in] -> [N, out]: one addmm with the gain on the product,
+    (x W^T) g + b, instead of first scaling the [out, in] weight (float rounding only)."""
+    b = layer.bias if layer.bias_gain == 1 else layer.bias * layer.bias_gain
+    y = torch.addmm(b, x, layer.weight.t(), alpha=layer.weight_gain)
+    return y if layer.activation == 'linear' else bias_act.bias_act(y, None, act=layer.activation)
+
+
+def _act_gain_fast(y, act, gain, clamp):
+    """clamp(act(y) * gain) (`bias_act` without bias) on a tensor y that is no other op's
+    saved input (a fresh conv output): lrelu runs in place, and without autograd so do the
+    gain and the clamp. Same elementwise ops."""
+    if act != 'lrelu':
+        return bias_act.bias_act(y, None, act=act, gain=gain, clamp=clamp)
+    y = F.leaky_relu_(y, bias_act.activation_funcs['lrelu'].def_alpha)
+    if torch.is_grad_enabled() and y.requires_grad:   # leaky_relu_'s backward reads its result
+        y = y * gain if gain != 1 else y
+        return y if clamp is None else y.clamp(-clamp, clamp)
+    if gain != 1:
+        y.mul_(gain)
+    return y if clamp is None else y.clamp_(-clamp, clamp)
+
+
+def _synthesis_layer_fast(layer, x, w, noise_mode, gain):
+    """SynthesisLayer (fused modulated conv, not fp16) x [N, I, h, h] -> [N, O, res, res].
+
+    The reference's ops, fewer and cheaper: demodulation coefficients in place on the fresh
+    sum, the bias inside the convolution (up = 1; added after the upsampling conv else),
+    noise added and activation applied in place. Only additions are regrouped.
+    """
+    N, (O, I, kh, kw) = x.shape[0], layer.weight.shape
+    styles = layer.affine(w)
+    noise = layer._noise(x, noise_mode)
+    weight = _modulate(layer.weight, styles)                                     # [N, O, I, kh, kw]
+    dcoefs = weight.square().sum(dim=[2, 3, 4]).add_(1e-8).rsqrt_()              # [N, O]
+    weight = (weight * dcoefs.reshape(N, O, 1, 1, 1)).reshape(N * O, I, kh, kw)
+    x = x.reshape(1, N * I, *x.shape[2:])
+    bias = layer.bias if N == 1 else layer.bias.repeat(N)
+    if layer.up == 1:   # the padding is symmetric: conv2d_resample would run exactly this conv
+        y = conv2d_gradfix.conv2d(x, weight, bias, padding=layer.padding, groups=N)
+    else:
+        y = conv2d_resample.conv2d_resample(x, weight, f=layer.resample_filter, up=layer.up,
+                                            padding=layer.padding, groups=N, flip_weight=False)
+        y = y.add_(bias.reshape(1, -1, 1, 1))
+    y = y.reshape(N, O, *y.shape[2:])
+    if noise is not None:
+        y = y.add_(noise)
+    clamp = layer.conv_clamp * gain if layer.conv_clamp is not None else None
+    return _act_gain_fast(y, layer.activation, layer.act_gain * gain, clamp)
+
+
+def _torgb_fast(layer, x, w):
+    """ToRGBLayer (1×1 kernel, not fp16) x [N, I, H, W] -> [N, O, H, W]: the styles with both
+    gains in one addmm, and the modulated 1×1 conv + bias as one batched product
+    b + (W ⊙ s) x over the pixels, the same sums either convolution form does."""
+    N, I, H, W = x.shape
+    affine = layer.affine
+    b = affine.bias if affine.bias_gain == 1 else affine.bias * affine.bias_gain
+    styles = torch.addmm(b, w, affine.weight.t(), beta=layer.weight_gain,
+                         alpha=affine.weight_gain * layer.weight_gain)               # [N, I]
+    weight = layer.weight.reshape(1, -1, I) * styles.unsqueeze(1)                    # [N, O, I]
+    y = torch.baddbmm(layer.bias.reshape(1, -1, 1), weight, x.reshape(N, I, H * W))
+    y = y.reshape(N, -1, H, W)
+    if layer.conv_clamp is None:
+        return y
+    return y.clamp(-layer.conv_clamp, layer.conv_clamp)
+
+
 @persistence.persistent_class
 class FullyConnectedLayer(torch.nn.Module):
     """Equalized-lr linear layer (SPEC §11.1): [N, in_features] -> [N, out_features].
@@ -127,6 +202,8 @@ class FullyConnectedLayer(torch.nn.Module):
         self.bias_gain = lr_multiplier
 
     def forward(self, x):
+        if fastpath.enabled() and x.ndim == 2 and x.dtype == self.weight.dtype and self.bias is not None:
+            return _fc_fast(self, x)
         w = self.weight.to(x.dtype) * self.weight_gain
         b = self.bias
         if b is not None:
@@ -302,6 +379,8 @@ class SynthesisLayer(torch.nn.Module):
     def forward(self, x, w, noise_mode='random', fused_modconv=True, gain=1):
         in_resolution = self.resolution // self.up
         misc.assert_shape(x, [None, self.in_channels, in_resolution, in_resolution])
+        if fused_modconv and fastpath.enabled() and x.dtype == self.weight.dtype != torch.float16:
+            return _synthesis_layer_fast(self, x, w, noise_mode, gain)
         styles = self.affine(w)
         x = modulated_conv2d(x=x, weight=self.weight, styles=styles, noise=self._noise(x, noise_mode),
                              up=self.up, padding=self.padding, resample_filter=self.resample_filter,
@@ -336,6 +415,8 @@ class ToRGBLayer(torch.nn.Module):
         self.weight_gain = 1 / np.sqrt(in_channels * (kernel_size ** 2))
 
     def forward(self, x, w, fused_modconv=True):
+        if fastpath.enabled() and self.weight.shape[2:] == (1, 1) and x.dtype == self.weight.dtype != torch.float16:
+            return _torgb_fast(self, x, w)   # both convolution forms compute this function
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x=x, weight=self.weight, styles=styles, demodulate=False, fused_modconv=fused_modconv)
         return bias_act.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)

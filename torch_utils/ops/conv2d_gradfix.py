@@ -17,6 +17,8 @@ from typing import List, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
+from torch_utils import fastpath
+
 enabled = False                     # route convolutions through the custom Function
 weight_gradients_disabled = False   # set by no_weight_gradients(); read during backward
 
@@ -73,6 +75,16 @@ class _Conv2d(torch.autograd.Function):
         return grad_input, grad_weight, grad_bias, None, None, None, None, None, None
 
 
+def _plain(input, weight, bias) -> bool:
+    """True when the plain torch function can run even with `enabled`: the fast path
+    (torch_utils.fastpath) skips the custom Function (~15 us per call) when no gradient can
+    flow, where `no_weight_gradients` has nothing to act on. Same convolution."""
+    if not fastpath.enabled():
+        return False
+    return not (torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad
+                                             or (bias is not None and bias.requires_grad)))
+
+
 def _check(input, weight, bias):
     if not isinstance(input, torch.Tensor) or input.ndim != 4:
         raise ValueError(f'conv2d_gradfix: input must be [N, C, H, W], got {getattr(input, "shape", input)}')
@@ -88,7 +100,7 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tenso
     """Same as torch.nn.functional.conv2d (input [N, Cin, H, W], weight
     [Cout, Cin/groups, kh, kw], bias [Cout]), plus `no_weight_gradients` support."""
     _check(input, weight, bias)
-    if not enabled:
+    if not enabled or _plain(input, weight, bias):
         return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
     return _Conv2d.apply(input, weight, bias, False, _pair(stride, 'stride'), _pair(padding, 'padding'),
                          [0, 0], _pair(dilation, 'dilation'), int(groups))
@@ -100,7 +112,7 @@ def conv_transpose2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[t
     """Same as torch.nn.functional.conv_transpose2d (weight [Cin, Cout/groups, kh, kw]),
     plus `no_weight_gradients` support."""
     _check(input, weight, bias)
-    if not enabled:
+    if not enabled or _plain(input, weight, bias):
         return F.conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation)
     return _Conv2d.apply(input, weight, bias, True, _pair(stride, 'stride'), _pair(padding, 'padding'),
                          _pair(output_padding, 'output_padding'), _pair(dilation, 'dilation'), int(groups))

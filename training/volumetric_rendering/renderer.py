@@ -101,16 +101,17 @@ def _fused_decoder_params(planes, decoder, opts, *rays):
     return triplane_render.osg_decoder_params(decoder)
 
 
-def _sample_and_decode(planes, decoder, coordinates, directions, box_warp, legacy):
+def _sample_and_decode(planes, decoder, coordinates, directions, box_warp, legacy, channels=None):
     """Decoder output {'rgb': [N, M, C], 'sigma': [N, M, 1]} at coordinates [N, M, 3].
 
     Reference: grid_sample on every plane, then the decoder (which averages the planes).
     Fast path (torch_utils.fastpath, an OSGDecoder, square planes): the plane mean comes
     straight out of one weighted gather as the decoder's input rows (`sample_plane_mean`),
-    so the [N, P, M, C] samples and their averaging never exist. Same function.
+    so the [N, P, M, C] samples and their averaging never exist; with `channels` the
+    output layer computes only that many feature channels (C = channels). Same function.
     """
     fast_params = getattr(decoder, 'fast_params', None)
-    params = fast_params() if fast_params is not None else None
+    params = fast_params(channels) if fast_params is not None else None
     N, P, _, H, W = planes.shape
     if params is None or H != W or N * P * (H + 3) * (W + 3) >= 2 ** 24:
         plane_axes = cached_planes(legacy, planes.dtype, planes.device)
@@ -127,19 +128,30 @@ class ImportanceRenderer(torch.nn.Module):
     state (an EG3D checkpoint's renderer has none either).
     """
 
-    def forward(self, planes, decoder, ray_origins, ray_directions, rendering_options, generator=None):
+    def forward(self, planes, decoder, ray_origins, ray_directions, rendering_options, generator=None,
+                channels=None):
         """planes [N, 3, C_p, H, W]; ray_origins, ray_directions [N, M, 3].
 
         Returns (features [N, M, C], depth [N, M, 1], weight_sum [N, M, 1]) as EG3D;
         `render` also gives the final transmittance. generator drives the stratified jitter,
-        the importance draws and the density noise.
+        the importance draws and the density noise. channels: return only the first
+        `channels` feature channels (None: all C); the fast path then computes no others.
         """
-        out = self.render(planes, decoder, ray_origins, ray_directions, rendering_options, generator=generator)
+        out = self.render(planes, decoder, ray_origins, ray_directions, rendering_options, generator=generator,
+                          channels=channels)
         return out.features, out.depth, out.weight_sum
 
     def render(self, planes, decoder, ray_origins, ray_directions, rendering_options,
-               generator=None) -> RenderOutput:
-        """Full render; see `forward` for the shapes."""
+               generator=None, channels=None) -> RenderOutput:
+        """Full render; see `forward` for the shapes and `channels`."""
+        out = self._render_all(planes, decoder, ray_origins, ray_directions, rendering_options, generator, channels)
+        if channels is not None and out.features.shape[-1] != channels:   # the reference computes all, then slices
+            out = out._replace(features=out.features[..., :channels])
+        return out
+
+    def _render_all(self, planes, decoder, ray_origins, ray_directions, rendering_options, generator,
+                    channels) -> RenderOutput:
+        """`render`, with features of `channels` or more channels (see `_sample_and_decode`)."""
         check_rendering_options(rendering_options)
         misc.assert_shape(ray_origins, [planes.shape[0], None, 3])
         misc.assert_shape(ray_directions, list(ray_origins.shape))
@@ -150,7 +162,7 @@ class ImportanceRenderer(torch.nn.Module):
         if fused is not None:
             return self._render_fused(planes, fused, ray_origins, ray_directions, depths, opts, generator)
         colors, densities = self._decode_along_rays(planes, decoder, ray_origins, ray_directions, depths,
-                                                    opts, generator)
+                                                    opts, generator, channels)
         white_back = bool(opts.get('white_back', False))
         n_importance = int(opts['depth_resolution_importance'])
         if n_importance > 0:
@@ -158,7 +170,7 @@ class ImportanceRenderer(torch.nn.Module):
                 weights = coarse_weights(colors, densities, depths, white_back=white_back)
             fine_depths = samplers.sample_importance(depths, weights, n_importance, generator=generator)
             fine_colors, fine_densities = self._decode_along_rays(planes, decoder, ray_origins, ray_directions,
-                                                                  fine_depths, opts, generator)
+                                                                  fine_depths, opts, generator, channels)
             result = march_importance(depths, colors, densities, fine_depths, fine_colors, fine_densities,
                                       white_back=white_back)   # unify_samples + march_rays
         else:
@@ -179,7 +191,8 @@ class ImportanceRenderer(torch.nn.Module):
                                                    white_back=bool(opts.get('white_back', False)), impl=impl)
         return RenderOutput(*out)
 
-    def _decode_along_rays(self, planes, decoder, ray_origins, ray_directions, depths, opts, generator):
+    def _decode_along_rays(self, planes, decoder, ray_origins, ray_directions, depths, opts, generator,
+                           channels=None):
         """Decode at o + t*d for depths [N, M, S, 1] -> (colors [N, M, S, C], densities [N, M, S, 1])."""
         N, M, S, _ = depths.shape
         if fastpath.enabled():   # o + t*d in one op (same products and sums; ~1.7x faster)
@@ -188,10 +201,11 @@ class ImportanceRenderer(torch.nn.Module):
             coords = ray_origins.unsqueeze(-2) + depths * ray_directions.unsqueeze(-2)
         coords = coords.reshape(N, M * S, 3)
         dirs = ray_directions.unsqueeze(-2).expand(N, M, S, 3).reshape(N, M * S, 3)
-        out = self.run_model(planes, decoder, coords, dirs, opts, generator=generator)
+        out = self.run_model(planes, decoder, coords, dirs, opts, generator=generator, channels=channels)
         return out['rgb'].reshape(N, M, S, -1), out['sigma'].reshape(N, M, S, 1)
 
-    def run_model(self, planes, decoder, sample_coordinates, sample_directions, options, generator=None):
+    def run_model(self, planes, decoder, sample_coordinates, sample_directions, options, generator=None,
+                  channels=None):
         """Decoder output at arbitrary points: the point query behind G.sample / sample_mixed
         (density regularization, shape extraction).
 
@@ -199,6 +213,8 @@ class ImportanceRenderer(torch.nn.Module):
         are passed to the decoder, which ignores them). Reads box_warp, plane_axes and
         density_noise from options. Returns {'rgb': [N, M, C], 'sigma': [N, M, 1]}, sigma raw
         (before the marcher's softplus), plus N(0, density_noise^2) noise when that is > 0.
+        channels: the caller reads only that many rgb channels (the fast path may return
+        just those; see `_sample_and_decode`).
         """
         legacy = resolve_plane_axes(options) == 'legacy'
         fused = _fused_decoder_params(planes, decoder, dict(options, density_noise=0), sample_coordinates)
@@ -209,7 +225,7 @@ class ImportanceRenderer(torch.nn.Module):
             out = {'rgb': rgb, 'sigma': sigma}
         else:
             out = _sample_and_decode(planes, decoder, sample_coordinates, sample_directions, options['box_warp'],
-                                     legacy)
+                                     legacy, channels)
         noise_std = options.get('density_noise', 0)
         if noise_std > 0:
             sigma = out['sigma']
