@@ -115,6 +115,7 @@ OPTIONS = [
     (('--dis_pose_cond',), B, 'Condition D on its predicted pose (learned) or labels [default: True]'),
     (('--dis_cam_weight',), click.FloatRange(min=0), 'D pose-head loss weight; > 0 iff --dis_pose_cond [preset]'),
     (('--pose_gd_weight',), click.FloatRange(min=0), "Weight pulling G's pose toward D's estimate [preset]"),
+    (('--sym_weight',), click.FloatRange(min=0), 'Mirror-symmetry consistency weight (extension) [default: 0]'),
     (('--clamp_h_min',), F, 'Lower clamp of the learned h (needs --clamp_h_max)'),
     (('--clamp_h_max',), F, 'Upper clamp of the learned h (needs --clamp_h_min)'),
     (('--clamp_v_min',), F, 'Lower clamp of the learned v (needs --clamp_v_max)'),
@@ -212,6 +213,8 @@ def check_config(c) -> None:
         raise click.UsageError('--dual_discrimination False is not implemented (the dual discriminator is the only D)')
     if c.loss.blur_mode != 'single' and m.pose_source != 'learned':
         raise click.UsageError('--blur_mode reference needs --pose_source learned')
+    if c.loss.sym_weight > 0 and m.pose_source != 'learned':
+        raise click.UsageError('--sym_weight > 0 needs --pose_source learned')
 
 
 def check_dataset(c) -> None:

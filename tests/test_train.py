@@ -255,6 +255,7 @@ USAGE_ERRORS = [
     (['--blur_mode', 'reference', '--pose_source', 'prior'], 'needs --pose_source learned'),
     (['--override', 'nonsense=1'], 'bad --override'),
     (['--pose_init_gain', '1,0,2'], "Invalid value for '--pose_init_gain'"),
+    (['--sym_weight', '1', '--pose_source', 'prior'], '--sym_weight > 0 needs --pose_source learned'),
 ]
 
 

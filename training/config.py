@@ -90,6 +90,7 @@ class LossConfig:
     gamma: float = 1.0                    # R1 weight gamma (the penalty is gamma/2 |grad|^2)
     dis_cam_weight: float = 0.0           # lambda_cam: D pose-head regression (> 0 iff dis_pose_cond, §12.11)
     pose_gd_weight: float = 0.0           # lambda_gd: pose-learner pull toward D's estimate
+    sym_weight: float = 0.0               # mirror-symmetry consistency of G (extension, 0 = paper)
     flip_to_dis: bool = True              # G term on the mirrored render
     flip_to_disd: bool = True             # D term on the mirrored render (and w_f on both fake terms)
     flip_to_disd_weight: float = 1.0      # w_f
@@ -230,7 +231,7 @@ class TrainConfig:
             kwargs.update(dis_cam_weight=ls.dis_cam_weight, pose_gd_weight=ls.pose_gd_weight,
                           flip_to_dis=ls.flip_to_dis, flip_to_disd=ls.flip_to_disd,
                           flip_to_disd_weight=ls.flip_to_disd_weight, flip_type=ls.flip_type,
-                          detach_pose=ls.detach_pose, blur_mode=ls.blur_mode)
+                          detach_pose=ls.detach_pose, blur_mode=ls.blur_mode, sym_weight=ls.sym_weight)
         else:
             kwargs.update(gpc_reg_prob=ls.gpc_reg_prob if self.model.gen_pose_cond else None,
                           gpc_reg_fade_kimg=0 if from_pickle else ls.gpc_reg_fade_kimg)

@@ -1,6 +1,7 @@
 """PoF3D's loss (the reference's `StyleGAN2LossPose`, SPEC §6) as a short phase driver.
 
-    Gmain  L1 adversarial, L2 flipped adversarial (flip_to_dis), L3 pose regularizer (λ_gd)
+    Gmain  L1 adversarial, L2 flipped adversarial (flip_to_dis), L3 pose regularizer (λ_gd),
+           and the project's optional mirror-symmetry term (λ_sym, `symmetry.py`; 0 = paper)
     Greg   density L1 (λ_dens)
     Dmain  L4 pose head (λ_cam) or L4' (λ_gd when λ_cam = 0), L5 fake, L6 flipped fake
            (flip_to_disd), L7 real
@@ -25,6 +26,7 @@ from training.losses.density import DensityRegularizer
 from training.losses.fakes import MirrorCamera, PoF3DFakes
 from training.losses.pose import PoseHeadLoss, PoseRegularizer
 from training.losses.r1 import R1Penalty
+from training.losses.symmetry import MirrorSymmetry
 
 
 class PoF3DLoss:
@@ -42,7 +44,8 @@ class PoF3DLoss:
                  detach_pose=False, density_reg=0.25, density_reg_p_dist=0.004, reg_type='l1',
                  blur_init_sigma=10, blur_fade_kimg=200, blur_mode='single',
                  neural_rendering_resolution_initial=64, neural_rendering_resolution_final=None,
-                 neural_rendering_resolution_fade_kimg=1000, style_mixing_prob=0, pl_weight=0, seed=0):
+                 neural_rendering_resolution_fade_kimg=1000, style_mixing_prob=0, pl_weight=0, seed=0,
+                 sym_weight=0.0):
         check_unsupported(style_mixing_prob, pl_weight)
         if (dis_cam_weight > 0 or pose_gd_weight > 0) and getattr(D, 'pose_head', True) is None:
             raise ValueError('dis_cam_weight / pose_gd_weight > 0 need a discriminator with a pose head')
@@ -59,6 +62,7 @@ class PoF3DLoss:
         self.G_adv = GeneratorAdversarial(d_input, plain, 1.0, 'fake')                             # L1
         self.G_adv_flip = GeneratorAdversarial(d_input, flipped, float(flip_to_dis), 'fake_flip')  # L2
         self.G_pose = PoseRegularizer(d_input, pose_gd_weight)                                     # L3
+        self.G_sym = MirrorSymmetry(sym_weight, flip_type)                                         # extension
         self.G_density = DensityRegularizer(density_reg, density_reg_p_dist, reg_type=reg_type)
         cam_weight = dis_cam_weight if dis_cam_weight > 0 else pose_gd_weight                      # L4 or L4'
         self.D_pose = PoseHeadLoss(d_input, cam_weight, update_emas=dis_cam_weight > 0)
@@ -79,7 +83,7 @@ class PoF3DLoss:
         phase = effective_phase(phase, self.density_reg > 0, self.r1_gamma > 0)
         G, D, step = self.G, self.D, self.step(cur_nimg)
         if phase in ('Gmain', 'Gboth'):
-            for term in (self.G_adv, self.G_adv_flip, self.G_pose):
+            for term in (self.G_adv, self.G_adv_flip, self.G_pose, self.G_sym):
                 backward(term(G, D, gen_z, gen_c, step), gain)
         if phase in ('Greg', 'Gboth'):
             backward(self.G_density(G, gen_z, gen_c), gain)
