@@ -53,6 +53,9 @@ MODELS = {
     # (weight pose_gd_weight, 1 in the preset) and G's pose regularizer L3 stays on.
     'no_dcond': ('PoF3D w/o D pose conditioning', 'unlabeled',
                  ['--pose_source', 'learned', '--dis_pose_cond', 'false', '--dis_cam_weight', '0']),
+    # Project extension (training/losses/symmetry.py): the yaw-mirrored render must be the flipped render.
+    'pof3d_sym': ('PoF3D + mirror symmetry (extension)', 'unlabeled',
+                  ['--pose_source', 'learned', '--sym_weight', '1']),
 }
 DEFAULT_POSE = 'mix:pi/4:0.2:0.5,3pi/4:0.2:0.5'   # two three-quarter yaw modes, 90 degrees apart
 METRIC_KEYS = ('kid_est', 'depth_err', 'pose_err', 'pose_err_raw', 'pose_js', 'pose_js_raw', 'pose_js_yaw',
