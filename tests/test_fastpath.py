@@ -370,16 +370,53 @@ def test_loss_phase_gradients_match(tiny, phase, monkeypatch):
     c = torch.zeros(4, 25)
     c[:, 16:25] = torch.tensor([2.6, 0, 0.5, 0, 2.6, 0.5, 0, 0, 1])
 
+    # Every render draws the same noise and jitter (the fast path shares L1/L3 and L4/L5 renders
+    # where the reference draws anew: same expectation, and here the same numbers).
+    forward = G.forward
+    monkeypatch.setattr(G, 'forward', lambda *a, **k: (torch.manual_seed(5), forward(*a, **k))[1])
+    calls = []
+    monkeypatch.setattr(D, '_features', _counted(D._features, calls))   # one call = one trunk pass
+
     def run():
         torch.manual_seed(5)
         loss.mirror.rng.seed(0)
         module.zero_grad(set_to_none=True)
         module.requires_grad_(True)
+        calls.clear()
         loss.accumulate_gradients(phase, real, c, z, c, gain=1, cur_nimg=0)   # cur_nimg 0: blur on
         module.requires_grad_(False)
-        return _grads(module)
-    ref, fast = both(run)
+        return _grads(module), len(calls)
+    (ref, ref_calls), (fast, fast_calls) = both(run)
     _close_in_norm(ref, fast, 2e-4)
+    # D trunk passes: the reference's 5 + 7 per iteration (two per scored image, one per pose
+    # label) against 2 + 3 (one-pass D, shared renders). R1 (Dreg) is one pass on both paths.
+    assert (ref_calls, fast_calls) == {'Gmain': (5, 2), 'Dmain': (7, 3)}.get(phase, (ref_calls, fast_calls))
+
+
+def _counted(fn, calls):
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+@pytest.mark.parametrize('phase, ref_renders, fast_renders', [('Gmain', 3, 2), ('Dmain', 3, 2)])
+def test_shared_renders_save_one_render_per_phase(tiny, phase, ref_renders, fast_renders, monkeypatch):
+    config, G, D, loss, _ = tiny
+    renders = []
+    monkeypatch.setattr(G, 'forward', _counted(G.forward, renders))
+    z = torch.randn(4, G.z_dim)
+    c = torch.zeros(4, 25)
+    c[:, 16:25] = torch.tensor([2.6, 0, 0.5, 0, 2.6, 0.5, 0, 0, 1])
+    counts = []
+    for enabled in (False, True):
+        renders.clear()
+        with fastpath.override(enabled):
+            loss.accumulate_gradients(phase, torch.zeros(4, 3, 16, 16), c, z, c, gain=1, cur_nimg=0)
+        counts.append(len(renders))
+    G.zero_grad(set_to_none=True)
+    D.zero_grad(set_to_none=True)
+    assert counts == [ref_renders, fast_renders]
 
 
 def test_fast_path_is_deterministic(tiny):

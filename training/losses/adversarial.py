@@ -57,6 +57,16 @@ class GeneratorAdversarial(_FakeTerm):
             return None
         out, label = self.fakes(G, z, c, step)
         score, _ = self.d_input.score(D, fake_pair(out), step.blur_sigma, label)
+        return self._loss(out, score)
+
+    def with_pose(self, G, D, z: torch.Tensor, c: torch.Tensor, step: Step):
+        """(the same loss or None, sg D_pose(B G(z)) [N, 2]) from one render and one D pass: the
+        pose is L3's target (PoF3DLoss's shared renders; self-conditioned D, single blur)."""
+        out, _ = self.fakes(G, z, c, step)
+        score, pose = self.d_input.score_and_pose(D, fake_pair(out), step.blur_sigma)
+        return (self._loss(out, score) if self.weight else None), pose.detach()
+
+    def _loss(self, out: dict, score: torch.Tensor) -> torch.Tensor:
         loss = F.softplus(-score)                                  # [N, 1]
         report_scores(self.kind, score)
         training_stats.report('Loss/G/loss' if self.kind == 'fake' else 'Loss/G/loss_flip', loss)
@@ -78,6 +88,17 @@ class DiscriminatorFake(_FakeTerm):
         with torch.no_grad():
             out, label = self.fakes(G, z, c, step, update_emas=True)
         score, _ = self.d_input.score(D, fake_pair(out), step.blur_sigma, label, update_emas=True)
+        return self._loss(score)
+
+    def with_pose(self, G, D, z: torch.Tensor, c: torch.Tensor, step: Step):
+        """(the same loss or None, D_pose(B G(z)) [N, 2] with its graph, the fake's output dict)
+        from one render and one D pass: L4's prediction (PoF3DLoss's shared renders)."""
+        with torch.no_grad():
+            out, _ = self.fakes(G, z, c, step, update_emas=True)
+        score, pose = self.d_input.score_and_pose(D, fake_pair(out), step.blur_sigma, update_emas=True)
+        return (self._loss(score) if self.weight else None), pose, out
+
+    def _loss(self, score: torch.Tensor) -> torch.Tensor:
         loss = F.softplus(score)
         report_scores(self.kind, score)
         training_stats.report('Loss/D/loss_Dgen' if self.kind == 'fake' else 'Loss/D/loss_Dgen_flip', loss)

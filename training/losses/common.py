@@ -117,6 +117,16 @@ class DInput:
         x2 = {'image': schedules.gaussian_blur(x['image'], blur_sigma), 'image_raw': x['image_raw']}
         return D.score_given(x2, label), x2                               # s from B(B x)
 
+    def score_and_pose(self, D, img: ImagePair, blur_sigma: float,
+                       update_emas: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(score [N, 1], pose [N, 2] with its graph) of a self-conditioned D from ONE trunk pass
+        on B x: the score conditioned on sg(pose) (SPEC §6 notation: s(x) and D_pose(B x)).
+        Single blur mode only (the reference mode scores B(B x), another input than the pose's)."""
+        if self.blur_mode != 'single' and schedules.blur_kernel(blur_sigma) is not None:
+            raise ValueError("score_and_pose needs blur_mode 'single' (or no blur)")
+        out = D(self.prepare(img, blur_sigma), None, update_emas=update_emas)
+        return out['score'], out['pose']
+
 
 # ---------------------------------------------------------------------------------------------
 # Phase driver helpers (EG3D's accumulate_gradients interface, SPEC §7 "Phases").

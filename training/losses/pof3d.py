@@ -15,10 +15,12 @@ of cur_nimg (`training/schedules.py`).
 Choices (see `common.py` and `fakes.py`): blur_mode 'single' (default, one D pass on B x) or
 'reference' (the double-blur quirk of SPEC §6.5); the mirror coin comes from a
 `random.Random(seed)` owned by this object (the reference's is unseeded); `state_dict()`
-holds its state for resume.
+holds its state for resume. On the fast path (`shared_renders`) L1 and L3 share one render
+and one D pass, and so do L4 and L5: per iteration 4 renders and 5 D trunk passes instead of
+the reference's 6 and 12 (tests/test_fastpath.py counts them).
 """
 
-from torch_utils import training_stats
+from torch_utils import fastpath, training_stats
 from training import schedules
 from training.losses.adversarial import DiscriminatorFake, DiscriminatorReal, GeneratorAdversarial
 from training.losses.common import DInput, Step, backward, check_unsupported, effective_phase, real_pair
@@ -55,6 +57,7 @@ class PoF3DLoss:
         self.nrr = (neural_rendering_resolution_initial, neural_rendering_resolution_final,
                     neural_rendering_resolution_fade_kimg)
 
+        self.blur_mode = blur_mode
         d_input = DInput(blur_mode, augment_pipe)
         self.mirror = MirrorCamera(flip_type, seed)
         plain, flipped = PoF3DFakes(), PoF3DFakes(self.mirror, detach_pose)
@@ -83,19 +86,44 @@ class PoF3DLoss:
         phase = effective_phase(phase, self.density_reg > 0, self.r1_gamma > 0)
         G, D, step = self.G, self.D, self.step(cur_nimg)
         if phase in ('Gmain', 'Gboth'):
-            for term in (self.G_adv, self.G_adv_flip, self.G_pose, self.G_sym):
-                backward(term(G, D, gen_z, gen_c, step), gain)
+            self._g_main(G, D, gen_z, gen_c, step, gain)
         if phase in ('Greg', 'Gboth'):
             backward(self.G_density(G, gen_z, gen_c), gain)
         if phase in ('Dmain', 'Dboth'):
-            backward(self.D_pose(G, D, gen_z, gen_c, step), gain)
-            adv = [backward(term(G, D, gen_z, gen_c, step), gain) for term in (self.D_fake, self.D_fake_flip)]
+            adv = self._d_fakes(G, D, gen_z, gen_c, step, gain)
             real = real_pair(real_img, step.resolution, step.blur_sigma)
             adv.append(backward(self.D_real(D, real, None, step), gain))
             training_stats.report('Loss/D/loss', sum(x for x in adv if x is not None))
         if phase in ('Dreg', 'Dboth'):
             real = real_pair(real_img, step.resolution, step.blur_sigma)
             backward(self.D_r1(D, real, None, step), gain)
+
+    def shared_renders(self) -> bool:
+        """Fast path (torch_utils.fastpath, single blur mode): L1 and L3 share G's render and D's
+        pass in Gmain, L4 and L5 in Dmain: 2 renders per phase instead of 3. Same terms and
+        expectations; the reference draws new noise and jitter for every render (SPEC §6), here
+        the paired terms see the same draw, and w_avg is updated once per Dmain, not twice."""
+        return fastpath.enabled() and self.blur_mode == 'single'
+
+    def _g_main(self, G, D, z, c, step, gain) -> None:
+        """L1, L2, L3 and the symmetry extension, each back-propagated (L1 + L3 together when shared)."""
+        if self.shared_renders():
+            l1, target = self.G_adv.with_pose(G, D, z, c, step)
+            backward(_total(l1, self.G_pose.given_target(G, z, c, target)), gain)
+            terms = (self.G_adv_flip, self.G_sym)
+        else:
+            terms = (self.G_adv, self.G_adv_flip, self.G_pose, self.G_sym)
+        for term in terms:
+            backward(term(G, D, z, c, step), gain)
+
+    def _d_fakes(self, G, D, z, c, step, gain) -> list:
+        """L4, L5, L6 back-propagated (L4 + L5 together when shared); returns [L5, L6] detached."""
+        if self.shared_renders():
+            l5, pred, out = self.D_fake.with_pose(G, D, z, c, step)
+            backward(_total(self.D_pose.given_prediction(pred, out), l5), gain)
+            return [None if l5 is None else l5.detach(), backward(self.D_fake_flip(G, D, z, c, step), gain)]
+        backward(self.D_pose(G, D, z, c, step), gain)
+        return [backward(term(G, D, z, c, step), gain) for term in (self.D_fake, self.D_fake_flip)]
 
     def state_dict(self) -> dict:
         """RNG state for resume (the mirror coin)."""
@@ -104,3 +132,8 @@ class PoF3DLoss:
     def load_state_dict(self, state: dict) -> None:
         self.mirror.load_state_dict(state['mirror'])
 
+
+def _total(*losses):
+    """Sum of the terms that are on (None: all off). One backward of a sum = separate backwards."""
+    on = [x for x in losses if x is not None]
+    return sum(on[1:], on[0]) if on else None

@@ -30,11 +30,17 @@ class PoseRegularizer:
         """z [N, z_dim], c [N, 25] -> scalar (None when weight is 0)."""
         if not self.weight:
             return None
-        pose = G.pose(z, c, detach_w=True).pose                               # [N, 2], graph: pose learner only
         with torch.no_grad():
             out = G(z, c, neural_rendering_resolution=step.resolution, detach_w=True)
             target = self.d_input.pose(D, fake_pair(out), step.blur_sigma)   # [N, 2] = sg D_pose(B G z)
-        loss = F.mse_loss(pose, target) * self.weight
+        return self.given_target(G, z, c, target)
+
+    def given_target(self, G, z: torch.Tensor, c: torch.Tensor, target: torch.Tensor) -> Optional[torch.Tensor]:
+        """L3 with the target sg D_pose(B G(z)) [N, 2] computed elsewhere (shared renders)."""
+        if not self.weight:
+            return None
+        pose = G.pose(z, c, detach_w=True).pose                               # [N, 2], graph: pose learner only
+        loss = F.mse_loss(pose, target.detach()) * self.weight
         training_stats.report('Loss/G/posegloss', loss)
         return loss
 
@@ -54,7 +60,12 @@ class PoseHeadLoss:
             return None
         with torch.no_grad():
             out = G(z, c, neural_rendering_resolution=step.resolution, update_emas=self.update_emas)
-        pred = self.d_input.pose(D, fake_pair(out), step.blur_sigma)         # [N, 2]
+        return self.given_prediction(self.d_input.pose(D, fake_pair(out), step.blur_sigma), out)
+
+    def given_prediction(self, pred: torch.Tensor, out: dict) -> Optional[torch.Tensor]:
+        """L4 from D's prediction pred [N, 2] (with its graph) of the fake `out` (shared renders)."""
+        if not self.weight:
+            return None
         loss = F.mse_loss(pred, out['pose'].detach()) * self.weight
         training_stats.report('Loss/D/loss_Dcam', loss)
         return loss
