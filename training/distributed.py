@@ -15,6 +15,7 @@ Gradients are averaged by the training loop itself (EG3D's flat all-reduce, no D
 
 import dataclasses
 import os
+import sys
 import tempfile
 from typing import Any, Callable, List
 
@@ -79,27 +80,37 @@ def _device(local_rank: int) -> torch.device:
     return torch.device('cpu')
 
 
-def _run(fn: Callable, rank: int, local_rank: int, world_size: int, init_method: str, args: tuple) -> Any:
-    """Join the process group (world_size > 1), set up training_stats, run fn(ctx, *args)."""
+def _run(fn: Callable, rank: int, local_rank: int, world_size: int, init_method: str, args: tuple,
+         teardown: bool = True) -> Any:
+    """Join the process group (world_size > 1), set up training_stats, run fn(ctx, *args).
+    teardown=False keeps the group after a successful run (the caller exits right away)."""
     device = _device(local_rank)
     if world_size > 1:
         torch.distributed.init_process_group(backend(), init_method=init_method, rank=rank, world_size=world_size)
         if device.type == 'cpu':   # share the cores instead of oversubscribing them
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
         training_stats.init_multiprocessing(rank, device)   # a single process keeps the defaults
+    ok = False
     try:
         result = fn(DistContext(rank, world_size, device), *args)
         if world_size > 1:  # all ranks done before teardown: gloo aborts if a peer leaves mid-teardown
             torch.distributed.barrier()
+        ok = True
         return result
     finally:
-        if world_size > 1 and torch.distributed.is_initialized():
+        if world_size > 1 and torch.distributed.is_initialized() and (teardown or not ok):
             torch.distributed.destroy_process_group()
 
 
 def _spawned(rank: int, world_size: int, init_file: str, fn: Callable, args: tuple) -> None:
     init_method = f'file:///{init_file.replace(os.sep, "/")}' if os.name == 'nt' else f'file://{init_file}'
-    _run(fn, rank, rank, world_size, init_method, args)
+    _run(fn, rank, rank, world_size, init_method, args, teardown=False)
+    # Success: every rank has passed the final barrier. Exit without the process-group teardown:
+    # gloo's destructor can abort (SIGABRT, "terminate called without an active exception") when
+    # a peer has already exited, which spawn reports as a failed run. Nothing is left to write.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def launch(fn: Callable, num_gpus: int, *args) -> None:
