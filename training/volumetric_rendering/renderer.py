@@ -30,7 +30,8 @@ from torch_utils.ops import triplane_render
 from training.decoder import decode_rows
 from training.volumetric_rendering import math_utils, samplers
 from training.volumetric_rendering.ray_marcher import coarse_weights, march_importance, march_rays
-from training.volumetric_rendering.triplane_sampling import cached_planes, sample_from_planes, sample_plane_mean
+from training.volumetric_rendering.triplane_sampling import (cached_planes, plane_mean_supported,
+                                                              sample_from_planes, sample_plane_mean)
 
 _PLANE_AXES = ('correct', 'legacy')
 
@@ -112,12 +113,11 @@ def _sample_and_decode(planes, decoder, coordinates, directions, box_warp, legac
     """
     fast_params = getattr(decoder, 'fast_params', None)
     params = fast_params(channels) if fast_params is not None else None
-    N, P, _, H, W = planes.shape
-    if params is None or H != W or N * P * (H + 3) * (W + 3) >= 2 ** 24:
+    if params is None or not plane_mean_supported(planes):
         plane_axes = cached_planes(legacy, planes.dtype, planes.device)
         return decoder(sample_from_planes(plane_axes, planes, coordinates, box_warp=box_warp), directions)
     rgb, sigma = decode_rows(sample_plane_mean(legacy, planes, coordinates, box_warp), params)
-    M = coordinates.shape[1]
+    N, M = coordinates.shape[:2]
     return {'rgb': rgb.reshape(N, M, -1), 'sigma': sigma.reshape(N, M, 1)}
 
 

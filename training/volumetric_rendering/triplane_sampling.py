@@ -209,6 +209,13 @@ class _PlaneMeanSample(torch.autograd.Function):
         return g_planes.reshape(plane_features.shape) if need_planes else None, g_coords, None, None, None
 
 
+def plane_mean_supported(plane_features: torch.Tensor) -> bool:
+    """Whether `sample_plane_mean` takes these planes [N, P, C, H, W]: square, and fewer than
+    2^24 padded texels (its tap indices are computed exactly in float)."""
+    N, P, _, H, W = plane_features.shape
+    return H == W and N * P * (H + 3) * (W + 3) < 2 ** 24
+
+
 def sample_plane_mean(legacy: bool, plane_features: torch.Tensor, coordinates: torch.Tensor,
                       box_warp: float) -> torch.Tensor:
     """`sample_from_planes(generate_planes(legacy), ...).mean(dim=1)` (bilinear, zeros padding)
@@ -216,7 +223,7 @@ def sample_plane_mean(legacy: bool, plane_features: torch.Tensor, coordinates: t
     fewer than 2^24 texels; coordinates [N, M, 3]. Same bilinear weights as grid_sample,
     summed in another order (float rounding only)."""
     N, P, C, H, W = plane_features.shape
-    if H != W or N * P * (H + 3) * (W + 3) >= 2 ** 24:
+    if not plane_mean_supported(plane_features):
         raise ValueError(f'sample_plane_mean: needs square planes below 2^24 texels, got {list(plane_features.shape)}')
     misc.assert_shape(coordinates, [N, None, 3])
     plane_axes = cached_planes(legacy, plane_features.dtype, plane_features.device)
