@@ -52,3 +52,18 @@ def test_pose_learning_smoke(tmp_path):
     assert '] training:' not in stdout and '] evaluating' not in stdout, stdout
     assert sorted(glob.glob(str(outdir / 'runs' / '*' / '*' / '*.pkl'))) == snaps
     assert json.loads((outdir / 'state.json').read_text())['models'] == state['models']
+
+    # The D pose-head probe reads the same run: one table row per snapshot; a D without a head fails in one line.
+    probe = os.path.join(REPO, 'bench', 'pose_head_probe.py')
+    csv_path = outdir / 'probe.csv'
+    data = str(outdir / 'data' / 'car32_labeled.zip')
+    res = subprocess.run([sys.executable, probe, '--run', str(outdir / 'runs' / 'pof3d'), '--data', data,
+                          '--num', '16', '--every', '1000', '--csv', str(csv_path)],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    header, *rows = csv_path.read_text().splitlines()
+    assert header.split(',')[:2] == ['kimg', 'xi_h_std'] and len(rows) == 1
+    assert all(abs(float(x)) < 1e3 for x in rows[0].split(','))
+    res = subprocess.run([sys.executable, probe, '--run', str(outdir / 'runs' / 'eg3d_gt'), '--data', data,
+                          '--num', '16'], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and 'no pose head' in res.stderr and 'Traceback' not in res.stderr, res.stderr

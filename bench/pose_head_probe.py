@@ -1,0 +1,118 @@
+"""How well does D's pose head know the pose? A diagnostic for PoF3D runs (docs/benchmark.md).
+
+For every network snapshot of a run directory, G renders `--num` fakes (G, not G_ema: the
+network the losses train) and D's pose head reads them through the loss's own input path
+(blur sigma of that kimg). Per pose component it prints the least-squares slope and the
+correlation of D's estimate against G's camera ξ. On the labeled real images it prints the
+correlation against the true pose (a learned frame may be mirrored, so a correlation near -1
+is as good as +1).
+
+Why it matters: G's pose regularizer L3 = λ_gd·MSE(ξ, sg D_pose(G(ξ))) (SPEC §6.1.3) pulls each
+camera toward D's estimate. If the head regresses toward the mean with slope s < 1, the pull
+is 2·λ_gd·(1 - s)·(ξ - mean): the camera distribution contracts.
+
+    python bench/pose_head_probe.py --run out/pose_bench/runs/pof3d --data out/pose_bench/data/car32_labeled.zip
+"""
+
+import glob
+import json
+import os
+import re
+import sys
+
+import click
+import numpy as np
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import legacy  # noqa: E402
+from training import schedules  # noqa: E402
+from training.cameras import cam2world_to_pose  # noqa: E402
+from training.dataset import ImageFolderDataset, one_line  # noqa: E402
+from training.losses.common import DInput, fake_pair, real_pair  # noqa: E402
+
+_KIMG_RE = re.compile(r'network-snapshot-(\d+)(?:\.(\d{3}))?\.pkl$')
+
+
+def snapshot_kimg(path: str) -> float:
+    m = _KIMG_RE.search(os.path.basename(path))
+    return int(m.group(1)) + int(m.group(2) or 0) / 1000
+
+
+def fit(x: np.ndarray, y: np.ndarray) -> tuple:
+    """(slope of y on x, correlation) for [N] arrays; (nan, nan) when x is constant."""
+    if x.std() == 0 or y.std() == 0:
+        return float('nan'), float('nan')
+    return float(np.cov(x, y)[0, 1] / np.var(x, ddof=1)), float(np.corrcoef(x, y)[0, 1])
+
+
+def load_reals(data: str, num: int) -> tuple:
+    """First `num` images of a labeled zip -> (images [N, 3, H, W] in [-1, 1], labels [N, 25], true (h, v) [N, 2])."""
+    try:
+        ds = ImageFolderDataset(path=data, use_labels=True)
+    except (OSError, ValueError) as err:
+        raise click.BadParameter(one_line(err), param_hint='--data') from None
+    if not ds.has_labels:
+        raise click.BadParameter(f'{data}: no camera labels (use the labeled zip)', param_hint='--data')
+    n = min(num, len(ds))
+    imgs = torch.from_numpy(np.stack([ds[i][0] for i in range(n)])).float() / 127.5 - 1
+    labels = torch.from_numpy(np.stack([ds.get_label(i) for i in range(n)])).float()
+    h, v, _ = cam2world_to_pose(labels[:, :16].reshape(-1, 4, 4))
+    return imgs, labels, torch.cat([h, v], dim=1).numpy()
+
+
+@torch.no_grad()
+def probe(pkl: str, reals: tuple, blur: tuple, seed: int) -> dict:
+    """One snapshot -> {kimg, fake_{h,v}_{slope,corr}, real_{h,v}_corr, xi_h_std, pred_h_std (deg)}."""
+    G, D = legacy.load_network(pkl, 'G'), legacy.load_network(pkl, 'D')
+    if getattr(D, 'pose_head', None) is None:
+        raise click.ClickException(f'{pkl}: D has no pose head (not a PoF3D run)')
+    kimg = snapshot_kimg(pkl)
+    sigma = schedules.blur_sigma(kimg * 1e3, *blur)
+    imgs, labels, true_pose = reals
+    z = torch.randn(len(imgs), G.z_dim, generator=torch.Generator().manual_seed(seed))
+    out = G(z, labels, neural_rendering_resolution=imgs.shape[-1])
+    xi = out['pose'].numpy()
+    pred = DInput().pose(D, fake_pair(out), sigma).numpy()
+    pred_real = DInput().pose(D, real_pair(imgs, imgs.shape[-1], sigma), sigma).numpy()
+    row = dict(kimg=kimg, xi_h_std=np.degrees(xi[:, 0].std()), pred_h_std=np.degrees(pred[:, 0].std()))
+    for k, name in enumerate('hv'):
+        row[f'fake_{name}_slope'], row[f'fake_{name}_corr'] = fit(xi[:, k], pred[:, k])
+        row[f'real_{name}_corr'] = fit(true_pose[:, k], pred_real[:, k])[1]
+    return row
+
+
+@click.command()
+@click.option('--run', required=True, help='train.py run directory, or a folder of run directories')
+@click.option('--data', required=True, help='Labeled dataset zip (true camera labels)')
+@click.option('--num', type=click.IntRange(min=8), default=256, show_default=True, help='Images per snapshot')
+@click.option('--every', type=click.IntRange(min=1), default=1, show_default=True, help='Probe every k-th snapshot')
+@click.option('--seed', type=int, default=0, show_default=True)
+@click.option('--csv', 'csv_path', default=None, help='Also write the rows here')
+def main(run, data, num, every, seed, csv_path):
+    """Slope and correlation of D's pose estimate against G's camera, per snapshot."""
+    torch.set_num_threads(1)
+    pkls = sorted(glob.glob(os.path.join(run, '**', 'network-snapshot-*.pkl'), recursive=True), key=snapshot_kimg)
+    if not pkls:
+        raise click.BadParameter(f'{run}: no network-snapshot-*.pkl below it', param_hint='--run')
+    opts_path = os.path.join(os.path.dirname(pkls[-1]), 'training_options.json')
+    with open(opts_path) as f:
+        loss = json.load(f)['loss_kwargs']
+    blur = (loss.get('blur_init_sigma', 0.0), loss.get('blur_fade_kimg', 0.0))
+    reals = load_reals(data, num)
+    rows = [probe(p, reals, blur, seed) for p in pkls[::every]]
+    keys = list(rows[0])
+    print('| ' + ' | '.join(keys) + ' |\n|' + '---|' * len(keys))
+    for r in rows:
+        print('| ' + ' | '.join(f'{r[k]:.3g}' for k in keys) + ' |')
+    if csv_path:
+        tmp = csv_path + '.tmp'
+        with open(tmp, 'w') as f:
+            f.write(','.join(keys) + '\n' + ''.join(','.join(f'{r[k]:.5g}' for k in keys) + '\n' for r in rows))
+        os.replace(tmp, csv_path)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,25 @@
+"""bench/pose_head_probe.py helpers against hand-computed values (the end-to-end run is in
+tests/test_pose_learning_smoke.py, on the smoke benchmark's snapshots)."""
+
+import math
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'bench'))
+import pose_head_probe  # noqa: E402
+
+
+def test_fit_slope_and_correlation():
+    x = np.array([0.0, 1.0, 2.0, 3.0])
+    slope, corr = pose_head_probe.fit(x, 0.5 * x + 1.0)
+    assert math.isclose(slope, 0.5) and math.isclose(corr, 1.0)
+    slope, corr = pose_head_probe.fit(x, np.array([1.0, 0.0, 1.0, 0.0]))   # cov -1/3, var 5/3
+    assert math.isclose(slope, -0.2) and math.isclose(corr, -0.4472135954999579)
+    assert all(math.isnan(v) for v in pose_head_probe.fit(x, np.ones(4)))
+
+
+def test_snapshot_kimg():
+    assert pose_head_probe.snapshot_kimg('/r/network-snapshot-000012.504.pkl') == 12.504
+    assert pose_head_probe.snapshot_kimg('network-snapshot-000040.pkl') == 40
