@@ -1,11 +1,14 @@
-"""How well does D's pose head know the pose? A diagnostic for PoF3D runs (docs/benchmark.md).
+"""How well does D's pose head know the pose, and where are G's cameras? A diagnostic for PoF3D
+runs (docs/benchmark.md).
 
 For every network snapshot of a run directory, G renders `--num` fakes (G, not G_ema: the
 network the losses train) and D's pose head reads them through the loss's own input path
 (blur sigma of that kimg). Per pose component it prints the least-squares slope and the
 correlation of D's estimate against G's camera ξ. On the labeled real images it prints the
 correlation against the true pose (a learned frame may be mirrored, so a correlation near -1
-is as good as +1).
+is as good as +1). Last, G_ema's cameras for `--js-num` latents: the aligned joint and yaw-only
+pose JS against all the true poses (metrics/pose_metrics.py) and the 10/50/90th percentiles of
+the raw yaw, in degrees.
 
 Why it matters: G's pose regularizer L3 = λ_gd·MSE(ξ, sg D_pose(G(ξ))) (SPEC §6.1.3) pulls each
 camera toward D's estimate. If the head regresses toward the mean with slope s < 1, the pull
@@ -28,6 +31,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import legacy  # noqa: E402
+from metrics import pose_metrics  # noqa: E402
 from training import schedules  # noqa: E402
 from training.cameras import cam2world_to_pose  # noqa: E402
 from training.dataset import ImageFolderDataset, one_line  # noqa: E402
@@ -49,7 +53,8 @@ def fit(x: np.ndarray, y: np.ndarray) -> tuple:
 
 
 def load_reals(data: str, num: int) -> tuple:
-    """First `num` images of a labeled zip -> (images [N, 3, H, W] in [-1, 1], labels [N, 25], true (h, v) [N, 2])."""
+    """Labeled zip -> (first `num` images [N, 3, H, W] in [-1, 1], their labels [N, 25], their
+    true (h, v) [N, 2], every item's true (h, v) [M, 2])."""
     try:
         ds = ImageFolderDataset(path=data, use_labels=True)
     except (OSError, ValueError) as err:
@@ -58,20 +63,22 @@ def load_reals(data: str, num: int) -> tuple:
         raise click.BadParameter(f'{data}: no camera labels (use the labeled zip)', param_hint='--data')
     n = min(num, len(ds))
     imgs = torch.from_numpy(np.stack([ds[i][0] for i in range(n)])).float() / 127.5 - 1
-    labels = torch.from_numpy(np.stack([ds.get_label(i) for i in range(n)])).float()
-    h, v, _ = cam2world_to_pose(labels[:, :16].reshape(-1, 4, 4))
-    return imgs, labels, torch.cat([h, v], dim=1).numpy()
+    labels = torch.from_numpy(np.stack([ds.get_label(i) for i in range(len(ds))])).float()
+    every = pose_metrics.poses_from_cam2world(labels[:, :16].numpy())
+    h, v, _ = cam2world_to_pose(labels[:n, :16].reshape(-1, 4, 4))
+    return imgs, labels[:n], torch.cat([h, v], dim=1).numpy(), every
 
 
 @torch.no_grad()
-def probe(pkl: str, reals: tuple, blur: tuple, seed: int) -> dict:
-    """One snapshot -> {kimg, fake_{h,v}_{slope,corr}, real_{h,v}_corr, xi_h_std, pred_h_std (deg)}."""
+def probe(pkl: str, reals: tuple, blur: tuple, seed: int, js_num: int) -> dict:
+    """One snapshot -> {kimg, xi_h_std, pred_h_std (deg), fake_{h,v}_{slope,corr}, real_{h,v}_corr,
+    js_aligned, js_yaw_aligned, h_p10/50/90 (deg)}."""
     G, D = legacy.load_network(pkl, 'G'), legacy.load_network(pkl, 'D')
     if getattr(D, 'pose_head', None) is None:
         raise click.ClickException(f'{pkl}: D has no pose head (not a PoF3D run)')
     kimg = snapshot_kimg(pkl)
     sigma = schedules.blur_sigma(kimg * 1e3, *blur)
-    imgs, labels, true_pose = reals
+    imgs, labels, true_pose, every_pose = reals
     z = torch.randn(len(imgs), G.z_dim, generator=torch.Generator().manual_seed(seed))
     out = G(z, labels, neural_rendering_resolution=imgs.shape[-1])
     xi = out['pose'].numpy()
@@ -81,6 +88,13 @@ def probe(pkl: str, reals: tuple, blur: tuple, seed: int) -> dict:
     for k, name in enumerate('hv'):
         row[f'fake_{name}_slope'], row[f'fake_{name}_corr'] = fit(xi[:, k], pred[:, k])
         row[f'real_{name}_corr'] = fit(true_pose[:, k], pred_real[:, k])[1]
+    G_ema = legacy.load_network(pkl, 'G_ema')
+    z = torch.randn(js_num, G_ema.z_dim, generator=torch.Generator().manual_seed(seed + 1))
+    cams = G_ema.pose(z, labels[torch.arange(js_num) % len(labels)]).cam2world
+    gen = pose_metrics.poses_from_cam2world(cams.numpy())
+    js = pose_metrics.pose_js_from_poses(gen, every_pose)
+    row.update(js_aligned=js['value'], js_yaw_aligned=js['yaw'])
+    row.update({f'h_p{q}': v for q, v in zip((10, 50, 90), np.degrees(np.percentile(gen[:, 0], [10, 50, 90])))})
     return row
 
 
@@ -89,10 +103,13 @@ def probe(pkl: str, reals: tuple, blur: tuple, seed: int) -> dict:
 @click.option('--data', required=True, help='Labeled dataset zip (true camera labels)')
 @click.option('--num', type=click.IntRange(min=8), default=256, show_default=True, help='Images per snapshot')
 @click.option('--every', type=click.IntRange(min=1), default=1, show_default=True, help='Probe every k-th snapshot')
+@click.option('--js-num', type=click.IntRange(min=100), default=20000, show_default=True,
+              help='G_ema cameras for the JS and percentile columns')
 @click.option('--seed', type=int, default=0, show_default=True)
 @click.option('--csv', 'csv_path', default=None, help='Also write the rows here')
-def main(run, data, num, every, seed, csv_path):
-    """Slope and correlation of D's pose estimate against G's camera, per snapshot."""
+def main(run, data, num, every, js_num, seed, csv_path):
+    """Per snapshot: slope and correlation of D's pose estimate against G's camera, and G_ema's
+    camera distribution against the true one."""
     torch.set_num_threads(1)
     pkls = sorted(glob.glob(os.path.join(run, '**', 'network-snapshot-*.pkl'), recursive=True), key=snapshot_kimg)
     if not pkls:
@@ -102,7 +119,7 @@ def main(run, data, num, every, seed, csv_path):
         loss = json.load(f)['loss_kwargs']
     blur = (loss.get('blur_init_sigma', 0.0), loss.get('blur_fade_kimg', 0.0))
     reals = load_reals(data, num)
-    rows = [probe(p, reals, blur, seed) for p in pkls[::every]]
+    rows = [probe(p, reals, blur, seed, js_num) for p in pkls[::every]]
     keys = list(rows[0])
     print('| ' + ' | '.join(keys) + ' |\n|' + '---|' * len(keys))
     for r in rows:
