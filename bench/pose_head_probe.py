@@ -15,6 +15,7 @@ camera toward D's estimate. If the head regresses toward the mean with slope s <
 is 2·λ_gd·(1 - s)·(ξ - mean): the camera distribution contracts.
 
     python bench/pose_head_probe.py --run out/pose_bench/runs/pof3d --data out/pose_bench/data/car32_labeled.zip
+    python bench/pose_head_probe.py --run preset=RUN_A --run no_l3=RUN_B --data ... --csv probe.csv --png probe.png
 """
 
 import glob
@@ -30,6 +31,7 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+import dnnlib  # noqa: E402
 import legacy  # noqa: E402
 from metrics import pose_metrics  # noqa: E402
 from training import schedules  # noqa: E402
@@ -98,37 +100,72 @@ def probe(pkl: str, reals: tuple, blur: tuple, seed: int, js_num: int) -> dict:
     return row
 
 
+def probe_run(run: str, reals: tuple, every: int, seed: int, js_num: int) -> list:
+    """Rows of every `every`-th snapshot below the run directory `run`, oldest first."""
+    pkls = sorted(glob.glob(os.path.join(run, '**', 'network-snapshot-*.pkl'), recursive=True), key=snapshot_kimg)
+    if not pkls:
+        raise click.BadParameter(f'{run}: no network-snapshot-*.pkl below it', param_hint='--run')
+    with open(os.path.join(os.path.dirname(pkls[-1]), 'training_options.json')) as f:
+        loss = json.load(f)['loss_kwargs']
+    blur = (loss.get('blur_init_sigma', 0.0), loss.get('blur_fade_kimg', 0.0))
+    return [probe(p, reals, blur, seed, js_num) for p in pkls[::every]]
+
+
+def plot(table: dict, path: str) -> None:
+    """PNG: G's yaw spread and D's estimate spread, the head's yaw slope, the aligned yaw JS over kimg."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    panels = [(('xi_h_std', 'pred_h_std'), 'yaw std (deg): G camera (solid), D estimate (dashed)'),
+              (('fake_h_slope',), "slope of D's yaw estimate on G's yaw"),
+              (('js_yaw_aligned',), 'JS yaw aligned (nats)')]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
+    for ax, (keys, title) in zip(axes, panels):
+        for i, (name, rows) in enumerate(table.items()):
+            for key, style in zip(keys, ('-', '--')):
+                ax.plot([r['kimg'] for r in rows], [r[key] for r in rows], style, color=f'C{i}',
+                        label=name if style == '-' else None)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel('kimg')
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path + '.tmp.png'
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
 @click.command()
-@click.option('--run', required=True, help='train.py run directory, or a folder of run directories')
+@click.option('--run', 'runs', required=True, multiple=True,
+              help='train.py run directory (or a folder of them); repeatable, as NAME=DIR to label it')
 @click.option('--data', required=True, help='Labeled dataset zip (true camera labels)')
 @click.option('--num', type=click.IntRange(min=8), default=256, show_default=True, help='Images per snapshot')
 @click.option('--every', type=click.IntRange(min=1), default=1, show_default=True, help='Probe every k-th snapshot')
 @click.option('--js-num', type=click.IntRange(min=100), default=20000, show_default=True,
               help='G_ema cameras for the JS and percentile columns')
 @click.option('--seed', type=int, default=0, show_default=True)
-@click.option('--csv', 'csv_path', default=None, help='Also write the rows here')
-def main(run, data, num, every, js_num, seed, csv_path):
+@click.option('--csv', 'csv_path', default=None, help='Also write the rows here (with a run column)')
+@click.option('--png', 'png_path', default=None, help='Also plot the runs side by side here')
+def main(runs, data, num, every, js_num, seed, csv_path, png_path):
     """Per snapshot: slope and correlation of D's pose estimate against G's camera, and G_ema's
     camera distribution against the true one."""
     torch.set_num_threads(1)
-    pkls = sorted(glob.glob(os.path.join(run, '**', 'network-snapshot-*.pkl'), recursive=True), key=snapshot_kimg)
-    if not pkls:
-        raise click.BadParameter(f'{run}: no network-snapshot-*.pkl below it', param_hint='--run')
-    opts_path = os.path.join(os.path.dirname(pkls[-1]), 'training_options.json')
-    with open(opts_path) as f:
-        loss = json.load(f)['loss_kwargs']
-    blur = (loss.get('blur_init_sigma', 0.0), loss.get('blur_fade_kimg', 0.0))
     reals = load_reals(data, num)
-    rows = [probe(p, reals, blur, seed, js_num) for p in pkls[::every]]
-    keys = list(rows[0])
+    table = {}
+    for spec in runs:
+        name, _, run = spec.rpartition('=') if '=' in spec else (spec, '', spec)
+        table[name] = probe_run(run, reals, every, seed, js_num)
+    keys = ['run'] + list(next(iter(table.values()))[0])
+    lines = [[name] + [f'{r[k]:.5g}' for k in keys[1:]] for name, rows in table.items() for r in rows]
     print('| ' + ' | '.join(keys) + ' |\n|' + '---|' * len(keys))
-    for r in rows:
-        print('| ' + ' | '.join(f'{r[k]:.3g}' for k in keys) + ' |')
+    for line in lines:
+        print('| ' + ' | '.join(f'{float(x):.3g}' if i else x for i, x in enumerate(line)) + ' |')
     if csv_path:
-        tmp = csv_path + '.tmp'
-        with open(tmp, 'w') as f:
-            f.write(','.join(keys) + '\n' + ''.join(','.join(f'{r[k]:.5g}' for k in keys) + '\n' for r in rows))
-        os.replace(tmp, csv_path)
+        text = ','.join(keys) + '\n' + ''.join(','.join(x) + '\n' for x in lines)
+        dnnlib.util.write_atomic(csv_path, text.encode())
+    if png_path:
+        plot(table, png_path)
 
 
 if __name__ == '__main__':

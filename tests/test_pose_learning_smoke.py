@@ -58,12 +58,14 @@ def test_pose_learning_smoke(tmp_path):
     csv_path = outdir / 'probe.csv'
     data = str(outdir / 'data' / 'car32_labeled.zip')
     res = subprocess.run([sys.executable, probe, '--run', str(outdir / 'runs' / 'pof3d'), '--data', data,
-                          '--num', '16', '--every', '1000', '--csv', str(csv_path)],
+                          '--num', '16', '--every', '1000', '--js-num', '200', '--csv', str(csv_path),
+                          '--png', str(outdir / 'probe.png')],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     header, *rows = csv_path.read_text().splitlines()
-    assert header.split(',')[:2] == ['kimg', 'xi_h_std'] and len(rows) == 1
-    assert all(abs(float(x)) < 1e3 for x in rows[0].split(','))
+    assert header.split(',')[:3] == ['run', 'kimg', 'xi_h_std'] and len(rows) == 1
+    assert all(abs(float(x)) < 1e3 for x in rows[0].split(',')[1:])
+    assert (outdir / 'probe.png').stat().st_size > 0
     res = subprocess.run([sys.executable, probe, '--run', str(outdir / 'runs' / 'eg3d_gt'), '--data', data,
                           '--num', '16'], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and 'no pose head' in res.stderr and 'Traceback' not in res.stderr, res.stderr
