@@ -35,7 +35,6 @@ import dnnlib  # noqa: E402
 import legacy  # noqa: E402
 from metrics import pose_metrics  # noqa: E402
 from training import schedules  # noqa: E402
-from training.cameras import cam2world_to_pose  # noqa: E402
 from training.dataset import ImageFolderDataset, one_line  # noqa: E402
 from training.losses.common import DInput, fake_pair, real_pair  # noqa: E402
 
@@ -67,15 +66,14 @@ def load_reals(data: str, num: int) -> tuple:
     imgs = torch.from_numpy(np.stack([ds[i][0] for i in range(n)])).float() / 127.5 - 1
     labels = torch.from_numpy(np.stack([ds.get_label(i) for i in range(len(ds))])).float()
     every = pose_metrics.poses_from_cam2world(labels[:, :16].numpy())
-    h, v, _ = cam2world_to_pose(labels[:n, :16].reshape(-1, 4, 4))
-    return imgs, labels[:n], torch.cat([h, v], dim=1).numpy(), every
+    return imgs, labels[:n], every[:n], every
 
 
 @torch.no_grad()
 def probe(pkl: str, reals: tuple, blur: tuple, seed: int, js_num: int) -> dict:
     """One snapshot -> {kimg, xi_h_std, pred_h_std (deg), fake_{h,v}_{slope,corr}, real_{h,v}_corr,
     js_aligned, js_yaw_aligned, h_p10/50/90 (deg)}."""
-    G, D = legacy.load_network(pkl, 'G'), legacy.load_network(pkl, 'D')
+    G, D, G_ema = legacy.load_network(pkl, ('G', 'D', 'G_ema'))     # the file is read once
     if getattr(D, 'pose_head', None) is None:
         raise click.ClickException(f'{pkl}: D has no pose head (not a PoF3D run)')
     kimg = snapshot_kimg(pkl)
@@ -84,13 +82,13 @@ def probe(pkl: str, reals: tuple, blur: tuple, seed: int, js_num: int) -> dict:
     z = torch.randn(len(imgs), G.z_dim, generator=torch.Generator().manual_seed(seed))
     out = G(z, labels, neural_rendering_resolution=imgs.shape[-1])
     xi = out['pose'].numpy()
-    pred = DInput().pose(D, fake_pair(out), sigma).numpy()
-    pred_real = DInput().pose(D, real_pair(imgs, imgs.shape[-1], sigma), sigma).numpy()
+    d_input = DInput()
+    pred = d_input.pose(D, fake_pair(out), sigma).numpy()
+    pred_real = d_input.pose(D, real_pair(imgs, imgs.shape[-1], sigma), sigma).numpy()
     row = dict(kimg=kimg, xi_h_std=np.degrees(xi[:, 0].std()), pred_h_std=np.degrees(pred[:, 0].std()))
     for k, name in enumerate('hv'):
         row[f'fake_{name}_slope'], row[f'fake_{name}_corr'] = fit(xi[:, k], pred[:, k])
         row[f'real_{name}_corr'] = fit(true_pose[:, k], pred_real[:, k])[1]
-    G_ema = legacy.load_network(pkl, 'G_ema')
     z = torch.randn(js_num, G_ema.z_dim, generator=torch.Generator().manual_seed(seed + 1))
     cams = G_ema.pose(z, labels[torch.arange(js_num) % len(labels)]).cam2world
     gen = pose_metrics.poses_from_cam2world(cams.numpy())
