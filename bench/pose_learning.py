@@ -2,7 +2,8 @@
 by side on synthetic data with a known, non-Gaussian pose distribution, each for the same CPU
 wall-clock budget, then measured alike. How to run, rows and protocols: docs/benchmark.md.
 
-    python bench/pose_learning.py --outdir out/pose_bench --curves   # 6 models x 2 h (~13 h on 2 cores)
+    python bench/pose_learning.py --outdir out/pose_bench --curves   # 7 models x 2 h, one after another (~14 h)
+    python bench/pose_learning.py --outdir out/pose_bench --curves --jobs 2   # two at a time (~8 h on 2 cores)
     python bench/pose_learning.py --outdir /tmp/pb --smoke --curves  # every step, tiny (< 5 min)
 
 Resume = the same command again: {outdir}/state.json holds each model's status, wall seconds used
@@ -20,7 +21,9 @@ import signal
 import shlex
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import click
 import numpy as np
@@ -76,6 +79,14 @@ def write_json(path, obj):
     metric_utils.write_atomic(path, (json.dumps(obj, indent=2) + '\n').encode())
 
 
+def save_row(ctx, state, name, **fields):
+    """Update row `name` of the state and write state.json, under ctx.lock: with --jobs > 1 the
+    training threads and the evaluating main thread share the state."""
+    with ctx.lock:
+        state['models'].setdefault(name, {}).update(fields)
+        write_json(ctx.state_path, state)
+
+
 def snapshots(model_dir, kind='network-snapshot', ext='pkl'):
     """[(nimg, path)] of a model's snapshot files in all its run directories, oldest first
     (nimg from the name: '...-000012.500.pkl' -> 12500)."""
@@ -118,9 +129,9 @@ def stop_orphan(pid, model_dir):
             time.sleep(0.5)
 
 
-def run_budgeted(cmd, env, log_path, model_dir, budget_s, progress):
-    """Run cmd until it exits or the budget stops it (module docstring); progress(seconds, pid,
-    force) is called about every second. Returns the seconds used."""
+def run_budgeted(cmd, env, log_path, model_dir, budget_s, progress, abort=None):
+    """Run cmd until it exits, the budget stops it (module docstring) or the threading.Event abort
+    is set; progress(seconds, pid, force) is called about every second. Returns the seconds used."""
     with open(log_path, 'ab') as log:
         # SIGINT back to default in the child: a background job (`cmd &`, nohup) inherits it ignored.
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -141,6 +152,9 @@ def run_budgeted(cmd, env, log_path, model_dir, budget_s, progress):
             if (seen is not None and (elapsed >= budget_s or next_too_late)) or no_snapshot_ever:
                 stop(proc)
                 stopped = True
+            if abort is not None and abort.is_set():
+                stop(proc)
+                return time.monotonic() - start
             progress(elapsed, proc.pid, False)
     finally:
         stop(proc)
@@ -151,18 +165,21 @@ def run_budgeted(cmd, env, log_path, model_dir, budget_s, progress):
 
 
 def train_model(ctx, state, name):
-    """Train (or continue) one row until its budget is spent or --kimg-max; mark it 'trained'."""
-    rec = state['models'].setdefault(name, dict(status='training', seconds=0.0))
+    """Train (or continue) one row until its budget is spent or --kimg-max; mark it 'trained'.
+    Returns without marking when ctx.abort is set (the bench is being stopped)."""
+    if ctx.abort.is_set():
+        return
+    with ctx.lock:
+        rec = state['models'].setdefault(name, dict(status='training', seconds=0.0))
     model_dir = os.path.join(ctx.runs, name)
     os.makedirs(model_dir, exist_ok=True)
     stop_orphan(rec.get('pid'), model_dir)
     base, last_save = rec['seconds'], [-1e9]
 
     def progress(elapsed, pid, force):
-        rec.update(seconds=base + elapsed, pid=pid)
         if force or elapsed - last_save[0] >= 10:
             last_save[0] = elapsed
-            write_json(ctx.state_path, state)
+            save_row(ctx, state, name, seconds=base + elapsed, pid=pid)
 
     if ctx.budget_s > base:
         print(f'[{name}] training: {ctx.budget_s - base:.0f} s of budget left', flush=True)
@@ -171,7 +188,10 @@ def train_model(ctx, state, name):
                '--data', ctx.zips[zip_kind], '--kimg', f'{ctx.kimg_max:g}', '--tick', f'{ctx.tick:g}', '--snap', '1',
                '--metrics', 'none', '--seed', str(ctx.seed), '--resume', 'auto', *args, *shlex.split(ctx.train_args)]
         env = dict(os.environ, OMP_NUM_THREADS=str(ctx.threads), MKL_NUM_THREADS=str(ctx.threads))
-        run_budgeted(cmd, env, os.path.join(model_dir, 'train_stdout.log'), model_dir, ctx.budget_s - base, progress)
+        run_budgeted(cmd, env, os.path.join(model_dir, 'train_stdout.log'), model_dir, ctx.budget_s - base, progress,
+                     ctx.abort)
+        if ctx.abort.is_set():
+            return
     final = latest_state(model_dir)
     if final is None:
         raise click.ClickException(f'{name}: no snapshot after training; see {model_dir}/train_stdout.log')
@@ -179,10 +199,9 @@ def train_model(ctx, state, name):
         if path != final:
             os.remove(path)       # resume needs only the newest; the pickles stay for --curves
     kimg = checkpoint.load_training_state(final)['counters']['cur_nimg'] / 1000
-    rec.update(status='trained', kimg=kimg, pid=None,
-               snapshot=os.path.relpath(checkpoint.network_pickle_for(final), ctx.outdir))
-    write_json(ctx.state_path, state)
-    print(f'[{name}] trained {kimg:g} kimg in {rec["seconds"]:.0f} s', flush=True)
+    save_row(ctx, state, name, status='trained', kimg=kimg, pid=None,
+             snapshot=os.path.relpath(checkpoint.network_pickle_for(final), ctx.outdir))
+    print(f'[{name}] trained {kimg:g} kimg in {state["models"][name]["seconds"]:.0f} s', flush=True)
 
 # ---------------------------------------------------------------------------------------------
 # Evaluation.
@@ -283,11 +302,9 @@ def evaluate_model(ctx, state, name):
                   **calc(ctx, 'depth_err', G, num_gen=ctx.eval_num, est_steps=ctx.est_steps),
                   **mirror_closed_js(ctx, G),
                   kid_est=calc(ctx, 'kid2k', G, max_real=None, num_gen=ctx.kid_num)['kid2k'])
-    rec['metrics'] = {k: scores[k] for k in METRIC_KEYS}
     plot_poses(ctx, name, G)
     sample_grid(ctx, name, G)
-    rec['status'] = 'evaluated'
-    write_json(ctx.state_path, state)
+    save_row(ctx, state, name, metrics={k: scores[k] for k in METRIC_KEYS}, status='evaluated')
 
 
 def update_curves(ctx, state, names):
@@ -351,16 +368,35 @@ def write_report(ctx, state):
             os.path.join(ctx.outdir, 'samples_all.png'))
 
 
+def run_rows(ctx, state):
+    """Train the rows, --jobs at a time in threads (each drives one train.py subprocess); evaluate
+    each in this thread, in row order, as soon as it is trained."""
+    todo = [n for n in ctx.models if state['models'].get(n, {}).get('status') in (None, 'training')]
+    with ThreadPoolExecutor(ctx.jobs) as pool:
+        futures = {n: pool.submit(train_model, ctx, state, n) for n in todo}
+        try:
+            for name in ctx.models:
+                if name in futures:
+                    futures[name].result()
+                if state['models'][name]['status'] == 'trained':
+                    evaluate_model(ctx, state, name)
+                write_report(ctx, state)
+        finally:   # an error or a signal here: stop the running train.py's, start no more
+            ctx.abort.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
 def prepare(opts) -> tuple:
     """(ctx, state): paths, the state (settings checked), the dataset, the detector, the floors."""
-    ctx = dnnlib.EasyDict(opts, outdir=os.path.abspath(opts['outdir']), budget_s=opts['budget_min'] * 60)
+    ctx = dnnlib.EasyDict(opts, outdir=os.path.abspath(opts['outdir']), budget_s=opts['budget_min'] * 60,
+                          lock=threading.Lock(), abort=threading.Event())
     ctx.data, ctx.runs, ctx.cache = (os.path.join(ctx.outdir, x) for x in ('data', 'runs', 'cache'))
     stem = os.path.join(ctx.data, f'{ctx.family}{ctx.resolution}')
     ctx.zips = dict(labeled=stem + '_labeled.zip', unlabeled=stem + '_unlabeled.zip')
     ctx.state_path, ctx.detector = os.path.join(ctx.outdir, 'state.json'), os.path.join(ctx.cache, 'detector.pt')
     ctx.eval_kwargs = dict(class_name='training.dataset.ImageFolderDataset', path=ctx.zips['labeled'],
                            resolution=ctx.resolution, use_labels=True)
-    settings = {k: v for k, v in opts.items() if k not in ('outdir', 'models', 'curves', 'threads')}
+    settings = {k: v for k, v in opts.items() if k not in ('outdir', 'models', 'curves', 'threads', 'jobs')}
     state = json.load(open(ctx.state_path)) if os.path.isfile(ctx.state_path) else dict(models={})
     if state.setdefault('settings', settings) != settings:
         diff = sorted(k for k in settings if state['settings'].get(k) != settings[k])
@@ -405,6 +441,7 @@ OPTIONS = [   # (option, type, default, help); --smoke replaces the defaults of 
     ('--eval-num', POS_I, 1000, 'Generated images for pose_err / depth_err'),
     ('--curve-num', POS_I, 200, 'Generated images for pose_err per snapshot (--curves)'),
     ('--threads', POS_I, 1, 'torch CPU threads per process'),
+    ('--jobs', POS_I, 1, 'Rows trained at once (one train.py each, --threads threads); 2 on 2 cores'),
     ('--train-args', str, '', 'Extra train.py options for every row, e.g. "--gamma 2" (a preset search)'),
 ]
 
@@ -435,12 +472,7 @@ def main(click_ctx, **opts):
     torch.set_num_threads(opts['threads'])
     start = time.time()
     ctx, state = prepare(opts)
-    for name in ctx.models:
-        if state['models'].get(name, {}).get('status') in (None, 'training'):
-            train_model(ctx, state, name)
-        if state['models'][name]['status'] == 'trained':
-            evaluate_model(ctx, state, name)
-        write_report(ctx, state)
+    run_rows(ctx, state)
     if ctx.curves:
         update_curves(ctx, state, ctx.models)
         write_report(ctx, state)

@@ -1,5 +1,5 @@
 """bench/pose_learning.py --smoke end to end: every row trained, evaluated, plotted and tabled;
-rerunning the same command is a no-op (resume). ~2.5-3 minutes on a loaded 2-core CPU."""
+rows trained two at a time (--jobs 2); rerunning is a no-op (resume). ~2 minutes on a loaded 2-core CPU."""
 
 import glob
 import json
@@ -14,9 +14,9 @@ MODELS = ('pof3d', 'eg3d_gt', 'prior', 'campari', 'no_mirror', 'no_dcond', 'pof3
 KEYS = ('seconds', 'kimg', 'kid_est', 'depth_err', 'pose_err', 'pose_err_raw', 'pose_js', 'pose_js_raw', 'pose_js_sym')
 
 
-def run(outdir):
+def run(outdir, *args):
     start = time.time()
-    res = subprocess.run([sys.executable, SCRIPT, '--smoke', '--curves', '--outdir', str(outdir)], cwd=REPO,
+    res = subprocess.run([sys.executable, SCRIPT, '--smoke', '--curves', '--outdir', str(outdir), *args], cwd=REPO,
                          capture_output=True, text=True, timeout=540)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     return time.time() - start, res.stdout
@@ -24,7 +24,7 @@ def run(outdir):
 
 def test_pose_learning_smoke(tmp_path):
     outdir = tmp_path / 'bench'
-    _, stdout = run(outdir)
+    _, stdout = run(outdir, '--jobs', '2')          # two rows train at once (the threads path)
     results = json.loads((outdir / 'results.json').read_text())
     assert sorted(results['models']) == sorted(MODELS)
     for name, row in results['models'].items():
