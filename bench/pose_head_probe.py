@@ -21,7 +21,6 @@ is 2·λ_gd·(1 - s)·(ξ - mean): the camera distribution contracts.
 import glob
 import json
 import os
-import re
 import sys
 
 import click
@@ -37,13 +36,10 @@ from metrics import pose_metrics  # noqa: E402
 from training import schedules  # noqa: E402
 from training.dataset import ImageFolderDataset, one_line  # noqa: E402
 from training.losses.common import DInput, fake_pair, real_pair  # noqa: E402
-
-_KIMG_RE = re.compile(r'network-snapshot-(\d+)(?:\.(\d{3}))?\.pkl$')
-
+import run_files  # noqa: E402
 
 def snapshot_kimg(path: str) -> float:
-    m = _KIMG_RE.search(os.path.basename(path))
-    return int(m.group(1)) + int(m.group(2) or 0) / 1000
+    return run_files.snapshot_nimg(path) / 1000
 
 
 def fit(x: np.ndarray, y: np.ndarray) -> tuple:

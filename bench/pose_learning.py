@@ -13,10 +13,8 @@ budget is spent; the newest snapshot is final. Evaluation: metrics/metric_main.p
 labeled zip (its labels are the true poses).
 """
 
-import glob
 import json
 import os
-import re
 import signal
 import shlex
 import subprocess
@@ -39,6 +37,7 @@ import legacy  # noqa: E402
 import plot_pose_distribution as ppd  # noqa: E402
 from gen_samples_pose import depth_to_uint16  # noqa: E402
 from metrics import estimators, metric_main, metric_utils, pose_metrics  # noqa: E402
+from run_files import latest_state, run_budgeted, snapshots, stop_orphan, write_json  # noqa: E402
 from training import checkpoint  # noqa: E402
 
 # Rows: name -> (label, training zip, train.py options). Each row changes one thing of PoF3D's.
@@ -69,14 +68,9 @@ SMOKE = dict(num=64, budget_min=1 / 3, kimg_max=1.0, tick=0.008, est_steps=20, k
 DETECTOR_DOC = ('KID on 288-d features of the built-in estimators (metrics/estimators.py, trained on the '
                 'labeled set): global means of every conv stage of the pose CNN (16+32+64+64) and of the '
                 'depth U-Net encoder (16+32+64)')
-_TAG_RE = re.compile(r'-(\d+)(?:\.(\d{3}))?\.(?:pkl|pt)$')
 
 # ---------------------------------------------------------------------------------------------
-# Files.
-
-
-def write_json(path, obj):
-    metric_utils.write_atomic(path, (json.dumps(obj, indent=2) + '\n').encode())
+# Training under a wall-clock budget (the process control: bench/run_files.py).
 
 
 def save_row(ctx, state, name, **fields):
@@ -85,83 +79,6 @@ def save_row(ctx, state, name, **fields):
     with ctx.lock:
         state['models'].setdefault(name, {}).update(fields)
         write_json(ctx.state_path, state)
-
-
-def snapshots(model_dir, kind='network-snapshot', ext='pkl'):
-    """[(nimg, path)] of a model's snapshot files in all its run directories, oldest first
-    (nimg from the name: '...-000012.500.pkl' -> 12500)."""
-    found = [(_TAG_RE.search(p), p) for p in glob.glob(os.path.join(glob.escape(model_dir), '*', f'{kind}-*.{ext}'))]
-    return sorted((int(m.group(1)) * 1000 + int(m.group(2) or 0), p) for m, p in found if m)
-
-
-def latest_state(model_dir):
-    """The newest training state with its network pickle (what --resume auto continues), or None."""
-    found = [p for _, p in snapshots(model_dir, 'training-state', 'pt')
-             if os.path.isfile(checkpoint.network_pickle_for(p))]
-    return found[-1] if found else None
-
-# ---------------------------------------------------------------------------------------------
-# Training under a wall-clock budget.
-
-
-def stop(proc, timeout=30):
-    """SIGINT (train.py unwinds, closing its files), then SIGTERM, then SIGKILL."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-
-
-def stop_orphan(pid, model_dir):
-    """A train.py left running by a bench killed outright (SIGKILL) would race the resumed one."""
-    try:
-        with open(f'/proc/{int(pid)}/cmdline', 'rb') as f:
-            argv = f.read().split(b'\0')
-    except (OSError, TypeError, ValueError):
-        return
-    if any(a.endswith(b'train.py') for a in argv) and os.fsencode(model_dir) in argv:
-        os.kill(int(pid), signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while os.path.exists(f'/proc/{int(pid)}') and time.monotonic() < deadline:
-            time.sleep(0.5)
-
-
-def run_budgeted(cmd, env, log_path, model_dir, budget_s, progress, abort=None):
-    """Run cmd until it exits, the budget stops it (module docstring) or the threading.Event abort
-    is set; progress(seconds, pid, force) is called about every second. Returns the seconds used."""
-    with open(log_path, 'ab') as log:
-        # SIGINT back to default in the child: a background job (`cmd &`, nohup) inherits it ignored.
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    start, seen, seen_at, interval, stopped = time.monotonic(), latest_state(model_dir), None, None, False
-    progress(0.0, proc.pid, True)
-    try:
-        while proc.poll() is None:
-            time.sleep(1.0)
-            elapsed = time.monotonic() - start
-            newest = latest_state(model_dir)
-            fresh = newest != seen
-            if fresh:
-                interval = None if seen_at is None else elapsed - seen_at
-                seen, seen_at = newest, elapsed
-            next_too_late = fresh and interval is not None and elapsed + interval > budget_s
-            no_snapshot_ever = seen is None and elapsed > budget_s + max(120.0, budget_s)
-            if (seen is not None and (elapsed >= budget_s or next_too_late)) or no_snapshot_ever:
-                stop(proc)
-                stopped = True
-            if abort is not None and abort.is_set():
-                stop(proc)
-                return time.monotonic() - start
-            progress(elapsed, proc.pid, False)
-    finally:
-        stop(proc)
-        progress(time.monotonic() - start, None, True)
-    if not stopped and proc.returncode != 0:
-        raise click.ClickException(f'train.py exited with code {proc.returncode}; see {log_path}')
-    return time.monotonic() - start
 
 
 def train_model(ctx, state, name):

@@ -1,4 +1,4 @@
-"""bench/pose_learning.py's budgeted runner and its --jobs threads, with stand-in subprocesses
+"""bench/run_files.py's budgeted runner and bench/pose_learning.py's --jobs threads, with stand-in subprocesses
 (the real rows run in tests/test_pose_learning_smoke.py)."""
 
 import json
@@ -9,6 +9,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'bench'))
 import pose_learning  # noqa: E402
+import run_files  # noqa: E402
 
 import dnnlib  # noqa: E402
 
@@ -19,7 +20,7 @@ def test_run_budgeted_abort_stops_the_child(tmp_path):
     abort, seen = threading.Event(), []
     threading.Timer(1.5, abort.set).start()
     start = time.monotonic()
-    used = pose_learning.run_budgeted(SLEEPER, dict(os.environ), str(tmp_path / 'log'), str(tmp_path), 600,
+    used = run_files.run_budgeted(SLEEPER, dict(os.environ), str(tmp_path / 'log'), str(tmp_path), 600,
                                       lambda s, pid, force: seen.append(pid), abort)
     assert 1.0 < used < 20 and time.monotonic() - start < 20
     pid = next(p for p in seen if p is not None)
