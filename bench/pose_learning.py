@@ -65,6 +65,7 @@ METRIC_KEYS = ('kid_est', 'depth_err', 'pose_err', 'pose_err_raw', 'pose_js', 'p
 CURVE_KEYS = ('pose_js', 'pose_js_raw', 'pose_err', 'pose_err_raw')
 SMOKE = dict(num=64, budget_min=1 / 3, kimg_max=1.0, tick=0.008, est_steps=20, kid_num=32, js_num=500,
              eval_num=8, curve_num=8)
+RUN_ONLY = ('outdir', 'models', 'curves', 'curve_points', 'threads', 'jobs')   # options that leave results alone
 DETECTOR_DOC = ('KID on 288-d features of the built-in estimators (metrics/estimators.py, trained on the '
                 'labeled set): global means of every conv stage of the pose CNN (16+32+64+64) and of the '
                 'depth U-Net encoder (16+32+64)')
@@ -224,11 +225,18 @@ def evaluate_model(ctx, state, name):
     save_row(ctx, state, name, metrics={k: scores[k] for k in METRIC_KEYS}, status='evaluated')
 
 
+def curve_picks(num: int, most: int) -> list:
+    """Indices of at most `most` of num snapshots, evenly spread, first and last included."""
+    return sorted({int(i) for i in np.round(np.linspace(0, num - 1, min(num, most)))}) if num else []
+
+
 def update_curves(ctx, state, names):
-    """pose_js and pose_err of every snapshot (cached in the state by file name), then the files."""
+    """pose_js and pose_err of up to --curve-points snapshots a row (cached in the state by file
+    name), then the files."""
     for name in names:
         done = state.setdefault('curves', {}).setdefault(name, {})
-        for nimg, pkl in snapshots(os.path.join(ctx.runs, name)):
+        found = snapshots(os.path.join(ctx.runs, name))
+        for nimg, pkl in [found[i] for i in curve_picks(len(found), ctx.curve_points)]:
             key = os.path.relpath(pkl, ctx.outdir)
             if key not in done:
                 scores = pose_scores(ctx, legacy.load_network(pkl, 'G_ema', 'cpu'), ctx.curve_num)
@@ -313,7 +321,7 @@ def prepare(opts) -> tuple:
     ctx.state_path, ctx.detector = os.path.join(ctx.outdir, 'state.json'), os.path.join(ctx.cache, 'detector.pt')
     ctx.eval_kwargs = dict(class_name='training.dataset.ImageFolderDataset', path=ctx.zips['labeled'],
                            resolution=ctx.resolution, use_labels=True)
-    settings = {k: v for k, v in opts.items() if k not in ('outdir', 'models', 'curves', 'threads', 'jobs')}
+    settings = {k: v for k, v in opts.items() if k not in RUN_ONLY}
     state = json.load(open(ctx.state_path)) if os.path.isfile(ctx.state_path) else dict(models={})
     if state.setdefault('settings', settings) != settings:
         diff = sorted(k for k in settings if state['settings'].get(k) != settings[k])
@@ -357,6 +365,7 @@ OPTIONS = [   # (option, type, default, help); --smoke replaces the defaults of 
     ('--js-num', POS_I, 20000, 'Generator poses for pose_js (and the pose_err alignment)'),
     ('--eval-num', POS_I, 1000, 'Generated images for pose_err / depth_err'),
     ('--curve-num', POS_I, 200, 'Generated images for pose_err per snapshot (--curves)'),
+    ('--curve-points', click.IntRange(min=2), 40, 'Snapshots evaluated per row for --curves, evenly spread'),
     ('--threads', POS_I, 1, 'torch CPU threads per process'),
     ('--jobs', POS_I, 1, 'Rows trained at once (one train.py each, --threads threads); 2 on 2 cores'),
     ('--train-args', str, '', 'Extra train.py options for every row, e.g. "--gamma 2" (a preset search)'),
@@ -366,7 +375,7 @@ OPTIONS = [   # (option, type, default, help); --smoke replaces the defaults of 
 def add_options(fn):
     fn = click.option('--smoke', is_flag=True, help='Tiny run for CI: 20 s a model, 64 images, tiny metric '
                       'samples (SMOKE), < 5 min in all; explicit options still win')(fn)
-    fn = click.option('--curves', is_flag=True, help='Also evaluate every snapshot: curves.csv / curves.png')(fn)
+    fn = click.option('--curves', is_flag=True, help='Also score snapshots over kimg: curves.csv / curves.png')(fn)
     for name, kind, default, text in reversed(OPTIONS):
         extra = dict(callback=parse_models) if name == '--models' else {}
         fn = click.option(name, type=kind, default=default, required=name == '--outdir',

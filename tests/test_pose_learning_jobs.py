@@ -49,3 +49,11 @@ def test_save_row_from_threads_keeps_every_update(tmp_path):
         t.join()
     assert json.loads((tmp_path / 'state.json').read_text()) == {
         'models': {f'row{n}': {'seconds': 49.0} for n in range(4)}}
+
+
+def test_curve_picks_spread_evenly_with_both_ends():
+    assert pose_learning.curve_picks(0, 40) == []
+    assert pose_learning.curve_picks(5, 40) == [0, 1, 2, 3, 4]
+    assert pose_learning.curve_picks(10, 4) == [0, 3, 6, 9]
+    picks = pose_learning.curve_picks(161, 40)
+    assert len(picks) == 40 and picks[0] == 0 and picks[-1] == 160
