@@ -32,11 +32,12 @@ sys.path.insert(0, REPO)
 
 import dnnlib  # noqa: E402
 import legacy  # noqa: E402
+import run_files  # noqa: E402
 from metrics import pose_metrics  # noqa: E402
 from training import schedules  # noqa: E402
 from training.dataset import ImageFolderDataset, one_line  # noqa: E402
 from training.losses.common import DInput, fake_pair, real_pair  # noqa: E402
-import run_files  # noqa: E402
+
 
 def snapshot_kimg(path: str) -> float:
     return run_files.snapshot_nimg(path) / 1000
