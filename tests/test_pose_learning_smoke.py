@@ -24,7 +24,7 @@ def run(outdir, *args):
 
 def test_pose_learning_smoke(tmp_path):
     outdir = tmp_path / 'bench'
-    _, stdout = run(outdir, '--jobs', '2')          # two rows train at once (the threads path)
+    _, stdout = run(outdir, '--jobs', '2', '--curve-points', '2')   # two rows train at once (the threads path)
     results = json.loads((outdir / 'results.json').read_text())
     assert sorted(results['models']) == sorted(MODELS)
     for name, row in results['models'].items():
@@ -41,13 +41,16 @@ def test_pose_learning_smoke(tmp_path):
             assert (outdir / stem).stat().st_size > 0, stem
     for stem in ('samples_all.png', 'curves.png', 'curves.csv'):
         assert (outdir / stem).stat().st_size > 0, stem
-    curve_models = {line.split(',')[0] for line in (outdir / 'curves.csv').read_text().splitlines()[1:]}
-    assert curve_models == set(MODELS)
+    curve_rows = [line.split(',') for line in (outdir / 'curves.csv').read_text().splitlines()[1:]]
+    assert {r[0] for r in curve_rows} == set(MODELS)
+    for name, row in results['models'].items():      # at most --curve-points a row, the final snapshot included
+        kimgs = [float(r[1]) for r in curve_rows if r[0] == name]
+        assert len(kimgs) <= 2 and abs(max(kimgs) - row['kimg']) < 1e-6, (name, kimgs, row['kimg'])
 
     # Rerun: nothing to train or evaluate; the snapshots and the recorded seconds stay as they were.
     snaps = sorted(glob.glob(str(outdir / 'runs' / '*' / '*' / '*.pkl')))
     state = json.loads((outdir / 'state.json').read_text())
-    seconds, stdout = run(outdir)
+    seconds, stdout = run(outdir, '--curve-points', '2')
     assert seconds < 60, seconds
     assert '] training:' not in stdout and '] evaluating' not in stdout, stdout
     assert sorted(glob.glob(str(outdir / 'runs' / '*' / '*' / '*.pkl'))) == snaps
