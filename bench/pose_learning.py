@@ -400,7 +400,6 @@ def main(click_ctx, **opts):
     ctx, state = prepare(opts)
     run_rows(ctx, state)
     if ctx.curves:
-        torch.set_num_threads(ctx.jobs * ctx.threads)   # no row trains any more: use their cores
         update_curves(ctx, state, ctx.models)
         write_report(ctx, state)
     print(f'done in {time.time() - start:.0f} s: {ctx.outdir}/results.md', flush=True)
