@@ -116,6 +116,13 @@ OPTIONS = [
     (('--dis_cam_weight',), click.FloatRange(min=0), 'D pose-head loss weight; > 0 iff --dis_pose_cond [preset]'),
     (('--pose_gd_weight',), click.FloatRange(min=0), "Weight pulling G's pose toward D's estimate [preset]"),
     (('--sym_weight',), click.FloatRange(min=0), 'Mirror-symmetry consistency weight (extension) [default: 0]'),
+    (('--symmetry',), click.Choice(['none', 'planes', 'density']),
+     "Canonical mirror symmetry of G's field: planes (exact), density (soft loss) [default: none]"),
+    (('--symmetry_weight',), click.FloatRange(min=0), 'Weight of --symmetry density [default: 1]'),
+    (('--pose_dist_weight',), click.FloatRange(min=0),
+     "Pose-distribution term: G's cameras vs D's de-biased estimates on reals (extension) [default: 0]"),
+    (('--pose_dist_start_kimg',), click.FloatRange(min=0), 'kimg before the pose-distribution term [default: 0]'),
+    (('--pose_dist_min_slope',), click.FloatRange(min=0), "D pose head's slope on fakes needed first [default: 0.5]"),
     (('--clamp_h_min',), F, 'Lower clamp of the learned h (needs --clamp_h_max)'),
     (('--clamp_h_max',), F, 'Upper clamp of the learned h (needs --clamp_h_min)'),
     (('--clamp_v_min',), F, 'Lower clamp of the learned v (needs --clamp_v_max)'),
@@ -215,6 +222,10 @@ def check_config(c) -> None:
         raise click.UsageError('--blur_mode reference needs --pose_source learned')
     if c.loss.sym_weight > 0 and m.pose_source != 'learned':
         raise click.UsageError('--sym_weight > 0 needs --pose_source learned')
+    head_trained = c.loss.dis_cam_weight + c.loss.pose_gd_weight > 0
+    if c.loss.pose_dist_weight > 0 and not (m.pose_source == 'learned' and head_trained):
+        raise click.UsageError('--pose_dist_weight > 0 needs --pose_source learned and a trained D pose head '
+                               '(--dis_cam_weight or --pose_gd_weight > 0)')
 
 
 def check_dataset(c) -> None:

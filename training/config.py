@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from training.pose_sources import POSE_SOURCES
 from training.superresolution import SR_BY_RESOLUTION
+from training.symmetry import MIRROR_AXES
 
 __all__ = ['POSE_SOURCES', 'PRESETS', 'TrainConfig', 'build_config', 'replace']
 
@@ -59,6 +60,7 @@ class ModelConfig:
     sr_num_fp16_res: int = 4              # super-resolution in fp16 when > 0
     disc_c_noise: float = 0.0             # std of the noise added to D's conditioning label
     sr_noise_mode: str = 'none'           # super-resolution noise: none | random
+    symmetry: str = 'none'                # canonical mirror symmetry of the field: none | planes | density
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +93,10 @@ class LossConfig:
     dis_cam_weight: float = 0.0           # lambda_cam: D pose-head regression (> 0 iff dis_pose_cond, §12.11)
     pose_gd_weight: float = 0.0           # lambda_gd: pose-learner pull toward D's estimate
     sym_weight: float = 0.0               # mirror-symmetry consistency of G (extension, 0 = paper)
+    symmetry_weight: float = 1.0          # λ of the density symmetry (symmetry 'density' only)
+    pose_dist_weight: float = 0.0         # pose-distribution term: G's cameras vs D's de-biased real estimates
+    pose_dist_start_kimg: float = 0.0     # the pose-distribution term waits for this many kimg
+    pose_dist_min_slope: float = 0.5      # ... and for D's pose head to reach this slope on fakes
     flip_to_dis: bool = True              # G term on the mirrored render
     flip_to_disd: bool = True             # D term on the mirrored render (and w_f on both fake terms)
     flip_to_disd_weight: float = 1.0      # w_f
@@ -203,7 +209,8 @@ class TrainConfig:
                     plane_resolution=m.plane_resolution, plane_channels=m.plane_channels,
                     neural_rendering_resolution=self.rendering.neural_rendering_resolution_initial,
                     sr_num_fp16_res=m.sr_num_fp16_res, sr_kwargs=dict(fused_modconv_default='inference_only'),
-                    rendering_kwargs=self.rendering_kwargs())
+                    rendering_kwargs=self.rendering_kwargs(), symmetry=m.symmetry,
+                    symmetry_axis=MIRROR_AXES[self.loss.flip_type])
 
     def D_kwargs(self) -> dict:
         m = self.model
@@ -226,14 +233,17 @@ class TrainConfig:
                       blur_fade_kimg=self.batch * ls.blur_fade_kimg / 32,
                       neural_rendering_resolution_initial=r.neural_rendering_resolution_initial,
                       neural_rendering_resolution_final=r.neural_rendering_resolution_final,
-                      neural_rendering_resolution_fade_kimg=r.neural_rendering_resolution_fade_kimg)
+                      neural_rendering_resolution_fade_kimg=r.neural_rendering_resolution_fade_kimg,
+                      symmetry_density_weight=ls.symmetry_weight if self.model.symmetry == 'density' else 0.0)
         if self.model.pose_source == 'learned':
             kwargs.update(dis_cam_weight=ls.dis_cam_weight, pose_gd_weight=ls.pose_gd_weight,
                           flip_to_dis=ls.flip_to_dis, flip_to_disd=ls.flip_to_disd,
                           flip_to_disd_weight=ls.flip_to_disd_weight, flip_type=ls.flip_type,
-                          detach_pose=ls.detach_pose, blur_mode=ls.blur_mode, sym_weight=ls.sym_weight)
+                          detach_pose=ls.detach_pose, blur_mode=ls.blur_mode, sym_weight=ls.sym_weight,
+                          pose_dist_weight=ls.pose_dist_weight, pose_dist_start_kimg=ls.pose_dist_start_kimg,
+                          pose_dist_min_slope=ls.pose_dist_min_slope)
         else:
-            kwargs.update(gpc_reg_prob=ls.gpc_reg_prob if self.model.gen_pose_cond else None,
+            kwargs.update(flip_type=ls.flip_type, gpc_reg_prob=ls.gpc_reg_prob if self.model.gen_pose_cond else None,
                           gpc_reg_fade_kimg=0 if from_pickle else ls.gpc_reg_fade_kimg)
         return kwargs
 

@@ -25,8 +25,9 @@ from training.cameras import Camera
 from training.decoder import OSGDecoder
 from training.pose_sources import PoseOutput, build_pose_source
 from training.superresolution import resolve_superresolution
+from training.symmetry import check_symmetry, plane_flip_dims, symmetrize_planes
 from training.volumetric_rendering.ray_sampler import RaySampler
-from training.volumetric_rendering.renderer import ImportanceRenderer, check_rendering_options
+from training.volumetric_rendering.renderer import ImportanceRenderer, check_rendering_options, resolve_plane_axes
 
 DECODER_OUTPUT_DIM = 32   # decoder feature channels; the first 3 are RGB (SPEC §4.5)
 
@@ -76,11 +77,14 @@ class TriPlaneGenerator(torch.nn.Module):
     with 3*plane_channels outputs), decoder (OSG MLP), renderer, ray_sampler,
     superresolution (or None), plus pose_source. The mapping network sees c only for
     pose_source='dataset' (EG3D generator pose conditioning); PoF3D's ignores it (SPEC §4.9).
+    symmetry: 'none' | 'planes' (mirror-symmetric field about world `symmetry_axis` = 0, exact)
+    | 'density' (soft, a loss term); see training/symmetry.py.
     """
 
     def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, pose_source='learned', pose_kwargs={},
                  sr_num_fp16_res=0, mapping_kwargs={}, rendering_kwargs={}, sr_kwargs={}, plane_resolution=256,
-                 plane_channels=32, neural_rendering_resolution=None, **synthesis_kwargs):
+                 plane_channels=32, neural_rendering_resolution=None, symmetry='none', symmetry_axis='x',
+                 **synthesis_kwargs):
         if c_dim != 25:
             raise ValueError(f'c_dim must be 25 (16 cam2world + 9 intrinsics, SPEC §3.1), got {c_dim}')
         if img_channels != 3:
@@ -91,6 +95,11 @@ class TriPlaneGenerator(torch.nn.Module):
         self.plane_resolution, self.plane_channels = plane_resolution, plane_channels
         self.rendering_kwargs = {**RENDERING_DEFAULTS, **rendering_kwargs}
         check_rendering_options(self.rendering_kwargs)
+        check_symmetry(symmetry, symmetry_axis)
+        self.symmetry, self.symmetry_axis = symmetry, symmetry_axis
+        # Which texel dims of each plane the mirror flips ('planes' only; fixed by the axis set).
+        self._plane_flips = (plane_flip_dims(resolve_plane_axes(self.rendering_kwargs), symmetry_axis)
+                             if symmetry == 'planes' else None)
 
         self.pose_source = build_pose_source(pose_source, **self._pose_source_kwargs(pose_source, pose_kwargs))
         mapping_c_dim = c_dim if self.pose_source.conditions_mapping else 0
@@ -179,7 +188,8 @@ class TriPlaneGenerator(torch.nn.Module):
     def _planes(self, ws, update_emas, noise_mode, synthesis_kwargs):
         """ws [N, num_ws, w_dim] -> planes [N, 3, C_p, P, P] (SPEC §4.2 step 4, §4.3)."""
         planes = self.backbone.synthesis(ws, update_emas=update_emas, noise_mode=noise_mode, **synthesis_kwargs)
-        return planes.reshape(ws.shape[0], 3, self.plane_channels, planes.shape[-2], planes.shape[-1])
+        planes = planes.reshape(ws.shape[0], 3, self.plane_channels, planes.shape[-2], planes.shape[-1])
+        return planes if self._plane_flips is None else symmetrize_planes(planes, self._plane_flips)
 
     def _render(self, planes, cam2world, intrinsics, resolution, generator, channels=None):
         """Volume-render planes from cameras at R = resolution (SPEC §4.4-4.5).
@@ -260,4 +270,4 @@ class TriPlaneGenerator(torch.nn.Module):
     def extra_repr(self):
         return (f'z_dim={self.z_dim}, w_dim={self.w_dim}, img_resolution={self.img_resolution}, '
                 f'plane_resolution={self.plane_resolution}, plane_channels={self.plane_channels}, '
-                f'neural_rendering_resolution={self.neural_rendering_resolution}')
+                f'neural_rendering_resolution={self.neural_rendering_resolution}, symmetry={self.symmetry}')

@@ -1,6 +1,6 @@
 """EG3D's loss for the non-learned pose sources (`dataset`, `prior`, `prior_residual`).
 
-    Gmain  mean sp(-s(G z))
+    Gmain  mean sp(-s(G z)) (+ the density symmetry of `--symmetry density`, `symmetry.py`)
     Greg   density L1 (SPEC §6.2)
     Dmain  mean sp(s(G z)) + mean sp(-s(x))
     Dreg   (γ/2) R1 on image and image_raw (SPEC §6.4)
@@ -23,6 +23,7 @@ from training.losses.common import DInput, Step, backward, check_unsupported, ef
 from training.losses.density import DensityRegularizer
 from training.losses.fakes import EG3DFakes
 from training.losses.r1 import R1Penalty
+from training.losses.symmetry import DensitySymmetry
 
 
 class EG3DLoss:
@@ -35,7 +36,8 @@ class EG3DLoss:
     def __init__(self, device, G, D, augment_pipe=None, r1_gamma=10, density_reg=0.25, density_reg_p_dist=0.004,
                  reg_type='l1', blur_init_sigma=10, blur_fade_kimg=200, neural_rendering_resolution_initial=64,
                  neural_rendering_resolution_final=None, neural_rendering_resolution_fade_kimg=1000,
-                 gpc_reg_prob=None, gpc_reg_fade_kimg=1000, style_mixing_prob=0, pl_weight=0, seed=0):
+                 gpc_reg_prob=None, gpc_reg_fade_kimg=1000, style_mixing_prob=0, pl_weight=0, seed=0,
+                 symmetry_density_weight=0.0, flip_type='flip_both'):
         check_unsupported(style_mixing_prob, pl_weight)
         self.device, self.G, self.D = device, G, D
         self.r1_gamma, self.density_reg = r1_gamma, density_reg
@@ -49,6 +51,7 @@ class EG3DLoss:
         self.fakes = EG3DFakes(self.d_conditional, seed)
         self.G_adv = GeneratorAdversarial(d_input, self.fakes)
         self.G_density = DensityRegularizer(density_reg, density_reg_p_dist, reg_type=reg_type)
+        self.G_sym_density = DensitySymmetry(symmetry_density_weight, flip_type)   # --symmetry density
         self.D_fake = DiscriminatorFake(d_input, self.fakes)
         self.D_real = DiscriminatorReal(d_input)
         self.D_r1 = R1Penalty(d_input, r1_gamma)
@@ -66,6 +69,8 @@ class EG3DLoss:
         real_label = real_c if self.d_conditional else None
         if phase in ('Gmain', 'Gboth'):
             backward(self.G_adv(G, D, gen_z, gen_c, step), gain)
+            if self.G_sym_density.weight:   # guarded: the mapping label draws from the swap RNG
+                backward(self.G_sym_density(G, gen_z, self.fakes.mapping_condition(gen_c, step)), gain)
         if phase in ('Greg', 'Gboth'):
             backward(self.G_density(G, gen_z, self.fakes.mapping_condition(gen_c, step)), gain)
         if phase in ('Dmain', 'Dboth'):

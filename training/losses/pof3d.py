@@ -1,7 +1,8 @@
 """PoF3D's loss (the reference's `StyleGAN2LossPose`, SPEC §6) as a short phase driver.
 
     Gmain  L1 adversarial, L2 flipped adversarial (flip_to_dis), L3 pose regularizer (λ_gd),
-           and the project's optional mirror-symmetry term (λ_sym, `symmetry.py`; 0 = paper)
+           and the project's options (0 = paper): the mirror-symmetry render term (λ_sym) and
+           the density symmetry (`symmetry.py`), the pose-distribution term (`pose_dist.py`)
     Greg   density L1 (λ_dens)
     Dmain  L4 pose head (λ_cam) or L4' (λ_gd when λ_cam = 0), L5 fake, L6 flipped fake
            (flip_to_disd), L7 real
@@ -27,8 +28,9 @@ from training.losses.common import DInput, Step, backward, check_unsupported, ef
 from training.losses.density import DensityRegularizer
 from training.losses.fakes import MirrorCamera, PoF3DFakes
 from training.losses.pose import PoseHeadLoss, PoseRegularizer
+from training.losses.pose_dist import PoseDistribution
 from training.losses.r1 import R1Penalty
-from training.losses.symmetry import MirrorSymmetry
+from training.losses.symmetry import DensitySymmetry, MirrorSymmetry
 
 
 class PoF3DLoss:
@@ -47,7 +49,8 @@ class PoF3DLoss:
                  blur_init_sigma=10, blur_fade_kimg=200, blur_mode='single',
                  neural_rendering_resolution_initial=64, neural_rendering_resolution_final=None,
                  neural_rendering_resolution_fade_kimg=1000, style_mixing_prob=0, pl_weight=0, seed=0,
-                 sym_weight=0.0):
+                 sym_weight=0.0, symmetry_density_weight=0.0, pose_dist_weight=0.0, pose_dist_start_kimg=0.0,
+                 pose_dist_min_slope=0.5):
         check_unsupported(style_mixing_prob, pl_weight)
         if (dis_cam_weight > 0 or pose_gd_weight > 0) and getattr(D, 'pose_head', True) is None:
             raise ValueError('dis_cam_weight / pose_gd_weight > 0 need a discriminator with a pose head')
@@ -66,9 +69,13 @@ class PoF3DLoss:
         self.G_adv_flip = GeneratorAdversarial(d_input, flipped, float(flip_to_dis), 'fake_flip')  # L2
         self.G_pose = PoseRegularizer(d_input, pose_gd_weight)                                     # L3
         self.G_sym = MirrorSymmetry(sym_weight, flip_type)                                         # extension
+        self.G_sym_density = DensitySymmetry(symmetry_density_weight, flip_type)                   # extension
+        self.G_pose_dist = PoseDistribution(d_input, pose_dist_weight, pose_dist_start_kimg,        # extension
+                                            pose_dist_min_slope, seed=seed)
         self.G_density = DensityRegularizer(density_reg, density_reg_p_dist, reg_type=reg_type)
         cam_weight = dis_cam_weight if dis_cam_weight > 0 else pose_gd_weight                      # L4 or L4'
-        self.D_pose = PoseHeadLoss(d_input, cam_weight, update_emas=dis_cam_weight > 0)
+        self.D_pose = PoseHeadLoss(d_input, cam_weight, update_emas=dis_cam_weight > 0,
+                                   observer=self.G_pose_dist.observe if pose_dist_weight else None)
         self.D_fake = DiscriminatorFake(d_input, plain, w_f, 'fake')                               # L5
         self.D_fake_flip = DiscriminatorFake(d_input, flipped, w_f if flip_to_disd else 0.0, 'fake_flip')  # L6
         self.D_real = DiscriminatorReal(d_input)                                                   # L7
@@ -87,6 +94,8 @@ class PoF3DLoss:
         G, D, step = self.G, self.D, self.step(cur_nimg)
         if phase in ('Gmain', 'Gboth'):
             self._g_main(G, D, gen_z, gen_c, step, gain)
+            backward(self.G_sym_density(G, gen_z, gen_c), gain)
+            backward(self.G_pose_dist(G, D, gen_z, gen_c, real_img, step, cur_nimg), gain)
         if phase in ('Greg', 'Gboth'):
             backward(self.G_density(G, gen_z, gen_c), gain)
         if phase in ('Dmain', 'Dboth'):
@@ -126,11 +135,13 @@ class PoF3DLoss:
         return [backward(term(G, D, z, c, step), gain) for term in (self.D_fake, self.D_fake_flip)]
 
     def state_dict(self) -> dict:
-        """RNG state for resume (the mirror coin)."""
-        return {'mirror': self.mirror.state_dict()}
+        """RNG and running state for resume (the mirror coin, the pose-distribution term)."""
+        return {'mirror': self.mirror.state_dict(), 'pose_dist': self.G_pose_dist.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.mirror.load_state_dict(state['mirror'])
+        if 'pose_dist' in state:   # training states written before the term existed lack it
+            self.G_pose_dist.load_state_dict(state['pose_dist'])
 
 
 def _total(*losses):

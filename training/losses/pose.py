@@ -49,11 +49,14 @@ class PoseHeadLoss:
     """L4 / L4' for D (SPEC §6.3.1-2): regress G's raw (h, v) from the blurred fake.
 
     Trains D's trunk up to the epilogue conv plus the pose head. update_emas: render with
-    w_avg tracking (True for L4 as the reference, False for L4').
+    w_avg tracking (True for L4 as the reference, False for L4'). observer(true [N, 2],
+    estimate [N, 2]), if given, sees every (camera, prediction) pair without graph: the head's
+    fit on fakes, which calibrates the pose-distribution term (`pose_dist.py`).
     """
 
-    def __init__(self, d_input: DInput, weight: float, update_emas: bool = True):
+    def __init__(self, d_input: DInput, weight: float, update_emas: bool = True, observer=None):
         self.d_input, self.weight, self.update_emas = d_input, weight, update_emas
+        self.observer = observer
 
     def __call__(self, G, D, z: torch.Tensor, c: torch.Tensor, step: Step) -> Optional[torch.Tensor]:
         if not self.weight:
@@ -68,4 +71,6 @@ class PoseHeadLoss:
             return None
         loss = F.mse_loss(pred, out['pose'].detach()) * self.weight
         training_stats.report('Loss/D/loss_Dcam', loss)
+        if self.observer is not None:
+            self.observer(out['pose'].detach(), pred.detach())
         return loss

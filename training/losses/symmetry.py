@@ -1,4 +1,14 @@
-"""Mirror-symmetry consistency for G (a project extension, not in PoF3D; off by default).
+"""Mirror-symmetry terms for G (project extensions, not in PoF3D; off by default).
+
+DensitySymmetry (`--symmetry density`, issue 15 item 1): soft canonical symmetry of the density,
+colour left free (faces have asymmetric hair and light), computed like the density regularizer
+(point queries, no render):
+
+    L_symσ = λ · mean |σ_raw(p) − σ_raw(M p)|,  p ~ U[−b/2, b/2]³ (b = box_warp, 1000 per sample),
+
+M the yaw mirror of `flip_type` (training/symmetry.py). It is 0 for a mirror-symmetric field.
+
+MirrorSymmetry (`--sym_weight`), a render-level consistency:
 
     L_sym = λ_sym · mean | G(z, F(M(z))).image_raw − hflip(G(z, M(z)).image_raw) |
 
@@ -22,6 +32,29 @@ import torch
 from torch_utils import training_stats
 from training.cameras import flip_camera
 from training.losses.common import Step
+from training.symmetry import MIRROR_AXES, mirror_points
+
+
+class DensitySymmetry:
+    """L_symσ for G. weight = λ (0 = off: nothing computed)."""
+
+    def __init__(self, weight: float = 0.0, flip_type: str = 'flip_both', num_points: int = 1000):
+        if flip_type not in MIRROR_AXES:
+            raise ValueError(f'flip_type must be one of {tuple(MIRROR_AXES)}, got {flip_type!r}')
+        self.weight, self.axis, self.num_points = weight, MIRROR_AXES[flip_type], num_points
+
+    def __call__(self, G, z: torch.Tensor, c_map: torch.Tensor) -> Optional[torch.Tensor]:
+        """z [N, z_dim], c_map [N, c_dim] the mapping's label -> scalar (None when weight is 0)."""
+        if not self.weight:
+            return None
+        ws = G.mapping(z, c_map, update_emas=False)                                  # [N, num_ws, w_dim]
+        box = float(G.rendering_kwargs['box_warp'])
+        p = (torch.rand([z.shape[0], self.num_points, 3], device=z.device) - 0.5) * box   # [N, M, 3]
+        points = torch.cat([p, mirror_points(p, self.axis)], dim=1)                   # [N, 2M, 3]
+        sigma = G.sample_mixed(points, torch.zeros_like(points), ws, update_emas=False)['sigma']  # [N, 2M, 1]
+        loss = (sigma[:, :self.num_points] - sigma[:, self.num_points:]).abs().mean() * self.weight
+        training_stats.report('Loss/G/sym_density', loss)
+        return loss
 
 
 class MirrorSymmetry:

@@ -1,0 +1,139 @@
+"""A distribution-level pose term for G's pose learner (issue 15, item 2; a project option, off by default).
+
+    L_dist = λ_dist · SW₂²( {ξ_G(z_k)}_k , {A(D_pose(B x_j))}_j )
+
+PoF3D's L3 is a per-image consistency between G's camera and D's estimate of G's own render;
+nothing asks G's *distribution* of cameras to match the data's. D's pose head is trained on
+fakes whose cameras are known (L4), so its estimates on real images are pseudo-labels of the
+data's pose law: this term pulls the law of G's cameras onto them.
+
+- ξ_G: the pose learner on sg(w) (as L3: only the two pose-learner layers get gradient), for
+  `num_poses` latents of the term's own seeded generator (the pose costs no render).
+- Pseudo-labels: D_pose(B x) of the real batch, no gradient, kept in a FIFO of `queue_size`
+  so that a batch of 8 reals still describes a law.
+- A: the head regresses toward the mean (slope < 1 on fakes), which would pull G into a law
+  narrower than the data's. `HeadCalibration` fits est = a + b·true + noise per pose component
+  on the fakes of L4 (running moments), and A maps an estimate to (est − a) / b with the
+  spread shrunk by the noise variance, so A(est) has the mean and spread of the true law.
+- SW₂²: sliced squared 2-Wasserstein over `num_dirs` evenly spaced directions of the (h, v)
+  plane (deterministic; 2-D needs no random projections). 1-D W₂ between n samples and a
+  target set is the mean squared gap between sorted samples and the target's quantiles at
+  (i + 0.5) / n.
+- Switched on at `start_kimg` once every calibrated component has slope ≥ `min_slope` (a
+  component whose fakes barely vary is left as estimated: it cannot be calibrated).
+"""
+
+import math
+from typing import Optional
+
+import torch
+
+from torch_utils import training_stats
+from training.losses.common import DInput, Step, real_pair
+
+
+def sliced_wasserstein(x: torch.Tensor, target: torch.Tensor, num_dirs: int = 16) -> torch.Tensor:
+    """Mean over `num_dirs` directions θ_k = kπ/num_dirs of W₂²(x·θ, target·θ).
+
+    x [n, 2] (with graph), target [m, 2] (any m >= 1, no graph needed) -> scalar. Exact 1-D W₂
+    between x's empirical law and the target's, via target quantiles at (i + 0.5) / n.
+    """
+    angles = torch.arange(num_dirs, dtype=x.dtype, device=x.device) * (math.pi / num_dirs)
+    dirs = torch.stack([angles.cos(), angles.sin()])                       # [2, K]
+    px, _ = (x @ dirs).sort(dim=0)                                         # [n, K]
+    levels = (torch.arange(x.shape[0], dtype=x.dtype, device=x.device) + 0.5) / x.shape[0]
+    pt = torch.quantile(target.to(x.dtype) @ dirs, levels, dim=0)          # [n, K]
+    return (px - pt).square().mean()
+
+
+class HeadCalibration:
+    """Running fit of D's pose head on fakes: est = a + b·true + noise, per component.
+
+    Exponential moving moments with factor `decay` per update of a batch. All state is in
+    float64 tensors (`state_dict`)."""
+
+    def __init__(self, decay: float = 0.99, min_var: float = 1e-4):
+        self.decay, self.min_var = decay, min_var
+        self.moments = torch.zeros(5, 2, dtype=torch.float64)   # E[t], E[e], E[t²], E[e²], E[t·e]
+        self.weight = torch.zeros((), dtype=torch.float64)      # total EMA weight (bias correction)
+
+    def update(self, true: torch.Tensor, est: torch.Tensor) -> None:
+        """true, est [N, 2] of the same fakes (no graph)."""
+        t, e = true.detach().double().cpu(), est.detach().double().cpu()
+        batch = torch.stack([t.mean(0), e.mean(0), t.square().mean(0), e.square().mean(0), (t * e).mean(0)])
+        self.moments = self.moments * self.decay + batch * (1 - self.decay)
+        self.weight = self.weight * self.decay + (1 - self.decay)
+
+    def fit(self):
+        """(a, b, noise_var, calibrated) [2] each; calibrated: the fakes' component varies enough."""
+        mt, me, mtt, mee, mte = self.moments / self.weight.clamp(min=1e-12)
+        var_t, var_e, cov = mtt - mt.square(), mee - me.square(), mte - mt * me
+        calibrated = (var_t > self.min_var) & (self.weight > 0.5)
+        b = torch.where(calibrated, cov / var_t.clamp(min=1e-12), torch.ones_like(cov))
+        a = torch.where(calibrated, me - b * mt, torch.zeros_like(me))
+        noise = torch.where(calibrated, (var_e - b.square() * var_t).clamp(min=0), torch.zeros_like(var_e))
+        return a, b, noise, calibrated
+
+    def ready(self, min_slope: float) -> bool:
+        _, b, _, calibrated = self.fit()
+        return bool(calibrated.any()) and bool((b[calibrated] >= min_slope).all())
+
+    def debias(self, est: torch.Tensor) -> torch.Tensor:
+        """est [m, 2] -> [m, 2] with the calibrated mean and spread: (est − a) / b, its spread
+        shrunk so that the noise variance is not counted as pose spread."""
+        a, b, noise, _ = (x.to(est) for x in self.fit())
+        mean, var = est.mean(0), est.var(0, unbiased=False)
+        shrink = ((var - noise).clamp(min=0) / var.clamp(min=1e-12)).sqrt()
+        return ((mean - a) + (est - mean) * shrink) / b
+
+    def state_dict(self) -> dict:
+        return {'moments': self.moments.clone(), 'weight': self.weight.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.moments, self.weight = state['moments'].clone(), state['weight'].clone()
+
+
+class PoseDistribution:
+    """L_dist for G (see the module doc). weight = λ_dist (0 = off: nothing computed)."""
+
+    def __init__(self, d_input: DInput, weight: float = 0.0, start_kimg: float = 0.0, min_slope: float = 0.5,
+                 num_poses: int = 64, queue_size: int = 512, num_dirs: int = 16, seed: int = 0):
+        self.d_input, self.weight, self.start_kimg, self.min_slope = d_input, weight, start_kimg, min_slope
+        self.num_poses, self.queue_size, self.num_dirs = num_poses, queue_size, num_dirs
+        self.calibration = HeadCalibration()
+        self.queue = torch.zeros(0, 2)                          # raw real estimates, newest last
+        self.generator = torch.Generator().manual_seed(seed)   # latents of the pose batch
+
+    def observe(self, true_pose: torch.Tensor, estimate: torch.Tensor) -> None:
+        """The head's fit on fakes: G's camera [N, 2] and D's estimate of its render [N, 2]."""
+        if self.weight:
+            self.calibration.update(true_pose, estimate)
+
+    def __call__(self, G, D, z: torch.Tensor, c: torch.Tensor, real_img: torch.Tensor, step: Step,
+                 cur_nimg: float) -> Optional[torch.Tensor]:
+        """z [N, z_dim], c [N, 25] (intrinsics), real_img [N, 3, H, H] -> scalar, or None while
+        off (weight 0, before start_kimg, or the head not yet calibrated)."""
+        if not self.weight:
+            return None
+        with torch.no_grad():
+            est = self.d_input.pose(D, real_pair(real_img, step.resolution, step.blur_sigma), step.blur_sigma)
+        self.queue = torch.cat([self.queue, est.detach().float().cpu()])[-self.queue_size:]
+        for k, name in enumerate('hv'):
+            training_stats.report(f'Pose/calib_slope_{name}', self.calibration.fit()[1][k])
+        if cur_nimg < self.start_kimg * 1000 or not self.calibration.ready(self.min_slope):
+            return None
+        target = self.calibration.debias(self.queue.to(z.device))
+        latents = torch.randn([self.num_poses, z.shape[1]], generator=self.generator).to(z)
+        pose = G.pose(latents, c[:1].expand(self.num_poses, -1), detach_w=True).pose   # [n, 2]
+        loss = sliced_wasserstein(pose, target, self.num_dirs) * self.weight
+        training_stats.report('Loss/G/pose_dist', loss)
+        return loss
+
+    def state_dict(self) -> dict:
+        return {'calibration': self.calibration.state_dict(), 'queue': self.queue.clone(),
+                'generator': self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.calibration.load_state_dict(state['calibration'])
+        self.queue = state['queue'].clone()
+        self.generator.set_state(state['generator'])
