@@ -62,6 +62,15 @@ MODELS = {
     # preset sits at the paper's failing 'lr = 2.5e-4' ablation (issue 15, item 4).
     'pof3d_lr001': ('PoF3D, paper pose lr (x0.01)', 'unlabeled',
                     ['--pose_source', 'learned', '--lr_multiplier_pose', '0.01']),
+    # Issue 15 levers (training/symmetry.py, training/losses/pose_dist.py). The distribution term moves
+    # only the pose learner, whose preset lr (G's x 0.1) moves it ~0.07 rad a kimg: it runs at x 1.
+    'pof3d_planes': ('PoF3D + symmetric planes', 'unlabeled', ['--pose_source', 'learned', '--symmetry', 'planes']),
+    'pof3d_density': ('PoF3D + density symmetry', 'unlabeled', ['--pose_source', 'learned', '--symmetry', 'density']),
+    'pof3d_dist': ('PoF3D + pose-distribution term', 'unlabeled',
+                   ['--pose_source', 'learned', '--pose_dist_weight', '1', '--lr_multiplier_pose', '1']),
+    'pof3d_dist_planes': ('PoF3D + pose-distribution term + symmetric planes', 'unlabeled',
+                          ['--pose_source', 'learned', '--pose_dist_weight', '1', '--lr_multiplier_pose', '1',
+                           '--symmetry', 'planes']),
 }
 DEFAULT_POSE = 'mix:pi/4:0.2:0.5,3pi/4:0.2:0.5'   # two three-quarter yaw modes, 90 degrees apart
 METRIC_KEYS = ('kid_est', 'depth_err', 'pose_err', 'pose_err_raw', 'pose_js', 'pose_js_raw', 'pose_js_yaw',

@@ -19,8 +19,9 @@ data's pose law: this term pulls the law of G's cameras onto them.
   plane (deterministic; 2-D needs no random projections). 1-D W₂ between n samples and a
   target set is the mean squared gap between sorted samples and the target's quantiles at
   (i + 0.5) / n.
-- Switched on at `start_kimg` once every calibrated component has slope ≥ `min_slope` (a
-  component whose fakes barely vary is left as estimated: it cannot be calibrated).
+- Switched on at `start_kimg`, on the pose components the head has learned: those whose fit on
+  fakes has slope ≥ `min_slope` (a component whose fakes barely vary cannot be calibrated). On
+  heads and cars the yaw is learned long before the pitch; until then the term matches h alone.
 """
 
 import math
@@ -33,17 +34,22 @@ from training.losses.common import DInput, Step, real_pair
 
 
 def sliced_wasserstein(x: torch.Tensor, target: torch.Tensor, num_dirs: int = 16) -> torch.Tensor:
-    """Mean over `num_dirs` directions θ_k = kπ/num_dirs of W₂²(x·θ, target·θ).
+    """Mean over `num_dirs` directions θ_k = kπ/num_dirs of W₂²(x·θ, target·θ); in 1-D, W₂² itself.
 
-    x [n, 2] (with graph), target [m, 2] (any m >= 1, no graph needed) -> scalar. Exact 1-D W₂
-    between x's empirical law and the target's, via target quantiles at (i + 0.5) / n.
+    x [n, d] (with graph), target [m, d] (any m >= 1, no graph needed), d in (1, 2) -> scalar.
+    Exact 1-D W₂ between x's empirical law and the target's, via target quantiles at (i + 0.5) / n.
     """
-    angles = torch.arange(num_dirs, dtype=x.dtype, device=x.device) * (math.pi / num_dirs)
-    dirs = torch.stack([angles.cos(), angles.sin()])                       # [2, K]
+    if x.shape[1] == 1:
+        dirs = torch.ones(1, 1, dtype=x.dtype, device=x.device)
+    else:
+        angles = torch.arange(num_dirs, dtype=x.dtype, device=x.device) * (math.pi / num_dirs)
+        dirs = torch.stack([angles.cos(), angles.sin()])                   # [2, K]
     px, _ = (x @ dirs).sort(dim=0)                                         # [n, K]
-    levels = (torch.arange(x.shape[0], dtype=x.dtype, device=x.device) + 0.5) / x.shape[0]
-    pt = torch.quantile(target.to(x.dtype) @ dirs, levels, dim=0)          # [n, K]
-    return (px - pt).square().mean()
+    pt, _ = (target.to(x.dtype) @ dirs).sort(dim=0)                        # [m, K]
+    n, m = x.shape[0], target.shape[0]
+    # The target's inverse CDF (a step function) at (i + 0.5) / n: its sorted sample floor(.. * m).
+    index = ((torch.arange(n, device=x.device) * 2 + 1) * m) // (2 * n)    # [n], exact integer arithmetic
+    return (px - pt[index]).square().mean()
 
 
 class HeadCalibration:
@@ -74,9 +80,10 @@ class HeadCalibration:
         noise = torch.where(calibrated, (var_e - b.square() * var_t).clamp(min=0), torch.zeros_like(var_e))
         return a, b, noise, calibrated
 
-    def ready(self, min_slope: float) -> bool:
+    def trusted(self, min_slope: float) -> torch.Tensor:
+        """[2] bool: the components calibrated with slope >= min_slope."""
         _, b, _, calibrated = self.fit()
-        return bool(calibrated.any()) and bool((b[calibrated] >= min_slope).all())
+        return calibrated & (b >= min_slope)
 
     def debias(self, est: torch.Tensor) -> torch.Tensor:
         """est [m, 2] -> [m, 2] with the calibrated mean and spread: (est − a) / b, its spread
@@ -120,11 +127,12 @@ class PoseDistribution:
         self.queue = torch.cat([self.queue, est.detach().float().cpu()])[-self.queue_size:]
         for k, name in enumerate('hv'):
             training_stats.report(f'Pose/calib_slope_{name}', self.calibration.fit()[1][k])
-        if cur_nimg < self.start_kimg * 1000 or not self.calibration.ready(self.min_slope):
+        dims = self.calibration.trusted(self.min_slope).nonzero()[:, 0].tolist()
+        if cur_nimg < self.start_kimg * 1000 or not dims:
             return None
-        target = self.calibration.debias(self.queue.to(z.device))
+        target = self.calibration.debias(self.queue.to(z.device))[:, dims]
         latents = torch.randn([self.num_poses, z.shape[1]], generator=self.generator).to(z)
-        pose = G.pose(latents, c[:1].expand(self.num_poses, -1), detach_w=True).pose   # [n, 2]
+        pose = G.pose(latents, c[:1].expand(self.num_poses, -1), detach_w=True).pose[:, dims]   # [n, d]
         loss = sliced_wasserstein(pose, target, self.num_dirs) * self.weight
         training_stats.report('Loss/G/pose_dist', loss)
         return loss
