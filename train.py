@@ -115,6 +115,7 @@ OPTIONS = [
     (('--dis_pose_cond',), B, 'Condition D on its predicted pose (learned) or labels [default: True]'),
     (('--dis_cam_weight',), click.FloatRange(min=0), 'D pose-head loss weight; > 0 iff --dis_pose_cond [preset]'),
     (('--pose_gd_weight',), click.FloatRange(min=0), "Weight pulling G's pose toward D's estimate [preset]"),
+    (('--pose_gd_start_kimg',), click.FloatRange(min=0), 'kimg before that pull starts (extension) [default: 0]'),
     (('--sym_weight',), click.FloatRange(min=0), 'Mirror-symmetry consistency weight (extension) [default: 0]'),
     (('--symmetry',), click.Choice(['none', 'planes', 'density']),
      "Canonical mirror symmetry of G's field: planes (exact), density (soft loss) [default: none]"),

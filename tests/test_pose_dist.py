@@ -72,7 +72,7 @@ def test_calibration_recovers_a_shrunk_noisy_head_and_debiases_to_the_true_law()
     a, b, noise = torch.tensor([0.3, 0.1]), torch.tensor([0.6, 0.8]), torch.tensor([0.05, 0.02])
     head = lambda t: a + b * t + noise * torch.randn(t.shape, generator=g)   # noqa: E731
     calib = HeadCalibration(decay=0.98)
-    for k in range(400):   # fakes: G's law (unimodal, wide), their estimates
+    for _ in range(400):   # fakes: G's law (unimodal, wide), their estimates
         true = torch.stack([1.5 + 0.6 * torch.randn(8, generator=g), 1.5 + 0.3 * torch.randn(8, generator=g)], 1)
         calib.update(true, head(true))
     fa, fb, fnoise, calibrated = calib.fit()
@@ -206,3 +206,21 @@ def test_pof3d_loss_calibrates_in_dmain_and_applies_the_term_in_gmain():
     loss.accumulate_gradients('Gmain', reals, c, z, c, 1, 0)
     touched = {n for n, p in G.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     assert touched and all(n.startswith('pose_source.') for n in touched)
+
+
+@pytest.mark.parametrize('shared', [True, False])
+def test_l3_waits_for_pose_gd_start_kimg(shared, monkeypatch):
+    """--pose_gd_start_kimg: no L3 gradient (the only term left on) before it, some after; on
+    both the shared-render and the separate path."""
+    G, D = make_G(), make_D()
+    z, c, reals = torch.randn(4, Z_DIM), make_labels(4), torch.rand(4, 3, 32, 32) * 2 - 1
+    loss = PoF3DLoss('cpu', G, D, pose_gd_start_kimg=1.0, neural_rendering_resolution_initial=16, flip_to_dis=False)
+    monkeypatch.setattr(loss, 'shared_renders', lambda: shared)
+    loss.G_adv.weight = 0
+    grads = []
+    for nimg in (999, 1000):
+        for p in G.parameters():
+            p.grad = None
+        loss.accumulate_gradients('Gmain', reals, c, z, c, 1, nimg)
+        grads.append(sum(float(p.grad.abs().sum()) for p in G.pose_source.parameters() if p.grad is not None))
+    assert grads[0] == 0 and grads[1] > 0

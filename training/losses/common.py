@@ -47,6 +47,7 @@ class Step:
     blur_sigma: float                     # std of the D-input blur (SPEC §4.7), 0 = off
     resolution: int                       # neural rendering resolution R (SPEC §4.7)
     swapping_prob: Optional[float] = None  # EG3D generator pose conditioning (SPEC §6.1)
+    pose_gd_on: bool = True               # L3 on: cur_nimg is past pose_gd_start_kimg (extension)
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:

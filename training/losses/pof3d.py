@@ -1,8 +1,8 @@
 """PoF3D's loss (the reference's `StyleGAN2LossPose`, SPEC §6) as a short phase driver.
 
-    Gmain  L1 adversarial, L2 flipped adversarial (flip_to_dis), L3 pose regularizer (λ_gd),
-           and the project's options (0 = paper): the mirror-symmetry render term (λ_sym) and
-           the density symmetry (`symmetry.py`), the pose-distribution term (`pose_dist.py`)
+    Gmain  L1 adversarial, L2 flipped adversarial (flip_to_dis), L3 pose regularizer (λ_gd, from
+           pose_gd_start_kimg), and the project's options (0 = paper): the mirror-symmetry render
+           term (λ_sym), the density symmetry (`symmetry.py`), the pose-distribution term (`pose_dist.py`)
     Greg   density L1 (λ_dens)
     Dmain  L4 pose head (λ_cam) or L4' (λ_gd when λ_cam = 0), L5 fake, L6 flipped fake
            (flip_to_disd), L7 real
@@ -50,13 +50,14 @@ class PoF3DLoss:
                  neural_rendering_resolution_initial=64, neural_rendering_resolution_final=None,
                  neural_rendering_resolution_fade_kimg=1000, style_mixing_prob=0, pl_weight=0, seed=0,
                  sym_weight=0.0, symmetry_density_weight=0.0, pose_dist_weight=0.0, pose_dist_start_kimg=0.0,
-                 pose_dist_min_slope=0.5):
+                 pose_dist_min_slope=0.5, pose_gd_start_kimg=0.0):
         check_unsupported(style_mixing_prob, pl_weight)
         if (dis_cam_weight > 0 or pose_gd_weight > 0) and getattr(D, 'pose_head', True) is None:
             raise ValueError('dis_cam_weight / pose_gd_weight > 0 need a discriminator with a pose head')
         self.device, self.G, self.D = device, G, D
         self.r1_gamma, self.density_reg = r1_gamma, density_reg
         self.blur_init_sigma, self.blur_fade_kimg = blur_init_sigma, blur_fade_kimg
+        self.pose_gd_start_kimg = pose_gd_start_kimg   # L3 waits (extension; 0 = paper)
         self.nrr = (neural_rendering_resolution_initial, neural_rendering_resolution_final,
                     neural_rendering_resolution_fade_kimg)
 
@@ -84,7 +85,8 @@ class PoF3DLoss:
     def step(self, cur_nimg: float) -> Step:
         """Schedule values at cur_nimg (SPEC §4.7)."""
         return Step(blur_sigma=schedules.blur_sigma(cur_nimg, self.blur_init_sigma, self.blur_fade_kimg),
-                    resolution=schedules.neural_rendering_resolution(cur_nimg, *self.nrr))
+                    resolution=schedules.neural_rendering_resolution(cur_nimg, *self.nrr),
+                    pose_gd_on=cur_nimg >= self.pose_gd_start_kimg * 1000)
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
         """real_img [N, 3, H, H] in [-1, 1], real_c [N, 25] (unused: D labels itself),
@@ -118,7 +120,7 @@ class PoF3DLoss:
         """L1, L2, L3 and the symmetry extension, each back-propagated (L1 + L3 together when shared)."""
         if self.shared_renders():
             l1, target = self.G_adv.with_pose(G, D, z, c, step)
-            backward(_total(l1, self.G_pose.given_target(G, z, c, target)), gain)
+            backward(_total(l1, self.G_pose.given_target(G, z, c, target, step)), gain)
             terms = (self.G_adv_flip, self.G_sym)
         else:
             terms = (self.G_adv, self.G_adv_flip, self.G_pose, self.G_sym)

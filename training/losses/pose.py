@@ -27,17 +27,18 @@ class PoseRegularizer:
         self.d_input, self.weight = d_input, weight
 
     def __call__(self, G, D, z: torch.Tensor, c: torch.Tensor, step: Step) -> Optional[torch.Tensor]:
-        """z [N, z_dim], c [N, 25] -> scalar (None when weight is 0)."""
-        if not self.weight:
+        """z [N, z_dim], c [N, 25] -> scalar (None when weight is 0 or step.pose_gd_on is False)."""
+        if not self.weight or not step.pose_gd_on:
             return None
         with torch.no_grad():
             out = G(z, c, neural_rendering_resolution=step.resolution, detach_w=True)
             target = self.d_input.pose(D, fake_pair(out), step.blur_sigma)   # [N, 2] = sg D_pose(B G z)
-        return self.given_target(G, z, c, target)
+        return self.given_target(G, z, c, target, step)
 
-    def given_target(self, G, z: torch.Tensor, c: torch.Tensor, target: torch.Tensor) -> Optional[torch.Tensor]:
+    def given_target(self, G, z: torch.Tensor, c: torch.Tensor, target: torch.Tensor,
+                     step: Step) -> Optional[torch.Tensor]:
         """L3 with the target sg D_pose(B G(z)) [N, 2] computed elsewhere (shared renders)."""
-        if not self.weight:
+        if not self.weight or not step.pose_gd_on:
             return None
         pose = G.pose(z, c, detach_w=True).pose                               # [N, 2], graph: pose learner only
         loss = F.mse_loss(pose, target.detach()) * self.weight
