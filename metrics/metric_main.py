@@ -29,6 +29,7 @@ _METRICS = {
     'kid2k':        (kid.compute_kid, dict(max_real=2000, num_gen=2000, **_KID)),
     # Paper metrics (SPEC §10.2, reconstructions).
     'pose_js':      (pose_metrics.compute_pose_js, dict(num_gen=50000)),
+    'pose_js_mirror_coin': (pose_metrics.compute_pose_js, dict(num_gen=50000, mirror_coin=True)),
     'pose_err':     (pose_depth_error.compute_pose_err, dict(num_gen=1000)),
     'depth_err':    (pose_depth_error.compute_depth_err, dict(num_gen=1000)),
     'pose_err_gt':  (pose_depth_error.compute_pose_err_gt, dict()),

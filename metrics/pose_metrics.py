@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from metrics import metric_utils
-from training.cameras import cam2world_to_pose
+from training.cameras import cam2world_to_pose, mirror_coin as coin_mirror
+from training.symmetry import mirror_flip_type
 
 H_BINS = 36           # 10-degree bins of h over [0, 2pi)
 V_BINS = 18           # 10-degree bins of v over [0, pi]
@@ -142,10 +143,13 @@ def reference_poses(opts: metric_utils.MetricOptions, reference: str = 'auto') -
                      '(needs camera labels in dataset.json or a <stem>_gt.npz with "pose")')
 
 
-def generator_poses(opts: metric_utils.MetricOptions, num_gen: int, batch: int = 1000, G=None) -> np.ndarray:
+def generator_poses(opts: metric_utils.MetricOptions, num_gen: int, batch: int = 1000, G=None,
+                    mirror_coin: bool = False) -> np.ndarray:
     """(h, v) [num_gen, 2] of the cameras G renders for random (z, c); uses G.pose (cheap: no
-    rendering) when G has it, else a full forward. Split across ranks and gathered."""
+    rendering) when G has it, else a full forward. Split across ranks and gathered.
+    mirror_coin: each camera yaw-mirrored with probability 1/2 (`training.cameras.mirror_coin`)."""
     G = metric_utils.prepare_generator(opts) if G is None else G
+    coin = torch.Generator(opts.device).manual_seed(opts.rank) if mirror_coin else None
     sampler = metric_utils.LatentSampler(opts, G, stream=1)
     out = []
     per_rank = -(-num_gen // opts.num_gpus)
@@ -156,14 +160,17 @@ def generator_poses(opts: metric_utils.MetricOptions, num_gen: int, batch: int =
                 cam2world = G.pose(z, c, generator=sampler.torch_generator()).cam2world
             else:
                 cam2world = metric_utils.run_generator(opts, G, sampler, len(z))['cam2world']
+            if coin is not None:
+                cam2world = coin_mirror(cam2world, mirror_flip_type(G), coin)
         out.append(metric_utils.gather_rows(cam2world.float(), opts.num_gpus).cpu().numpy())
     return poses_from_cam2world(np.concatenate(out)[:num_gen])
 
 
 def compute_pose_js(opts: metric_utils.MetricOptions, num_gen: int = 50000, reference: str = 'auto',
-                    align: bool = True, allow_mirror: bool = True) -> dict:
-    """pose_js (see the module docstring); NaN values on ranks other than 0."""
-    gen = generator_poses(opts, num_gen)
+                    align: bool = True, allow_mirror: bool = True, mirror_coin: bool = False) -> dict:
+    """pose_js (see the module docstring); NaN values on ranks other than 0. mirror_coin: G's
+    cameras as D's fake stream sees them with the mirrored renders on (`generator_poses`)."""
+    gen = generator_poses(opts, num_gen, mirror_coin=mirror_coin)
     if opts.rank != 0:
         return dict(value=float('nan'))
     return pose_js_from_poses(gen, reference_poses(opts, reference), align=align, allow_mirror=allow_mirror)

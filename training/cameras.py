@@ -189,3 +189,15 @@ def flip_camera(cam2world: torch.Tensor, flip_type: str, coin: bool) -> torch.Te
     if not coin:
         return mirror_pitch(cam2world)
     return mirror_yaw(cam2world) if flip_type == 'flip_both' else mirror_yaw_shapenet(cam2world)
+
+
+def mirror_coin(cam2world: torch.Tensor, flip_type: str, generator=None) -> torch.Tensor:
+    """Each camera [N, 4, 4] replaced by its yaw mirror (`flip_camera(..., coin=True)`) with
+    probability 1/2, one draw per camera from `generator` (on cam2world's device).
+
+    Why: with PoF3D's mirrored renders D's fake stream is the mixture of G's cameras and their
+    yaw mirrors, so a G may cover one of two mirror-image modes of the data and still be at
+    equilibrium. Sampling G "as D saw it" (gen_samples_pose.py / gen_videos.py --mirror-coin, the
+    pose_js_mirror_coin metric) draws this coin per sample (issue 15, item 3)."""
+    heads = torch.rand([cam2world.shape[0], 1, 1], generator=generator, device=cam2world.device) < 0.5
+    return torch.where(heads, flip_camera(cam2world, flip_type, True), cam2world)

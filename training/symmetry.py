@@ -68,3 +68,9 @@ def mirror_points(points: torch.Tensor, axis: str) -> torch.Tensor:
     sign = torch.ones(3, dtype=points.dtype, device=points.device)
     sign[_AXIS_INDEX[axis]] = -1
     return points * sign
+
+
+def mirror_flip_type(G) -> str:
+    """The flip_type of G's yaw mirror, from its symmetry_axis (pickles without one: 'flip_both')."""
+    axis = getattr(G, 'symmetry_axis', 'x')
+    return {v: k for k, v in MIRROR_AXES.items()}[axis]
