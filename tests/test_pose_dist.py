@@ -120,7 +120,7 @@ def calibrated_term(weight=1.0, **kwargs):
     term = PoseDistribution(DInput(), weight, queue_size=256, **kwargs)
     for k in range(100):
         true = bimodal(8, 100 + k, std=0.5)
-        term.observe(true, true)
+        term.calibration.update(true, true)
     return term
 
 
@@ -139,7 +139,7 @@ def test_a_head_that_has_not_learned_the_pitch_matches_the_yaw_alone():
     term = PoseDistribution(DInput(), 1.0, queue_size=64)
     for k in range(100):
         true = bimodal(8, 100 + k, std=0.5)
-        term.observe(true, torch.stack([true[:, 0], torch.full([8], 1.5)], 1))   # pitch estimate constant
+        term.calibration.update(true, torch.stack([true[:, 0], torch.full([8], 1.5)], 1))   # pitch estimate constant
     assert term.calibration.trusted(0.5).tolist() == [True, False]
     z, reals = torch.randn(8, Z_DIM), real_batch(bimodal(8, 0))
     loss = term(G, ExactHead(), z, c, reals, step, 0)
@@ -184,6 +184,7 @@ def test_only_the_pose_learner_gets_gradient_and_resume_is_exact():
     assert touched and all(n.startswith('pose_source.') for n in touched)
     resumed = PoseDistribution(DInput(), 1.0, queue_size=256)
     resumed.load_state_dict(term.state_dict())
+    resumed.calibration.load_state_dict(term.calibration.state_dict())
     a = term(G, ExactHead(), z, c, reals, step, 0)
     b = resumed(G, ExactHead(), z, c, reals, step, 0)
     assert torch.equal(a, b)
@@ -198,7 +199,8 @@ def test_pof3d_loss_calibrates_in_dmain_and_applies_the_term_in_gmain():
     for _ in range(3):
         loss.accumulate_gradients('Dmain', reals, c, z, c, 1, 0)
     assert loss.G_pose_dist.calibration.weight > 0      # L4's (camera, estimate) pairs were observed
-    assert loss.state_dict()['pose_dist']['calibration']['weight'] == loss.G_pose_dist.calibration.weight
+    assert loss.G_pose_dist.calibration is loss.calibration and loss.G_pose.calibration is None
+    assert loss.state_dict()['calibration']['weight'] == loss.calibration.weight
     loss.G_pose_dist.calibration.weight.fill_(1.0)      # declare it calibrated (slope gate at -10)
     for p in G.parameters():
         p.grad = None
@@ -224,3 +226,33 @@ def test_l3_waits_for_pose_gd_start_kimg(shared, monkeypatch):
         loss.accumulate_gradients('Gmain', reals, c, z, c, 1, nimg)
         grads.append(sum(float(p.grad.abs().sum()) for p in G.pose_source.parameters() if p.grad is not None))
     assert grads[0] == 0 and grads[1] > 0
+
+
+def test_correct_undoes_a_shrunk_head_per_sample_on_trusted_components():
+    calib = HeadCalibration(decay=0.9)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(100):   # est = 0.2 + 0.5 true on h; pitch estimates constant (untrusted)
+        true = torch.stack([1.5 + 0.5 * torch.randn(8, generator=g), 1.5 + 0.2 * torch.randn(8, generator=g)], 1)
+        calib.update(true, torch.stack([0.2 + 0.5 * true[:, 0], torch.full([8], 1.6)], 1))
+    est = torch.tensor([[0.95, 1.6], [1.2, 1.7]])
+    torch.testing.assert_close(calib.correct(est, 0.3), torch.tensor([[1.5, 1.6], [2.0, 1.7]]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(calib.correct(est, 0.6), est)   # slope 0.5 not trusted at 0.6
+
+
+def test_debiased_l3_targets_the_corrected_estimate():
+    """--pose_gd_debias: L3 = MSE(pose, correct(D's estimate)); off, the raw estimate."""
+    from training.losses.pose import PoseRegularizer
+    G, z, c = make_G(), torch.randn(4, Z_DIM), make_labels(4)
+    step = Step(blur_sigma=0, resolution=16)
+    calib = HeadCalibration(decay=0.9)
+    for _ in range(100):
+        true = bimodal(8, 7, std=0.5)
+        calib.update(true, 0.3 + 0.5 * true)
+    target = torch.tensor([[1.0, 1.1], [1.2, 1.0], [0.9, 1.05], [1.1, 1.1]])
+    pose = G.pose(z, c).pose.detach()
+    raw = PoseRegularizer(DInput(), 1.0).given_target(G, z, c, target, step)
+    fixed = PoseRegularizer(DInput(), 1.0, calib, 0.3).given_target(G, z, c, target, step)
+    torch.testing.assert_close(raw, ((pose - target) ** 2).mean())
+    torch.testing.assert_close(fixed, ((pose - (target - 0.3) / 0.5) ** 2).mean(), atol=1e-4, rtol=1e-4)
+    loss = PoF3DLoss('cpu', G, make_D(), pose_gd_debias=True, neural_rendering_resolution_initial=16)
+    assert loss.G_pose.calibration is loss.calibration and loss.G_pose_dist.weight == 0

@@ -93,6 +93,7 @@ class LossConfig:
     dis_cam_weight: float = 0.0           # lambda_cam: D pose-head regression (> 0 iff dis_pose_cond, §12.11)
     pose_gd_weight: float = 0.0           # lambda_gd: pose-learner pull toward D's estimate
     pose_gd_start_kimg: float = 0.0       # L3 waits this many kimg (extension: 0 = paper)
+    pose_gd_debias: bool = False          # L3's target corrected by D's pose-head fit on fakes (extension)
     sym_weight: float = 0.0               # mirror-symmetry consistency of G (extension, 0 = paper)
     symmetry_weight: float = 1.0          # λ of the density symmetry (symmetry 'density' only)
     pose_dist_weight: float = 0.0         # pose-distribution term: G's cameras vs D's de-biased real estimates
@@ -242,7 +243,8 @@ class TrainConfig:
                           flip_to_disd_weight=ls.flip_to_disd_weight, flip_type=ls.flip_type,
                           detach_pose=ls.detach_pose, blur_mode=ls.blur_mode, sym_weight=ls.sym_weight,
                           pose_dist_weight=ls.pose_dist_weight, pose_dist_start_kimg=ls.pose_dist_start_kimg,
-                          pose_dist_min_slope=ls.pose_dist_min_slope, pose_gd_start_kimg=ls.pose_gd_start_kimg)
+                          pose_dist_min_slope=ls.pose_dist_min_slope, pose_gd_start_kimg=ls.pose_gd_start_kimg,
+                          pose_gd_debias=ls.pose_gd_debias)
         else:
             kwargs.update(flip_type=ls.flip_type, gpc_reg_prob=ls.gpc_reg_prob if self.model.gen_pose_cond else None,
                           gpc_reg_fade_kimg=0 if from_pickle else ls.gpc_reg_fade_kimg)

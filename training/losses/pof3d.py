@@ -28,7 +28,7 @@ from training.losses.common import DInput, Step, backward, check_unsupported, ef
 from training.losses.density import DensityRegularizer
 from training.losses.fakes import MirrorCamera, PoF3DFakes
 from training.losses.pose import PoseHeadLoss, PoseRegularizer
-from training.losses.pose_dist import PoseDistribution
+from training.losses.pose_dist import HeadCalibration, PoseDistribution
 from training.losses.r1 import R1Penalty
 from training.losses.symmetry import DensitySymmetry, MirrorSymmetry
 
@@ -50,7 +50,7 @@ class PoF3DLoss:
                  neural_rendering_resolution_initial=64, neural_rendering_resolution_final=None,
                  neural_rendering_resolution_fade_kimg=1000, style_mixing_prob=0, pl_weight=0, seed=0,
                  sym_weight=0.0, symmetry_density_weight=0.0, pose_dist_weight=0.0, pose_dist_start_kimg=0.0,
-                 pose_dist_min_slope=0.5, pose_gd_start_kimg=0.0):
+                 pose_dist_min_slope=0.5, pose_gd_start_kimg=0.0, pose_gd_debias=False):
         check_unsupported(style_mixing_prob, pl_weight)
         if (dis_cam_weight > 0 or pose_gd_weight > 0) and getattr(D, 'pose_head', True) is None:
             raise ValueError('dis_cam_weight / pose_gd_weight > 0 need a discriminator with a pose head')
@@ -68,15 +68,18 @@ class PoF3DLoss:
         w_f = flip_to_disd_weight if flip_to_disd else 1.0   # scales both D fake terms (SPEC §12.6)
         self.G_adv = GeneratorAdversarial(d_input, plain, 1.0, 'fake')                             # L1
         self.G_adv_flip = GeneratorAdversarial(d_input, flipped, float(flip_to_dis), 'fake_flip')  # L2
-        self.G_pose = PoseRegularizer(d_input, pose_gd_weight)                                     # L3
+        # The head's fit on fakes (L4's pairs): de-biases the extensions' use of its estimates.
+        self.calibration = HeadCalibration() if pose_dist_weight or pose_gd_debias else None
+        self.G_pose = PoseRegularizer(d_input, pose_gd_weight,                                     # L3
+                                      self.calibration if pose_gd_debias else None, pose_dist_min_slope)
         self.G_sym = MirrorSymmetry(sym_weight, flip_type)                                         # extension
         self.G_sym_density = DensitySymmetry(symmetry_density_weight, flip_type)                   # extension
         self.G_pose_dist = PoseDistribution(d_input, pose_dist_weight, pose_dist_start_kimg,        # extension
-                                            pose_dist_min_slope, seed=seed)
+                                            pose_dist_min_slope, self.calibration, seed=seed)
         self.G_density = DensityRegularizer(density_reg, density_reg_p_dist, reg_type=reg_type)
         cam_weight = dis_cam_weight if dis_cam_weight > 0 else pose_gd_weight                      # L4 or L4'
         self.D_pose = PoseHeadLoss(d_input, cam_weight, update_emas=dis_cam_weight > 0,
-                                   observer=self.G_pose_dist.observe if pose_dist_weight else None)
+                                   observer=None if self.calibration is None else self.calibration.update)
         self.D_fake = DiscriminatorFake(d_input, plain, w_f, 'fake')                               # L5
         self.D_fake_flip = DiscriminatorFake(d_input, flipped, w_f if flip_to_disd else 0.0, 'fake_flip')  # L6
         self.D_real = DiscriminatorReal(d_input)                                                   # L7
@@ -138,12 +141,17 @@ class PoF3DLoss:
 
     def state_dict(self) -> dict:
         """RNG and running state for resume (the mirror coin, the pose-distribution term)."""
-        return {'mirror': self.mirror.state_dict(), 'pose_dist': self.G_pose_dist.state_dict()}
+        state = {'mirror': self.mirror.state_dict(), 'pose_dist': self.G_pose_dist.state_dict()}
+        if self.calibration is not None:
+            state['calibration'] = self.calibration.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.mirror.load_state_dict(state['mirror'])
-        if 'pose_dist' in state:   # training states written before the term existed lack it
+        if 'pose_dist' in state:   # training states written before the extensions lack these
             self.G_pose_dist.load_state_dict(state['pose_dist'])
+        if self.calibration is not None and 'calibration' in state:
+            self.calibration.load_state_dict(state['calibration'])
 
 
 def _total(*losses):

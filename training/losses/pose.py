@@ -1,6 +1,8 @@
 """Pose losses of PoF3D (SPEC §6.1 L3, §6.3 L4 / L4'). MSE = mean over batch × 2.
 
     PoseRegularizer  (G)  L3  = λ_gd  · MSE(ξ_G^det(z), sg D_pose(B G(z)))
+                          (--pose_gd_debias: the target corrected by the head's fit on fakes,
+                          `pose_dist.HeadCalibration.correct`; a project option)
     PoseHeadLoss     (D)  L4  = λ_cam · MSE(D_pose(B G(z)), sg ξ_G(z))
                           L4' = λ_gd  · MSE(D_pose(B G^det(z)), sg ξ_G^det(z))   (λ_gd > 0, λ_cam = 0)
 
@@ -21,10 +23,15 @@ from training.losses.common import DInput, Step, fake_pair
 
 
 class PoseRegularizer:
-    """L3 for G (SPEC §6.1.3): pulls the pose learner toward D's pose estimate of G's own image."""
+    """L3 for G (SPEC §6.1.3): pulls the pose learner toward D's pose estimate of G's own image.
 
-    def __init__(self, d_input: DInput, weight: float):
+    calibration (a `pose_dist.HeadCalibration`, None = the paper): the head regresses toward the
+    mean, so its raw estimate pulls every camera inward; the target is corrected on the
+    components trusted at `min_slope`."""
+
+    def __init__(self, d_input: DInput, weight: float, calibration=None, min_slope: float = 0.5):
         self.d_input, self.weight = d_input, weight
+        self.calibration, self.min_slope = calibration, min_slope
 
     def __call__(self, G, D, z: torch.Tensor, c: torch.Tensor, step: Step) -> Optional[torch.Tensor]:
         """z [N, z_dim], c [N, 25] -> scalar (None when weight is 0 or step.pose_gd_on is False)."""
@@ -41,7 +48,10 @@ class PoseRegularizer:
         if not self.weight or not step.pose_gd_on:
             return None
         pose = G.pose(z, c, detach_w=True).pose                               # [N, 2], graph: pose learner only
-        loss = F.mse_loss(pose, target.detach()) * self.weight
+        target = target.detach()
+        if self.calibration is not None:
+            target = self.calibration.correct(target, self.min_slope)
+        loss = F.mse_loss(pose, target) * self.weight
         training_stats.report('Loss/G/posegloss', loss)
         return loss
 

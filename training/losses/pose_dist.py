@@ -85,6 +85,13 @@ class HeadCalibration:
         _, b, _, calibrated = self.fit()
         return calibrated & (b >= min_slope)
 
+    def correct(self, est: torch.Tensor, min_slope: float) -> torch.Tensor:
+        """Per-sample correction est [N, 2] -> (est − a) / b on the trusted components (others as
+        given): unbiased for the true pose, E[(est − a) / b | true] = true, so a regression toward
+        it no longer pulls every camera toward the mean (the de-biased L3, `--pose_gd_debias`)."""
+        a, b, _, _ = (x.to(est) for x in self.fit())
+        return torch.where(self.trusted(min_slope).to(est.device), (est - a) / b, est)
+
     def debias(self, est: torch.Tensor) -> torch.Tensor:
         """est [m, 2] -> [m, 2] with the calibrated mean and spread: (est − a) / b, its spread
         shrunk so that the noise variance is not counted as pose spread."""
@@ -104,17 +111,14 @@ class PoseDistribution:
     """L_dist for G (see the module doc). weight = λ_dist (0 = off: nothing computed)."""
 
     def __init__(self, d_input: DInput, weight: float = 0.0, start_kimg: float = 0.0, min_slope: float = 0.5,
-                 num_poses: int = 64, queue_size: int = 512, num_dirs: int = 16, seed: int = 0):
+                 calibration: Optional[HeadCalibration] = None, num_poses: int = 64, queue_size: int = 512,
+                 num_dirs: int = 16, seed: int = 0):
+        """calibration: the head's fit on fakes, fed by the owner (PoF3DLoss: L4's pairs)."""
         self.d_input, self.weight, self.start_kimg, self.min_slope = d_input, weight, start_kimg, min_slope
         self.num_poses, self.queue_size, self.num_dirs = num_poses, queue_size, num_dirs
-        self.calibration = HeadCalibration()
+        self.calibration = HeadCalibration() if calibration is None else calibration
         self.queue = torch.zeros(0, 2)                          # raw real estimates, newest last
         self.generator = torch.Generator().manual_seed(seed)   # latents of the pose batch
-
-    def observe(self, true_pose: torch.Tensor, estimate: torch.Tensor) -> None:
-        """The head's fit on fakes: G's camera [N, 2] and D's estimate of its render [N, 2]."""
-        if self.weight:
-            self.calibration.update(true_pose, estimate)
 
     def __call__(self, G, D, z: torch.Tensor, c: torch.Tensor, real_img: torch.Tensor, step: Step,
                  cur_nimg: float) -> Optional[torch.Tensor]:
@@ -138,10 +142,9 @@ class PoseDistribution:
         return loss
 
     def state_dict(self) -> dict:
-        return {'calibration': self.calibration.state_dict(), 'queue': self.queue.clone(),
-                'generator': self.generator.get_state()}
+        """The queue and the latent generator (the calibration is its owner's to save)."""
+        return {'queue': self.queue.clone(), 'generator': self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.calibration.load_state_dict(state['calibration'])
         self.queue = state['queue'].clone()
         self.generator.set_state(state['generator'])
