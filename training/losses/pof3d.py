@@ -150,8 +150,9 @@ class PoF3DLoss:
         self.mirror.load_state_dict(state['mirror'])
         if 'pose_dist' in state:   # training states written before the extensions lack these
             self.G_pose_dist.load_state_dict(state['pose_dist'])
-        if self.calibration is not None and 'calibration' in state:
-            self.calibration.load_state_dict(state['calibration'])
+        saved = state.get('calibration', state.get('pose_dist', {}).get('calibration'))   # older: under pose_dist
+        if self.calibration is not None and saved is not None:
+            self.calibration.load_state_dict(saved)
 
 
 def _total(*losses):
