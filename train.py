@@ -19,12 +19,14 @@ any config field by name, e.g. `--override plane_resolution=16` (tests, experime
 """
 
 import json
+import math
 import os
 
 import click
 import torch
 
 import dnnlib
+from dnnlib.cli import FLOAT as F, NONNEG_FLOAT, POS_FLOAT, UNIT_FLOAT
 from training import config as config_lib
 from training.config import PRESETS
 
@@ -48,7 +50,7 @@ class _GainPair(click.ParamType):
             gains = ()
         if len(gains) == 1:
             gains = gains * 2
-        if len(gains) != 2 or min(gains) <= 0:
+        if len(gains) != 2 or not all(math.isfinite(g) and g > 0 for g in gains):
             self.fail(f'{value!r}: expected one positive float or two separated by a comma', param, ctx)
         return gains
 
@@ -67,8 +69,8 @@ def _overrides(ctx, param, values):
     return out
 
 
-B, F, I = click.BOOL, click.FLOAT, click.INT
-POS_INT, POS_FLOAT = click.IntRange(min=1), click.FloatRange(min=0, min_open=True)
+B, I = click.BOOL, click.INT
+POS_INT = click.IntRange(min=1)
 
 # (option declarations, type, help). Every option defaults to None = "the preset's value".
 OPTIONS = [
@@ -78,7 +80,7 @@ OPTIONS = [
     (('--gpus',), POS_INT, 'Number of GPUs (processes; gloo CPU processes without CUDA) [default: 1]'),
     (('--batch',), POS_INT, 'Total batch size [preset]'),
     (('--batch-gpu',), POS_INT, 'Images per accumulation chunk per GPU [default: batch/gpus]'),
-    (('--gamma',), click.FloatRange(min=0), 'R1 regularization weight [preset]'),
+    (('--gamma',), NONNEG_FLOAT, 'R1 regularization weight [preset]'),
     (('--kimg',), POS_FLOAT, 'Training length in kimg [default: 25000]'),
     (('--tick',), POS_FLOAT, 'kimg between progress ticks [default: 4]'),
     (('--snap',), POS_INT, 'Ticks between snapshots (network, training state, images, metrics) [default: 50]'),
@@ -101,32 +103,32 @@ OPTIONS = [
     (('--pad_long',), B, 'With --create_label_fov: pad to the long side (white) instead of cropping'),
     (('--neural_rendering_resolution_initial',), POS_INT, 'Neural rendering resolution at the start [preset]'),
     (('--neural_rendering_resolution_final',), POS_INT, 'Neural rendering resolution after the fade [default: none]'),
-    (('--neural_rendering_resolution_fade_kimg',), click.FloatRange(min=0), 'kimg of the fade [default: 1000]'),
+    (('--neural_rendering_resolution_fade_kimg',), NONNEG_FLOAT, 'kimg of the fade [default: 1000]'),
     (('--superres',), B, 'Super-resolution module [preset]'),
     (('--dual_discrimination',), B, 'D sees image and raw image (True is the only implemented D) [default: True]'),
     (('--flip_to_dis',), B, 'G loss on the mirrored render [default: True]'),
     (('--flip_to_disd',), B, 'D loss on the mirrored render [default: True]'),
-    (('--flip_to_disd_weight',), click.FloatRange(min=0), 'Weight of both D fake terms with --flip_to_disd'),
+    (('--flip_to_disd_weight',), NONNEG_FLOAT, 'Weight of both D fake terms with --flip_to_disd'),
     (('--flip_type',), click.Choice(['flip_both', 'flip_both_shapenet']), 'Mirror pair [preset]'),
     (('--lr_multiplier',), POS_FLOAT, 'Learning-rate multiplier of the mapping network layers [default: 0.01]'),
     (('--lr_multiplier_pose',), POS_FLOAT, 'Learning-rate multiplier of the pose learner [default: 0.01]'),
     (('--pose_init_gain',), _GainPair(), "Pose learner's initial last-layer scale: G or H,V (1: reference) [preset]"),
     (('--gen_pose_cond',), B, 'EG3D generator pose conditioning (pose_source dataset only) [default: False]'),
     (('--dis_pose_cond',), B, 'Condition D on its predicted pose (learned) or labels [default: True]'),
-    (('--dis_cam_weight',), click.FloatRange(min=0), 'D pose-head loss weight; > 0 iff --dis_pose_cond [preset]'),
-    (('--pose_gd_weight',), click.FloatRange(min=0), "Weight pulling G's pose toward D's estimate [preset]"),
-    (('--sym_weight',), click.FloatRange(min=0), 'Mirror-symmetry consistency weight (extension) [default: 0]'),
+    (('--dis_cam_weight',), NONNEG_FLOAT, 'D pose-head loss weight; > 0 iff --dis_pose_cond [preset]'),
+    (('--pose_gd_weight',), NONNEG_FLOAT, "Weight pulling G's pose toward D's estimate [preset]"),
+    (('--sym_weight',), NONNEG_FLOAT, 'Mirror-symmetry consistency weight (extension) [default: 0]'),
     (('--clamp_h_min',), F, 'Lower clamp of the learned h (needs --clamp_h_max)'),
     (('--clamp_h_max',), F, 'Upper clamp of the learned h (needs --clamp_h_min)'),
     (('--clamp_v_min',), F, 'Lower clamp of the learned v (needs --clamp_v_max)'),
     (('--clamp_v_max',), F, 'Upper clamp of the learned v (needs --clamp_v_min)'),
     (('--safe_pose_clamp',), B, 'Clamp v to [1e-5, pi-1e-5] before the camera is built [default: True]'),
-    (('--density_reg',), click.FloatRange(min=0), 'Density regularization weight [default: 0.25]'),
+    (('--density_reg',), NONNEG_FLOAT, 'Density regularization weight [default: 0.25]'),
     (('--density_reg_every',), POS_INT, 'Density regularization interval [default: 4]'),
-    (('--density_reg_p_dist',), click.FloatRange(min=0), 'Density regularization perturbation [default: 0.004]'),
+    (('--density_reg_p_dist',), NONNEG_FLOAT, 'Density regularization perturbation [default: 0.004]'),
     (('--glr',), POS_FLOAT, 'G learning rate [default: 0.0025]'),
     (('--dlr',), POS_FLOAT, 'D learning rate [default: 0.002]'),
-    (('--blur_fade_kimg',), click.FloatRange(min=0), 'Blur fade at batch 32 (scaled by batch/32) [default: 200]'),
+    (('--blur_fade_kimg',), NONNEG_FLOAT, 'Blur fade at batch 32 (scaled by batch/32) [default: 200]'),
     (('--cbase',), POS_INT, 'Channel base [default: 32768]'),
     (('--cmax',), POS_INT, 'Max. channels [default: 512]'),
     (('--map-depth',), POS_INT, 'Mapping network depth [default: 2]'),
@@ -136,13 +138,13 @@ OPTIONS = [
     (('--g_num_fp16_res',), click.IntRange(min=0), 'G resolutions in fp16 [default: 0]'),
     (('--d_num_fp16_res',), click.IntRange(min=0), 'D resolutions in fp16 [default: 4]'),
     (('--sr_num_fp16_res',), click.IntRange(min=0), 'Super-resolution in fp16 when > 0 [default: 4]'),
-    (('--disc_c_noise',), click.FloatRange(min=0), "Noise on D's conditioning label [default: 0]"),
+    (('--disc_c_noise',), NONNEG_FLOAT, "Noise on D's conditioning label [default: 0]"),
     (('--sr_noise_mode',), click.Choice(['random', 'none']), 'Super-resolution noise [default: none]'),
     (('--detach_pose',), B, 'Detach the mirrored camera in the G flip term [default: False]'),
     (('--dis_linear_pose',), B, "Linear D pose head [default: False]"),
     (('--pose_head_channels',), POS_INT, "Hidden width of D's pose head [preset]"),
-    (('--gpc_reg_prob',), click.FloatRange(0, 1), 'EG3D pose-conditioning swap probability [default: 0]'),
-    (('--gpc_reg_fade_kimg',), click.FloatRange(min=0), 'Fade of the swap probability [default: 1000]'),
+    (('--gpc_reg_prob',), UNIT_FLOAT, 'EG3D pose-conditioning swap probability [default: 0]'),
+    (('--gpc_reg_fade_kimg',), NONNEG_FLOAT, 'Fade of the swap probability [default: 1000]'),
     (('--decoder_lr_mul',), POS_FLOAT, 'OSG decoder lr multiplier [default: 1]'),
     (('--ray_start',), POS_FLOAT, 'Ray near bound [preset]'),
     (('--ray_end',), POS_FLOAT, 'Ray far bound [preset]'),
@@ -152,8 +154,8 @@ OPTIONS = [
     (('--resume_blur',), B, 'Keep the D blur when starting from a network pickle [default: False]'),
     (('--nobench',), B, 'Disable cudnn.benchmark [default: False]'),
 ]
-NOT_CONFIG = ('outdir', 'resume', 'dry_run', 'override', 'cache_dir', 'clamp_h_min', 'clamp_h_max', 'clamp_v_min',
-              'clamp_v_max')
+NOT_CONFIG = ('outdir', 'resume', 'dry_run', 'trust_pickle', 'override', 'cache_dir', 'clamp_h_min', 'clamp_h_max',
+              'clamp_v_min', 'clamp_v_max')
 
 
 def _add_options(fn):
@@ -165,6 +167,8 @@ def _add_options(fn):
             kwargs.update(default=None)   # None = not given: the preset's value
         fn = click.option(*decls, type=kind, help=text.replace(' [required]', ''), **kwargs)(fn)
     fn = click.option('--override', multiple=True, hidden=True, callback=_overrides)(fn)
+    fn = click.option('--trust-pickle', is_flag=True, help='Read --resume files and a pickled detector with plain '
+                      'pickle: code in them RUNS (trusted files only)')(fn)
     return click.option('-n', '--dry-run', is_flag=True, help='Print the options and parameter counts, then exit')(fn)
 
 
@@ -230,7 +234,7 @@ def check_dataset(c) -> None:
         raise click.UsageError('--pose_source dataset needs camera poses in dataset.json; this dataset has none')
 
 
-def check_metrics(c) -> None:
+def check_metrics(c, trust_pickle: bool) -> None:
     from training.training_loop import load_metric_main
     metric_main = load_metric_main()
     if metric_main is None or not c.metrics:
@@ -238,6 +242,11 @@ def check_metrics(c) -> None:
     bad = [m for m in c.metrics if not metric_main.is_valid_metric(m)]
     if bad:
         raise click.UsageError(f'--metrics: unknown {bad}; choose from {metric_main.list_valid_metrics()}')
+    from metrics import metric_utils
+    detector = metric_utils.resolve_detector_url(None)
+    if not trust_pickle and metric_utils.detector_needs_trust(detector):
+        raise click.UsageError(f'${metric_utils.DETECTOR_ENV} {detector}: a pickle, not a TorchScript archive; '
+                               f'pass --trust-pickle only if you trust it')
 
 
 def dry_run(c) -> None:
@@ -256,7 +265,7 @@ def main(**opts):
     c = make_config(opts)
     check_config(c)
     check_dataset(c)
-    check_metrics(c)
+    check_metrics(c, opts['trust_pickle'])
     if opts['cache_dir']:
         dnnlib.util.set_cache_dir(opts['cache_dir'])
         os.environ['DNNLIB_CACHE_DIR'] = opts['cache_dir']   # for spawned processes
@@ -269,10 +278,10 @@ def main(**opts):
     plan = None
     if not distributed.under_torchrun():   # under torchrun, rank 0 plans inside the process group
         try:
-            plan = checkpoint.plan_run(opts['outdir'], c.run_desc, c.to_dict(), opts['resume'])
+            plan = checkpoint.plan_run(opts['outdir'], c.run_desc, c.to_dict(), opts['resume'], opts['trust_pickle'])
         except ValueError as err:
             raise click.UsageError(str(err)) from None
-    distributed.launch(training_loop.main, c.gpus, c, opts['outdir'], opts['resume'], plan)
+    distributed.launch(training_loop.main, c.gpus, c, opts['outdir'], opts['resume'], plan, opts['trust_pickle'])
 
 
 if __name__ == '__main__':

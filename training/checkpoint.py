@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 import dnnlib
+from torch_utils import safe_pickle
 
 NETWORK_FMT = 'network-snapshot-{tag}.pkl'
 STATE_FMT = 'training-state-{tag}.pt'
@@ -73,9 +74,11 @@ def save_network_pickle(path: str, G, D, G_ema, training_set_kwargs: dict) -> di
     return data
 
 
-def load_network_pickle(path_or_url: str) -> dict:
-    with dnnlib.util.open_url(path_or_url) as f:
-        return pickle.load(f)
+def load_network_pickle(path_or_url: str, allow_exec: bool = False) -> dict:
+    """Through legacy.py's safe loader (nothing in the file runs unless allow_exec); networks
+    come back as our classes. ValueError with one line naming the file."""
+    import legacy   # top-level module; imports training lazily
+    return legacy.load_network_file(path_or_url, allow_exec=allow_exec)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,7 +86,11 @@ def load_network_pickle(path_or_url: str) -> dict:
 
 def rng_state() -> dict:
     """This process's global RNG states (torch CPU, CUDA if in use, numpy, python)."""
-    state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    # numpy's state as plain values, so that the file loads with torch.load(weights_only=True)
+    numpy = dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos), has_gauss=int(has_gauss),
+                 cached_gaussian=float(cached))
+    state = dict(torch=torch.get_rng_state(), numpy=numpy, python=random.getstate())
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state['cuda'] = torch.cuda.get_rng_state_all()
     return state
@@ -91,7 +98,11 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state['torch'])
-    np.random.set_state(state['numpy'])
+    np_state = state['numpy']
+    if isinstance(np_state, dict):
+        np_state = (np_state['kind'], np_state['keys'].numpy().astype(np.uint32), np_state['pos'],
+                    np_state['has_gauss'], np_state['cached_gaussian'])
+    np.random.set_state(np_state)   # a tuple with a numpy array in states written before the dict form
     random.setstate(state['python'])
     if 'cuda' in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state['cuda'])
@@ -101,9 +112,13 @@ def save_training_state(path: str, state: dict) -> None:
     atomic_save(path, lambda f: torch.save(state, f))
 
 
-def load_training_state(path: str) -> dict:
-    # Our own file: optimizer states, RNG states, config (plain Python objects besides tensors).
-    return torch.load(path, map_location='cpu', weights_only=False)
+def load_training_state(path: str, allow_exec: bool = False) -> dict:
+    """Tensors, numbers, strings and containers only (safe_pickle.load_torch): a planted file
+    cannot run code. safe_pickle.UnsafePickleError / pickle.UnpicklingError, one line."""
+    state = safe_pickle.load_torch(path, allow_exec)
+    if not isinstance(state, dict) or not {'counters', 'optimizers', 'ranks'} <= set(state):
+        raise pickle.UnpicklingError(f'{path}: not a training state (no counters, optimizers, ranks)')
+    return state
 
 
 def _state_nimg(fname: str) -> Optional[int]:
@@ -111,16 +126,47 @@ def _state_nimg(fname: str) -> Optional[int]:
     return None if m is None else int(m.group(1)) * 1000 + int(m.group(2) or 0)
 
 
-def find_latest(run_dir: str) -> Optional[str]:
-    """The newest training-state-*.pt in run_dir whose network pickle exists, or None."""
+def _states_newest_first(run_dir: str) -> List[str]:
+    """training-state-*.pt in run_dir whose network pickle exists, newest first."""
     found = []
     for path in glob.glob(os.path.join(glob.escape(run_dir), 'training-state-*.pt')):
-        name = os.path.basename(path)
-        nimg = _state_nimg(name)
-        pkl = os.path.join(run_dir, NETWORK_FMT.format(tag=name[len('training-state-'):-len('.pt')]))
-        if nimg is not None and os.path.isfile(pkl):
+        nimg = _state_nimg(os.path.basename(path))
+        if nimg is not None and os.path.isfile(network_pickle_for(path)):
             found.append((nimg, os.path.getmtime(path), path))
-    return max(found)[2] if found else None
+    return [path for _, _, path in sorted(found, reverse=True)]
+
+
+def find_latest(run_dir: str) -> Optional[str]:
+    """The newest training-state-*.pt in run_dir whose network pickle exists, or None."""
+    states = _states_newest_first(run_dir)
+    return states[0] if states else None
+
+
+def latest_loadable(run_dir: str, allow_exec: bool = False) -> Optional[str]:
+    """The newest training state that loads completely: a truncated or corrupt one (disk full, a
+    copy cut short) is skipped with a note, so resume falls back to the previous one. ValueError
+    for a file that is refused (it would run code): that is an attack, not a crash to skip."""
+    for path in _states_newest_first(run_dir):
+        try:
+            load_training_state(path, allow_exec)
+            return path
+        except safe_pickle.UnsafePickleError as err:
+            raise ValueError(str(err)) from None
+        except pickle.UnpicklingError as err:
+            print(f'Skipping an unreadable training state: {err}')
+    return None
+
+
+def clean_debris(run_dir: str) -> List[str]:
+    """Remove the temp files of snapshots a killed run left in run_dir (dnnlib.util.atomic_output
+    names them `.tmp-{stem}-*`); call only for a run directory this process is about to own."""
+    removed = []
+    for stem in ('training-state-', 'network-snapshot-', 'training_options', 'stats'):
+        for path in glob.glob(os.path.join(glob.escape(run_dir), f'.tmp-{stem}*')):
+            if os.path.isfile(path):
+                os.remove(path)
+                removed.append(path)
+    return removed
 
 
 def network_pickle_for(state_path: str) -> str:
@@ -139,6 +185,7 @@ class RunPlan:
     run_dir: str
     state: Optional[str] = None      # continue exactly from this training state
     network: Optional[str] = None    # initialize G, D, G_ema from this pickle (EG3D resume)
+    trust_pickle: bool = False       # --trust-pickle: plain pickle for these files (code in them runs)
 
 
 def new_run_dir(outdir: str, desc: str) -> str:
@@ -177,29 +224,54 @@ def _diff(a, b, prefix: str) -> List[str]:
     return [] if a == b else [prefix.rstrip('.')]
 
 
-def plan_run(outdir: str, desc: str, config_dict: dict, resume: Optional[str]) -> RunPlan:
-    """Decide the run directory and starting point (module docstring). ValueError with a
-    one-line message for an unusable --resume."""
-    if resume is None:
-        return RunPlan(new_run_dir(outdir, desc))
+def _resume_auto(outdir: str, desc: str, config_dict: dict, allow_exec: bool) -> Optional[RunPlan]:
+    pattern = re.compile(r'^\d+-' + re.escape(desc) + '$')
+    dirs = sorted(d for d in os.listdir(outdir) if pattern.match(d)) if os.path.isdir(outdir) else []
+    for name in reversed(dirs):
+        run_dir = os.path.join(outdir, name)
+        if find_latest(run_dir) is None or options_mismatch(run_dir, config_dict):
+            continue
+        state = latest_loadable(run_dir, allow_exec)
+        if state is not None:
+            return RunPlan(run_dir, state=state, trust_pickle=allow_exec)
+    return None
+
+
+def _resume_state(resume: str, config_dict: dict, allow_exec: bool) -> RunPlan:
+    if os.path.isdir(resume):
+        state = latest_loadable(resume, allow_exec)
+    else:
+        try:
+            load_training_state(resume, allow_exec)
+        except pickle.UnpicklingError as err:
+            raise ValueError(f'--resume {err}') from None
+        state = resume
+    if state is None:
+        raise ValueError(f'--resume {resume}: no readable training-state-*.pt with its network pickle in '
+                         f'that directory')
+    run_dir = os.path.dirname(os.path.abspath(state))
+    diff = options_mismatch(run_dir, config_dict)
+    if diff:
+        raise ValueError(f'--resume {resume}: the run was trained with different options: {", ".join(diff)}')
+    return RunPlan(run_dir, state=state, trust_pickle=allow_exec)
+
+
+def plan_run(outdir: str, desc: str, config_dict: dict, resume: Optional[str], allow_exec: bool = False) -> RunPlan:
+    """Decide the run directory and starting point (module docstring). Every file resume would
+    read is loaded (safely, unless allow_exec) before a folder is created or cleaned. ValueError
+    with a one-line message for an unusable --resume."""
+    plan = None
     if resume == 'auto':
-        pattern = re.compile(r'^\d+-' + re.escape(desc) + '$')
-        dirs = sorted(d for d in os.listdir(outdir) if pattern.match(d)) if os.path.isdir(outdir) else []
-        for name in reversed(dirs):
-            run_dir = os.path.join(outdir, name)
-            state = find_latest(run_dir)
-            if state is not None and not options_mismatch(run_dir, config_dict):
-                return RunPlan(run_dir, state=state)
-        return RunPlan(new_run_dir(outdir, desc))
-    if os.path.isdir(resume) or (resume.endswith('.pt') and os.path.isfile(resume)):
-        state = find_latest(resume) if os.path.isdir(resume) else resume
-        if state is None:
-            raise ValueError(f'--resume {resume}: no training-state-*.pt with its network pickle in that directory')
-        run_dir = os.path.dirname(os.path.abspath(state))
-        diff = options_mismatch(run_dir, config_dict)
-        if diff:
-            raise ValueError(f'--resume {resume}: the run was trained with different options: {", ".join(diff)}')
-        return RunPlan(run_dir, state=state)
-    if not (dnnlib.util.is_url(resume) or os.path.isfile(resume)):
-        raise ValueError(f'--resume {resume}: not a run directory, training-state .pt, network .pkl, URL or "auto"')
-    return RunPlan(new_run_dir(outdir, desc), network=resume)
+        plan = _resume_auto(outdir, desc, config_dict, allow_exec)
+    elif resume is not None and (os.path.isdir(resume) or (resume.endswith('.pt') and os.path.isfile(resume))):
+        plan = _resume_state(resume, config_dict, allow_exec)
+    elif resume is not None:
+        if not (dnnlib.util.is_url(resume) or os.path.isfile(resume)):
+            raise ValueError(f'--resume {resume}: not a run directory, training-state .pt, network .pkl, URL or "auto"')
+        load_network_pickle(resume, allow_exec)    # refuse a bad file before making a folder
+        return RunPlan(new_run_dir(outdir, desc), network=resume, trust_pickle=allow_exec)
+    if plan is None:
+        return RunPlan(new_run_dir(outdir, desc), trust_pickle=allow_exec)
+    for path in clean_debris(plan.run_dir):
+        print(f'Removed the temp file of an interrupted snapshot: {path}')
+    return plan

@@ -1,0 +1,45 @@
+"""Shared click parameter types of the command-line tools (train.py, gen_*.py, calc_metrics.py, ...).
+
+Every float option of every CLI goes through `Float`: click's FLOAT/FloatRange accept 'nan'
+and 'inf' (and `nan > 0` is False, so a NaN passes every range check), which trains forever,
+turns R1 off or renders black images. `Bool` accepts a value (`--shapes true`, `--shapes=false`,
+as EG3D/PoF3D's documented commands write it) and the bare flag (= true).
+"""
+
+import math
+
+import click
+
+
+class Float(click.FloatRange):
+    """A finite float, optionally within [min, max] (open ends with min_open / max_open)."""
+
+    name = 'float'
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f'{value!r} is not a finite number', param, ctx)
+        return super().convert(number, param, ctx)
+
+    def __repr__(self):
+        return f'Float({self._describe_range()})'
+
+
+FLOAT = Float()
+POS_FLOAT = Float(min=0, min_open=True)
+NONNEG_FLOAT = Float(min=0)
+UNIT_FLOAT = Float(min=0, max=1)
+
+
+def bool_flag(*decls, default=False, **kwargs):
+    """A click option that is a flag (`--shapes` = true) and takes an optional value
+    (`--shapes true`, `--shapes=false`, also 1/0, yes/no, on/off)."""
+    return click.option(*decls, type=click.BOOL, default=default, is_flag=False, flag_value=True,
+                        metavar='[BOOL]', show_default=True, **kwargs)
+
+
+def float_params(command: click.Command) -> dict:
+    """{option name: type} of every parameter whose values are floats (for tests: each must be
+    a `Float`)."""
+    return {p.name: p.type for p in command.params if isinstance(p.type, click.types.FloatParamType)}
