@@ -37,6 +37,7 @@ import numpy as np
 import PIL.Image
 
 import dnnlib
+from dnnlib import cli
 from training.dataset import LABELS_FNAME, is_image_name, make_square, one_line, parse_labels, resize_square
 
 TRANSFORMS = ('center-crop', 'center-crop-wide', 'pad')
@@ -219,7 +220,7 @@ def convert_dataset(source_path, dest, resolution=None, transform='center-crop',
               help='How to make images square.')
 @click.option('--labels', 'labels_path', metavar='JSON', help='Labels file (default: SRC/dataset.json).')
 @click.option('--max-images', type=click.IntRange(min=1), help='Convert only the first N images.')
-@click.option('--overwrite', is_flag=True, help='Replace DEST if it exists.')
+@cli.bool_flag('--overwrite', help='Replace DEST if it exists.')
 def main(source, dest, resolution, transform, labels_path, max_images, overwrite):
     n = convert_dataset(source, dest, resolution=resolution, transform=transform, labels_path=labels_path,
                         max_images=max_images, overwrite=overwrite)

@@ -49,6 +49,7 @@ import torch
 from tqdm import tqdm
 
 import legacy
+from dnnlib import cli
 from training import shapes
 from training.cameras import Camera, FOV_to_intrinsics, LookAtPose, cam2world_to_pose, clamp_pose_v
 
@@ -228,19 +229,19 @@ def angle_pairs(yaws, pitches):
 @click.command()
 @click.option('--network', 'network', required=True, help='Network pickle (path or URL); G_ema is used.')
 @click.option('--seeds', type=IntRanges(), required=True, help='Seeds, e.g. 0-3,7.')
-@click.option('--trunc', 'truncation_psi', type=float, default=1, show_default=True, help='Truncation psi.')
+@click.option('--trunc', 'truncation_psi', type=cli.FLOAT, default=1, show_default=True, help='Truncation psi.')
 @click.option('--trunc-cutoff', 'truncation_cutoff', type=int, default=14, show_default=True,
               help='Truncate the first N ws (14 = all at 256^2).')
 @click.option('--outdir', required=True, help='Output folder (created).')
 @click.option('--dataset', type=click.Choice(DATASETS), default='ffhq', show_default=True,
               help='Intrinsics preset.')
-@click.option('--fov-deg', type=float, default=18.837, show_default=True,
+@click.option('--fov-deg', type=cli.FOV_DEG, default=18.837, show_default=True,
               help='FOV for ffhq/cats/synthetic (EG3D formula).')
 @click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
-@click.option('--shapes', 'do_shapes', is_flag=True, help='Also export the density volume / mesh.')
+@cli.bool_flag('--shapes', 'do_shapes', help='Also export the density volume / mesh (--shapes, --shapes true|false).')
 @click.option('--shape-res', type=click.IntRange(min=2), default=512, show_default=True, help='Grid N.')
 @click.option('--shape-format', type=click.Choice(['.mrc', '.ply', 'both']), default='.mrc', show_default=True)
-@click.option('--shape-level', type=float, default=shapes.DEFAULT_LEVEL, show_default=True,
+@click.option('--shape-level', type=cli.FLOAT, default=shapes.DEFAULT_LEVEL, show_default=True,
               help='Iso level (raw density) of the .ply surface.')
 @click.option('--yaws', type=FloatList(), default=None, help='Extra views: yaw offsets in degrees, e.g. -30,0,30.')
 @click.option('--pitches', type=FloatList(), default=None, help='Extra views: pitch offsets in degrees.')

@@ -30,6 +30,7 @@ FLOAT = Float()
 POS_FLOAT = Float(min=0, min_open=True)
 NONNEG_FLOAT = Float(min=0)
 UNIT_FLOAT = Float(min=0, max=1)
+FOV_DEG = Float(min=0, max=180, min_open=True, max_open=True)   # a field of view in degrees
 
 
 def bool_flag(*decls, default=False, **kwargs):
@@ -43,3 +44,15 @@ def float_params(command: click.Command) -> dict:
     """{option name: type} of every parameter whose values are floats (for tests: each must be
     a `Float`)."""
     return {p.name: p.type for p in command.params if isinstance(p.type, click.types.FloatParamType)}
+
+
+def finite_float(text: str) -> float:
+    """argparse `type=` of the bench scripts: a finite float, else argparse's one-line error."""
+    import argparse
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f'{text!r} is not a finite number')
+    return number
