@@ -11,8 +11,6 @@ import os
 import pickle
 import random
 import shutil
-import subprocess
-import sys
 
 import click.testing
 import numpy as np
@@ -24,15 +22,10 @@ from metrics import metric_utils
 from torch_utils import safe_pickle
 from training import checkpoint
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONUNBUFFERED='1')
-TINY = ['--cfg', 'synthetic', '--metrics', 'none', '--tick', '0.008', '--snap', '1', '--workers', '0',
-        '--dataset_resolution', '16', '--neural_rendering_resolution_initial', '16',
-        '--override', 'plane_resolution=16', '--override', 'plane_channels=8', '--override', 'cbase=256',
-        '--override', 'cmax=16', '--override', 'z_dim=16', '--override', 'w_dim=16',
-        '--override', 'depth_resolution=4', '--override', 'depth_resolution_importance=4',
-        '--override', 'pose_head_channels=32', '--override', 'image_grid=[2,2]']
+import hardening_helpers  # tests/hardening_helpers.py
+from hardening_helpers import copy_runs, run_config, train
 
+data_and_run = hardening_helpers.data_and_run   # the module fixture: dataset + one-tick run
 
 class Planted:
     def __init__(self, marker):
@@ -57,11 +50,6 @@ def one_line_error(output):
     lines = [ln for ln in output.strip().splitlines() if ln.strip()]
     assert 'Traceback' not in output, output
     return lines[-1] if lines and lines[-1].startswith('Error') else pytest.fail(output)
-
-
-def run_py(script, *args, timeout=300):
-    return subprocess.run([sys.executable, script, *map(str, args)], cwd=REPO, env=ENV, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def test_the_planted_pickle_really_runs_code(tmp_path):
@@ -140,25 +128,6 @@ def test_inference_scripts_refuse(tmp_path):
     assert not marker.exists() and not (tmp_path / 'out').exists()
 
 
-@pytest.fixture(scope='module')
-def data_and_run(tmp_path_factory):
-    """A 16-image dataset and a one-tick run (real snapshot + training state)."""
-    root = tmp_path_factory.mktemp('hard')
-    proc = run_py('make_synthetic.py', '--outdir', root, '--num', '16', '--resolution', '16', '--seed', '0')
-    assert proc.returncode == 0, proc.stderr
-    data = root / 'car16_unlabeled.zip'
-    proc = run_py('train.py', '--outdir', root / 'runs', '--data', data, '--kimg', '0.008', *TINY)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return data, root / 'runs'
-
-
-def copy_runs(runs, tmp_path):
-    out = tmp_path / 'runs'
-    shutil.copytree(runs, out)
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
-    return out, run_dir
-
-
 @pytest.mark.parametrize('how', ['pkl', 'auto', 'run_dir', 'state'])
 def test_train_resume_refuses_planted_files(data_and_run, tmp_path, how):
     data, runs = data_and_run
@@ -173,7 +142,7 @@ def test_train_resume_refuses_planted_files(data_and_run, tmp_path, how):
         plant_state(target, marker)
         shutil.copy(next(run_dir.glob('network-snapshot-*.pkl')), run_dir / 'network-snapshot-000009.pkl')
     resume = dict(pkl=target, auto='auto', run_dir=run_dir, state=target)[how]
-    proc = run_py('train.py', '--outdir', outdir, '--data', data, '--kimg', '0.016', '--resume', resume, *TINY)
+    proc = train(outdir, data, '0.016', '--resume', resume)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     line = one_line_error(proc.stderr)
     assert target.name in line and '--trust-pickle' in line, line
@@ -189,9 +158,7 @@ def test_truncated_newest_state_falls_back_to_previous(data_and_run, tmp_path):
     shutil.copy(next(run_dir.glob('network-snapshot-*.pkl')), run_dir / 'network-snapshot-000009.pkl')
     assert checkpoint.find_latest(str(run_dir)) == str(newer)
     assert checkpoint.latest_loadable(str(run_dir)) == str(state)
-    plan = checkpoint.plan_run(str(outdir), run_dir.name.split('-', 1)[1],
-                               __import__('json').loads((run_dir / 'training_options.json').read_text())['config'],
-                               'auto')
+    plan = checkpoint.plan_run(str(outdir), *run_config(run_dir), 'auto')
     assert plan.state == str(state) and plan.run_dir == str(run_dir)
 
 

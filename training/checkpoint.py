@@ -31,6 +31,7 @@ import os
 import pickle
 import random
 import re
+import time
 from typing import List, Optional
 
 import numpy as np
@@ -202,16 +203,29 @@ def new_run_dir(outdir: str, desc: str) -> str:
             continue
 
 
-def options_mismatch(run_dir: str, config_dict: dict) -> List[str]:
-    """Config fields that differ between run_dir's training_options.json and config_dict
-    (ignoring RESUME_MAY_CHANGE); ['training_options.json'] if it cannot be read."""
+def _saved_config(run_dir: str) -> Optional[dict]:
     try:
         with open(os.path.join(run_dir, OPTIONS_FNAME)) as f:
-            saved = json.load(f)['config']
-    except (OSError, ValueError, KeyError):
+            return json.load(f)['config']
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def options_mismatch(run_dir: str, config_dict: dict, state: Optional[str] = None,
+                     allow_exec: bool = False) -> List[str]:
+    """Config fields that differ between run_dir's training_options.json and config_dict
+    (ignoring RESUME_MAY_CHANGE). When that file is unreadable (a copy cut short), the config
+    stored in the training state `state` is used; ['training_options.json'] if neither is."""
+    saved = _saved_config(run_dir)
+    if saved is None and state is not None:
+        try:
+            saved = load_training_state(state, allow_exec).get('config')
+        except pickle.UnpicklingError:
+            saved = None
+    if not isinstance(saved, dict):
         return [OPTIONS_FNAME]
     current = json.loads(json.dumps(config_dict))
-    return sorted(_diff(saved, current, ''))
+    return sorted(_diff(json.loads(json.dumps(saved)), current, ''))
 
 
 def _diff(a, b, prefix: str) -> List[str]:
@@ -224,15 +238,35 @@ def _diff(a, b, prefix: str) -> List[str]:
     return [] if a == b else [prefix.rstrip('.')]
 
 
+_ORPHAN_FILES = {OPTIONS_FNAME, 'log.txt'}   # all that a run killed in its first seconds leaves
+
+
+def _is_orphan(run_dir: str, config_dict: dict, quiet_sec: float = 60) -> bool:
+    """A run folder with nothing but its options and log (killed before its first tick), of
+    these options or with unreadable ones, untouched for quiet_sec (so not a run starting right
+    now beside us): `--resume auto` reuses it instead of taking a new id."""
+    if not os.path.isdir(run_dir):
+        return False
+    names = {n for n in os.listdir(run_dir) if not n.startswith('.tmp-')}
+    if not names <= _ORPHAN_FILES:
+        return False
+    newest = max([os.path.getmtime(os.path.join(run_dir, n)) for n in names] + [os.path.getmtime(run_dir)])
+    return time.time() - newest > quiet_sec and (_saved_config(run_dir) is None
+                                                 or not options_mismatch(run_dir, config_dict))
+
+
 def _resume_auto(outdir: str, desc: str, config_dict: dict, allow_exec: bool) -> Optional[RunPlan]:
     pattern = re.compile(r'^\d+-' + re.escape(desc) + '$')
     dirs = sorted(d for d in os.listdir(outdir) if pattern.match(d)) if os.path.isdir(outdir) else []
+    if dirs and _is_orphan(os.path.join(outdir, dirs[-1]), config_dict):
+        return RunPlan(os.path.join(outdir, dirs[-1]), trust_pickle=allow_exec)
     for name in reversed(dirs):
         run_dir = os.path.join(outdir, name)
-        if find_latest(run_dir) is None or options_mismatch(run_dir, config_dict):
-            continue
+        readable = _saved_config(run_dir) is not None
+        if find_latest(run_dir) is None or (readable and options_mismatch(run_dir, config_dict)):
+            continue   # cheap checks first: states are loaded only for a run of the same options
         state = latest_loadable(run_dir, allow_exec)
-        if state is not None:
+        if state is not None and not options_mismatch(run_dir, config_dict, state, allow_exec):
             return RunPlan(run_dir, state=state, trust_pickle=allow_exec)
     return None
 
@@ -250,7 +284,7 @@ def _resume_state(resume: str, config_dict: dict, allow_exec: bool) -> RunPlan:
         raise ValueError(f'--resume {resume}: no readable training-state-*.pt with its network pickle in '
                          f'that directory')
     run_dir = os.path.dirname(os.path.abspath(state))
-    diff = options_mismatch(run_dir, config_dict)
+    diff = options_mismatch(run_dir, config_dict, state, allow_exec)
     if diff:
         raise ValueError(f'--resume {resume}: the run was trained with different options: {", ".join(diff)}')
     return RunPlan(run_dir, state=state, trust_pickle=allow_exec)
