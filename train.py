@@ -232,6 +232,11 @@ def check_dataset(c) -> None:
                                f'DEGREES to synthesize intrinsics')
     if c.model.pose_source == 'dataset' and not dataset.get_label(0)[:16].any():
         raise click.UsageError('--pose_source dataset needs camera poses in dataset.json; this dataset has none')
+    from training.dataset_check import check_images
+    bad = check_images(dataset)   # every header: a bad image stops us here, not ticks later
+    if bad:
+        more = f' (and {len(bad) - 1} more; `python dataset_tool.py --check ZIP` lists them)' if len(bad) > 1 else ''
+        raise click.UsageError(f'--data: {bad[0]}{more}')
 
 
 def check_metrics(c, trust_pickle: bool) -> None:
@@ -281,7 +286,14 @@ def main(**opts):
             plan = checkpoint.plan_run(opts['outdir'], c.run_desc, c.to_dict(), opts['resume'], opts['trust_pickle'])
         except ValueError as err:
             raise click.UsageError(str(err)) from None
-    distributed.launch(training_loop.main, c.gpus, c, opts['outdir'], opts['resume'], plan, opts['trust_pickle'])
+    try:
+        distributed.launch(training_loop.main, c.gpus, c, opts['outdir'], opts['resume'], plan, opts['trust_pickle'])
+    except Exception as err:     # an image that fails to decode mid-run: one line naming it
+        from training.dataset_check import bad_image_line
+        line = bad_image_line(err)
+        if line is None:
+            raise
+        raise click.ClickException(f'{line} (resume with --resume auto after fixing the dataset)') from None
 
 
 if __name__ == '__main__':
