@@ -207,7 +207,9 @@ def convert_dataset(source_path, dest, resolution=None, transform='center-crop',
         if not names:
             raise click.ClickException(f"--source '{source_path}': no image files found")
         labels = read_labels(source, labels_path, names)
-        write_atomically(dest, lambda tmp: write_dataset(tmp, source, names, labels, transform, resolution))
+        cli.prepare_output(dest, '--dest')
+        with cli.output_errors('--dest', dest):
+            write_atomically(dest, lambda tmp: write_dataset(tmp, source, names, labels, transform, resolution))
     finally:
         source.close()
     return len(names)

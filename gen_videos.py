@@ -154,6 +154,7 @@ def main(network, seeds, grid, frames, fps, truncation_psi, truncation_cutoff, y
     if len(seeds) != grid[0] * grid[1]:
         raise click.BadParameter(f'{len(seeds)} seeds for a {grid[0]}x{grid[1]} grid (need {grid[0] * grid[1]})',
                                  param_hint="'--seeds'")
+    cli.prepare_output(output, '--output', extensions=('.mp4', '.gif'))
     device = pick_device(device)
     G = load_G(network, device)
     c = frontal_label(G, dataset_intrinsics(dataset, fov_deg), device)

@@ -188,8 +188,10 @@ def main(outdir, family, num, resolution, pose_spec, seed, fov, radius, supersam
     name = name or f'{family}{resolution}'
     if threads > 0:
         torch.set_num_threads(threads)
-    paths, seconds = make_dataset(outdir, name, family, num, resolution, pose_spec, seed, fov, radius,
-                                  supersample, bg_jitter)
+    cli.prepare_output(outdir, '--outdir', is_dir=True)   # make_dataset makes the folder (or removes it)
+    with cli.output_errors('--outdir', outdir):
+        paths, seconds = make_dataset(outdir, name, family, num, resolution, pose_spec, seed, fov, radius,
+                                      supersample, bg_jitter)
     click.echo(f'rendered {num} images of {resolution} px (supersample {supersample}) in {seconds:.1f} s: '
                f'{num / max(seconds, 1e-9):.1f} img/s')
     for p in paths:

@@ -189,6 +189,7 @@ def main(network, data, gt, num, seed, bins, batch, with_d, max_images, dataset,
             raise click.BadParameter(f'{path}: no such file or directory', param_hint=f"'{opt}'")
     if with_d and data is None:
         raise click.BadParameter('--with-d needs --data (the real images)', param_hint="'--with-d'")
+    cli.prepare_output(out_path, '--out', extensions=('.png',))
     device = pick_device(device)
     G, D = load_networks(network, with_d, device)
     center = float(G.rendering_kwargs['h_mean'])
@@ -206,8 +207,9 @@ def main(network, data, gt, num, seed, bins, batch, with_d, max_images, dataset,
     sources = {k: np.stack([wrap_h(p[:, 0], center), p[:, 1]], axis=1) for k, p in sources.items()}
     hist = histograms(sources, bins)
     hist.update(network=network, data=data, num_samples=num, h_wrap_center=center, units='radians')
-    save_bytes(out_path, plot(hist, f'{os.path.basename(network)}: pose distribution'))
-    save_json(os.path.splitext(out_path)[0] + '.json', hist)
+    with cli.output_errors('--out', out_path):
+        save_bytes(out_path, plot(hist, f'{os.path.basename(network)}: pose distribution'))
+        save_json(os.path.splitext(out_path)[0] + '.json', hist)
     for name, s in hist['stats'].items():
         click.echo(f'{name:>13}: n {s["n"]:6d}  h {s["h_mean"]:.4f} +- {s["h_std"]:.4f}  '
                    f'v {s["v_mean"]:.4f} +- {s["v_std"]:.4f}')

@@ -18,6 +18,7 @@ the kimg (`network-snapshot-000000.016.pkl`). Hidden `--override FIELD=JSON` (re
 any config field by name, e.g. `--override plane_resolution=16` (tests, experiments).
 """
 
+import errno
 import json
 import math
 import os
@@ -286,14 +287,25 @@ def main(**opts):
             plan = checkpoint.plan_run(opts['outdir'], c.run_desc, c.to_dict(), opts['resume'], opts['trust_pickle'])
         except ValueError as err:
             raise click.UsageError(str(err)) from None
+        except OSError as err:   # outdir under a regular file, read-only, ...
+            raise click.UsageError(f'--outdir {opts["outdir"]}: cannot create the run folder '
+                                   f'({err.strerror or err}: {err.filename or opts["outdir"]})') from None
     try:
         distributed.launch(training_loop.main, c.gpus, c, opts['outdir'], opts['resume'], plan, opts['trust_pickle'])
-    except Exception as err:     # an image that fails to decode mid-run: one line naming it
-        from training.dataset_check import bad_image_line
-        line = bad_image_line(err)
-        if line is None:
-            raise
-        raise click.ClickException(f'{line} (resume with --resume auto after fixing the dataset)') from None
+    except Exception as err:     # an image that fails to decode, a full disk: one line naming the file
+        raise click.ClickException(run_error_line(err)) from None
+
+
+def run_error_line(err: Exception) -> str:
+    """One line for an error that stops a run; re-raises errors that are bugs (tracebacks)."""
+    from training.dataset_check import bad_image_line
+    line = bad_image_line(err)
+    if line is not None:
+        return f'{line} (resume with --resume auto after fixing the dataset)'
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES):
+        return (f'{err.filename or "a run file"}: cannot write ({err.strerror}); the last complete snapshot is '
+                f'kept: resume with --resume auto')
+    raise err
 
 
 if __name__ == '__main__':

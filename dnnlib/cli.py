@@ -4,9 +4,16 @@ Every float option of every CLI goes through `Float`: click's FLOAT/FloatRange a
 and 'inf' (and `nan > 0` is False, so a NaN passes every range check), which trains forever,
 turns R1 off or renders black images. `Bool` accepts a value (`--shapes true`, `--shapes=false`,
 as EG3D/PoF3D's documented commands write it) and the bare flag (= true).
+
+Outputs: `prepare_output(path, option)` checks that an output's folder can be made and
+written (or fails with one line naming the option, the path and the cause) before the work
+starts; `output_errors` turns an
+OSError while writing (disk full, read-only file system) into one line naming the path.
 """
 
+import contextlib
 import math
+import os
 
 import click
 
@@ -56,3 +63,35 @@ def finite_float(text: str) -> float:
     if not math.isfinite(number):
         raise argparse.ArgumentTypeError(f'{text!r} is not a finite number')
     return number
+
+
+def prepare_output(path: str, option: str, is_dir: bool = False, extensions=None, create=False) -> None:
+    """Check output `path` before the work starts: a known extension, a folder that exists (made
+    here unless create=False) or can be made, writable. click.UsageError (one line) otherwise."""
+    if extensions is not None and os.path.splitext(path)[1].lower() not in extensions:
+        raise click.UsageError(f'{option} {path}: the file name must end in {" or ".join(extensions)}')
+    folder = os.path.abspath(path if is_dir else (os.path.dirname(path) or '.'))
+    if create:
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as err:
+            raise click.UsageError(f'{option} {path}: cannot create the folder {folder} '
+                                   f'({err.strerror or err})') from None
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise click.UsageError(f'{option} {path}: {existing} is a file, not a folder')
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise click.UsageError(f'{option} {path}: the folder {existing} is not writable')
+
+
+@contextlib.contextmanager
+def output_errors(option: str, path: str):
+    """Run a block that writes outputs; an OSError becomes one line naming the file and the
+    cause (outputs are written by temp file + rename, so nothing half-written is left)."""
+    try:
+        yield
+    except OSError as err:
+        name = err.filename if err.filename and not os.path.basename(str(err.filename)).startswith('.tmp-') else path
+        raise click.ClickException(f'{option} {name}: cannot write ({err.strerror or err})') from None
