@@ -255,6 +255,12 @@ def check_metrics(c, trust_pickle: bool) -> None:
                                f'pass --trust-pickle only if you trust it')
 
 
+def build_nets(c) -> dict:
+    """G and D as the training loop builds them (for checking a --resume pickle's shapes)."""
+    return {name: dnnlib.util.construct_class_by_name(**kwargs) for name, kwargs in (('G', c.G_kwargs()),
+                                                                                     ('D', c.D_kwargs()))}
+
+
 def dry_run(c) -> None:
     from training.training_loop import describe
     print(json.dumps(describe(c), indent=2))
@@ -284,7 +290,8 @@ def main(**opts):
     plan = None
     if not distributed.under_torchrun():   # under torchrun, rank 0 plans inside the process group
         try:
-            plan = checkpoint.plan_run(opts['outdir'], c.run_desc, c.to_dict(), opts['resume'], opts['trust_pickle'])
+            plan = checkpoint.plan_run(opts['outdir'], c.run_desc, c.to_dict(), opts['resume'], opts['trust_pickle'],
+                                       check_network=lambda data: checkpoint.network_mismatch(data, build_nets(c)))
         except ValueError as err:
             raise click.UsageError(str(err)) from None
         except OSError as err:   # outdir under a regular file, read-only, ...

@@ -106,3 +106,20 @@ def test_orphan_run_folder_is_reused(data_and_run, tmp_path):
         os.utime(path, (old, old))
     plan = checkpoint.plan_run(str(outdir), desc, config, 'auto')
     assert plan == checkpoint.RunPlan(str(orphan)) and sorted(os.listdir(outdir)) == [f'00000-{desc}']
+
+
+def test_resume_pickle_of_another_configuration_names_the_tensor(data_and_run, tmp_path):
+    from click.testing import CliRunner
+
+    import train as train_cli
+    data, runs = data_and_run
+    _, run_dir = copy_runs(runs, tmp_path)
+    (pkl,) = run_dir.glob('network-snapshot-*.pkl')
+    outdir = tmp_path / 'new'
+    args = ['--outdir', str(outdir), '--data', str(data), '--kimg', '0.016', '--resume', str(pkl)]
+    res = CliRunner().invoke(train_cli.main, args + hardening_helpers.TINY + ['--override', 'plane_channels=4'])
+    assert res.exit_code == 2, res.output
+    errors = [ln for ln in res.output.splitlines() if ln.startswith('Error')]
+    assert len(errors) == 1 and 'Traceback' not in res.output, res.output
+    assert pkl.name in errors[0] and 'has shape' in errors[0] and 'plane_channels' in errors[0], errors[0]
+    assert not outdir.exists()

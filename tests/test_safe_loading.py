@@ -170,3 +170,15 @@ def test_truncated_state_is_a_one_line_error_naming_the_file(tmp_path):
         checkpoint.load_training_state(str(path))
     assert not isinstance(info.value, safe_pickle.UnsafePickleError)
     assert str(info.value).startswith(str(path)) and '\n' not in str(info.value)
+
+
+def test_calc_metrics_names_a_truncated_network_pickle(data_and_run, tmp_path):
+    import calc_metrics
+    _, runs = data_and_run
+    (pkl,) = runs.glob('*/network-snapshot-*.pkl')
+    cut = tmp_path / 'trunc.pkl'
+    cut.write_bytes(pkl.read_bytes()[:5000])
+    res = click.testing.CliRunner().invoke(calc_metrics.main, ['--network', str(cut), '--metrics', 'pose_js'])
+    assert res.exit_code == 1
+    line = one_line_error(res.output)
+    assert line.startswith(f'Error: {cut}: ') and 'truncated' in line, line

@@ -82,6 +82,25 @@ def load_network_pickle(path_or_url: str, allow_exec: bool = False) -> dict:
     return legacy.load_network_file(path_or_url, allow_exec=allow_exec)
 
 
+def network_mismatch(data: dict, nets: dict) -> Optional[str]:
+    """One line naming the first tensor whose shape differs between a pickle's networks and
+    `nets` (built from the current options), with the constructor arguments that differ; None
+    when every shared tensor fits (copy_params_and_buffers skips missing names)."""
+    from torch_utils import misc
+    for name, module in nets.items():
+        src = data.get(name)
+        if not isinstance(src, torch.nn.Module):
+            continue
+        theirs = dict(misc.named_params_and_buffers(src))
+        for key, tensor in misc.named_params_and_buffers(module):
+            if key in theirs and theirs[key].shape != tensor.shape:
+                a, b = getattr(src, 'init_kwargs', {}) or {}, getattr(module, 'init_kwargs', {}) or {}
+                diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+                return (f"{name}.{key} has shape {list(theirs[key].shape)} in the pickle but {list(tensor.shape)} "
+                        f"with these options" + (f" ({name} arguments that differ: {', '.join(diff)})" if diff else ''))
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # Training state.
 
@@ -290,10 +309,12 @@ def _resume_state(resume: str, config_dict: dict, allow_exec: bool) -> RunPlan:
     return RunPlan(run_dir, state=state, trust_pickle=allow_exec)
 
 
-def plan_run(outdir: str, desc: str, config_dict: dict, resume: Optional[str], allow_exec: bool = False) -> RunPlan:
+def plan_run(outdir: str, desc: str, config_dict: dict, resume: Optional[str], allow_exec: bool = False,
+             check_network=None) -> RunPlan:
     """Decide the run directory and starting point (module docstring). Every file resume would
-    read is loaded (safely, unless allow_exec) before a folder is created or cleaned. ValueError
-    with a one-line message for an unusable --resume."""
+    read is loaded (safely, unless allow_exec) before a folder is created or cleaned;
+    check_network(data) -> None or a message vets a network pickle's contents. ValueError with a
+    one-line message for an unusable --resume."""
     plan = None
     if resume == 'auto':
         plan = _resume_auto(outdir, desc, config_dict, allow_exec)
@@ -302,7 +323,10 @@ def plan_run(outdir: str, desc: str, config_dict: dict, resume: Optional[str], a
     elif resume is not None:
         if not (dnnlib.util.is_url(resume) or os.path.isfile(resume)):
             raise ValueError(f'--resume {resume}: not a run directory, training-state .pt, network .pkl, URL or "auto"')
-        load_network_pickle(resume, allow_exec)    # refuse a bad file before making a folder
+        data = load_network_pickle(resume, allow_exec)    # refuse a bad file before making a folder
+        problem = check_network(data) if check_network is not None else None
+        if problem:
+            raise ValueError(f'--resume {resume}: {problem}')
         return RunPlan(new_run_dir(outdir, desc), network=resume, trust_pickle=allow_exec)
     if plan is None:
         return RunPlan(new_run_dir(outdir, desc), trust_pickle=allow_exec)
