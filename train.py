@@ -155,12 +155,25 @@ OPTIONS = [
     (('--resume_blur',), B, 'Keep the D blur when starting from a network pickle [default: False]'),
     (('--nobench',), B, 'Disable cudnn.benchmark [default: False]'),
 ]
-NOT_CONFIG = ('outdir', 'resume', 'dry_run', 'trust_pickle', 'override', 'cache_dir', 'clamp_h_min', 'clamp_h_max',
-              'clamp_v_min', 'clamp_v_max')
+NOT_CONFIG = ('outdir', 'resume', 'dry_run', 'trust_pickle', 'verbose', 'override', 'cache_dir', 'clamp_h_min',
+              'clamp_h_max', 'clamp_v_min', 'clamp_v_max')
+
+
+def _preset_note(option: str) -> str:
+    """'; --cfg synthetic: 200' for the presets that set this option's field (shown in --help,
+    so that EG3D's default is not read as the value a preset will use)."""
+    field = option.lstrip('-').replace('-', '_')
+    values = [f'{name} {PRESETS[name][field]}' for name in sorted(PRESETS) if field in PRESETS[name]]
+    return f'; --cfg {", ".join(values)}' if values else ''
 
 
 def _add_options(fn):
     for decls, kind, text in reversed(OPTIONS):
+        note = _preset_note(decls[0])
+        if note and text.endswith(']'):
+            text = text[:-1] + note + ']'
+        elif note:
+            text += f' [{note[2:]}]'
         kwargs = dict(callback=_comma_list) if decls[0] == '--metrics' else {}
         if decls[0] in ('--outdir', '--cfg', '--data'):
             kwargs.update(required=True)
@@ -168,6 +181,7 @@ def _add_options(fn):
             kwargs.update(default=None)   # None = not given: the preset's value
         fn = click.option(*decls, type=kind, help=text.replace(' [required]', ''), **kwargs)(fn)
     fn = click.option('--override', multiple=True, hidden=True, callback=_overrides)(fn)
+    fn = click.option('--verbose', is_flag=True, help='Print all resolved options at the start of training')(fn)
     fn = click.option('--trust-pickle', is_flag=True, help='Read --resume files and a pickled detector with plain '
                       'pickle: code in them RUNS (trusted files only)')(fn)
     return click.option('-n', '--dry-run', is_flag=True, help='Print the options and parameter counts, then exit')(fn)
@@ -298,7 +312,8 @@ def main(**opts):
             raise click.UsageError(f'--outdir {opts["outdir"]}: cannot create the run folder '
                                    f'({err.strerror or err}: {err.filename or opts["outdir"]})') from None
     try:
-        distributed.launch(training_loop.main, c.gpus, c, opts['outdir'], opts['resume'], plan, opts['trust_pickle'])
+        distributed.launch(training_loop.main, c.gpus, c, opts['outdir'], opts['resume'], plan, opts['trust_pickle'],
+                           opts['verbose'])
     except Exception as err:     # an image that fails to decode, a full disk: one line naming the file
         raise click.ClickException(run_error_line(err)) from None
 

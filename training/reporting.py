@@ -131,6 +131,29 @@ class Reporter:
         self.writer.close()
 
 
+class Progress:
+    """Between ticks (a tick can take minutes on a CPU), a line at most every `interval` seconds:
+    kimg done of --kimg, images per second since the start of this process, ETA."""
+
+    def __init__(self, total_kimg: float, start_nimg: int, interval: float = 10.0, clock=time.time):
+        self.total_nimg, self.start_nimg, self.interval, self.clock = total_kimg * 1000, start_nimg, interval, clock
+        self.start = self.last = clock()
+
+    def mark(self) -> None:
+        """A tick line was just printed: wait a full interval for the next progress line."""
+        self.last = self.clock()
+
+    def line(self, cur_nimg: int) -> Optional[str]:
+        now = self.clock()
+        if now - self.last < self.interval:
+            return None
+        self.last = now
+        rate = (cur_nimg - self.start_nimg) / max(now - self.start, 1e-9)
+        eta = dnnlib.util.format_time((self.total_nimg - cur_nimg) / rate) if rate > 0 else '?'
+        return (f'progress: kimg {cur_nimg / 1e3:.3f} of {self.total_nimg / 1e3:g}  {rate:.1f} img/s  '
+                f'ETA {eta}')
+
+
 def status_line(fields: dict) -> str:
     """EG3D's progress line from the tick's Progress/Timing/Resources values."""
     parts = [f"tick {fields['Progress/tick']:<5d}", f"kimg {fields['Progress/kimg']:<8.3f}",

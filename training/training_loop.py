@@ -265,6 +265,7 @@ def maintenance(run, counters, reals, done):
     run.stats.update()
     if ctx.rank == 0:
         print(reporting.status_line(dict(fields, time_str=dnnlib.util.format_time(fields['Timing/total_sec']))))
+        run.progress.mark()
         reporter.write_stats(run.stats.as_dict(), kimg, time.time())
         reporter.pose_histograms(run.nets['G_ema'], run.nets['D'], reals[0][0], kimg)
     if done or tick % config.snap == 0:
@@ -310,6 +311,7 @@ def training_loop(ctx, config, run_dir, plan):
                           loss=loss, phases=phases, reporter=reporter, stats=training_stats.Collector(regex='.*'),
                           set_kwargs=config.training_set_kwargs(), start_time=time.time(), maintenance_sec=0.0)
     run.tick_start_time = run.start_time
+    run.progress = reporting.Progress(config.kimg, counters.cur_nimg) if ctx.rank == 0 else None
 
     while True:
         # Phases: Gmain, Greg, Dmain, Dreg, each when due (lazy regularization).
@@ -322,6 +324,9 @@ def training_loop(ctx, config, run_dir, plan):
         update_ema(config, G, G_ema, counters.cur_nimg, ema_rampup, loss.step(counters.cur_nimg).resolution)
         counters.cur_nimg += config.batch
         counters.batch_idx += 1
+        line = run.progress.line(counters.cur_nimg) if run.progress is not None else None
+        if line is not None:
+            print(line)
         # Tick (the first one right after the first iteration), snapshot, metrics.
         done = counters.cur_nimg >= config.kimg * 1000
         if done or counters.cur_tick == 0 or counters.cur_nimg >= counters.tick_start_nimg + config.tick * 1000:
@@ -339,9 +344,9 @@ def describe(config) -> dict:
                 D_kwargs=config.D_kwargs(), loss_kwargs=config.loss_kwargs())
 
 
-def main(ctx, config, outdir, resume, plan=None, trust_pickle=False):
+def main(ctx, config, outdir, resume, plan=None, trust_pickle=False, verbose=False):
     """Per process: rank 0 picks the run dir (checkpoint.plan_run) unless the launcher did, and
-    writes the options; then train."""
+    writes the options (printed in full only when verbose; else one summary line); then train."""
     if plan is None:
         plan = checkpoint.plan_run(outdir, config.run_desc, config.to_dict(), resume, trust_pickle) \
             if ctx.rank == 0 else None
@@ -351,7 +356,12 @@ def main(ctx, config, outdir, resume, plan=None, trust_pickle=False):
         logger = dnnlib.util.Logger(file_name=f'{plan.run_dir}/log.txt', file_mode='a', should_flush=True)
         options = dict(describe(config), run_dir=plan.run_dir, resume=dataclasses.asdict(plan))
         reporting.write_options(plan.run_dir, options)
-        print(json.dumps(options, indent=2))
+        if verbose:
+            print(json.dumps(options, indent=2))
+        else:
+            print(f'{config.cfg}: {config.data.data}, {config.kimg:g} kimg, batch {config.batch}, gamma '
+                  f'{config.loss.gamma:g}, pose source {config.model.pose_source} (all options: '
+                  f'{plan.run_dir}/training_options.json; --verbose prints them)')
         what = f'resuming from {plan.state}' if plan.state else f'starting {plan.run_dir}'
         print(f'\nRun directory: {plan.run_dir} ({what})')
     try:
