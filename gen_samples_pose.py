@@ -261,7 +261,7 @@ def main(network, seeds, truncation_psi, truncation_cutoff, outdir, dataset, fov
                 shape_level=shape_level)
     c = frontal_label(G, dataset_intrinsics(dataset, fov_deg), device)
     records = []
-    with torch.no_grad():
+    with torch.no_grad(), cli.output_errors('--outdir', outdir):   # e.g. a full disk: one line
         for seed in tqdm(seeds, desc='seeds', unit='seed'):
             records.append(generate_seed(G, seed, c, opts, device))
     print(summarize(records))

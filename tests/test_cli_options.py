@@ -132,3 +132,25 @@ def test_gen_samples_shapes_values_end_to_end(snapshot, tmp_path, shapes, made):
     assert res.exit_code == 0, res.output
     assert os.path.isfile(tmp_path / 'seed0000.png')
     assert os.path.isfile(tmp_path / 'seed0000.mrc') is made
+
+
+def readme_commands():
+    """Every `python X.py ...` line of README.md's ```bash blocks (continuations joined)."""
+    import re
+    import shlex
+    text = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'README.md')).read()
+    commands = []
+    for block in re.findall(r'```bash\n(.*?)```', text, flags=re.S):
+        for line in block.replace('\\\n', ' ').splitlines():
+            words = shlex.split(line, comments=True)
+            if len(words) > 1 and words[0] == 'python' and words[1].endswith('.py'):
+                commands.append((words[1][:-3], words[2:]))
+    return commands
+
+
+def test_readme_commands_parse():
+    commands = readme_commands()
+    assert {name for name, _ in commands} >= {'train', 'dataset_tool', 'gen_samples_pose', 'gen_videos',
+                                               'plot_pose_distribution', 'calc_metrics'}
+    for name, args in commands:
+        parsed(COMMANDS[name], args)     # raises click.UsageError/BadParameter on an unknown option or value

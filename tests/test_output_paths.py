@@ -98,3 +98,15 @@ def test_train_run_error_line():
     assert line.startswith('/runs/00000-x/.tmp-training-state-000001-a.pt: cannot write (No space left on device)')
     with pytest.raises(KeyError):
         train.run_error_line(KeyError('a bug keeps its traceback'))
+
+
+def test_gen_samples_full_disk_is_one_line(snapshot, tmp_path, monkeypatch):
+    import gen_samples_pose
+
+    def full_disk(path, data):
+        raise OSError(errno.ENOSPC, 'No space left on device', path)
+
+    monkeypatch.setattr(gen_samples_pose, 'save_bytes', full_disk)
+    res = CliRunner().invoke(gen_samples_pose.main, ['--network', snapshot, '--seeds', '0', '--outdir',
+                                                     str(tmp_path / 'out')])
+    one_error(res, '--outdir', 'No space left on device')
