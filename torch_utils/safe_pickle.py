@@ -222,5 +222,5 @@ def load_torch(path: str, allow_exec: bool = False):
                                     f'{TRUST_HINT}') from None
         raise pickle.UnpicklingError(f'{path}: truncated or corrupt ({_one_line(text)[:200]})') from None
     except _CORRUPT as e:
-        raise pickle.UnpicklingError(f'{path}: truncated or corrupt ({type(e).__name__}: {_one_line(e)[:200]})') \
-            from None
+        first = _one_line(e).split('. ')[0][:200]   # torch's zip errors run on for several sentences
+        raise pickle.UnpicklingError(f'{path}: truncated or corrupt ({type(e).__name__}: {first})') from None

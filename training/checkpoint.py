@@ -21,6 +21,13 @@ its latest training state; otherwise it starts a new run. So "resume = run the s
 again". `--resume RUN_DIR` or `--resume .../training-state-*.pt` continues that run (an error
 if the options differ); `--resume network.pkl` (path or URL) starts a new run from the weights
 only, as EG3D does (counters from 0).
+
+Every file resume reads is loaded safely (torch_utils/safe_pickle.py; plain pickle only with
+--trust-pickle) before any folder is made: a refused file is a one-line error. A truncated or
+corrupt newest training state is skipped for the previous complete one; an unreadable
+training_options.json is replaced by the config stored in the state; the `.tmp-*` files of a
+snapshot killed mid-write are removed from the run being continued; `--resume auto` reuses an
+orphan run folder (options and log only, untouched for a minute) instead of taking a new id.
 """
 
 import copy
@@ -284,7 +291,10 @@ def _resume_auto(outdir: str, desc: str, config_dict: dict, allow_exec: bool) ->
         readable = _saved_config(run_dir) is not None
         if find_latest(run_dir) is None or (readable and options_mismatch(run_dir, config_dict)):
             continue   # cheap checks first: states are loaded only for a run of the same options
-        state = latest_loadable(run_dir, allow_exec)
+        try:
+            state = latest_loadable(run_dir, allow_exec)
+        except ValueError as err:
+            raise ValueError(f'--resume auto: {err}') from None
         if state is not None and not options_mismatch(run_dir, config_dict, state, allow_exec):
             return RunPlan(run_dir, state=state, trust_pickle=allow_exec)
     return None
@@ -323,7 +333,10 @@ def plan_run(outdir: str, desc: str, config_dict: dict, resume: Optional[str], a
     elif resume is not None:
         if not (dnnlib.util.is_url(resume) or os.path.isfile(resume)):
             raise ValueError(f'--resume {resume}: not a run directory, training-state .pt, network .pkl, URL or "auto"')
-        data = load_network_pickle(resume, allow_exec)    # refuse a bad file before making a folder
+        try:
+            data = load_network_pickle(resume, allow_exec)    # refuse a bad file before making a folder
+        except ValueError as err:
+            raise ValueError(f'--resume {err}') from None
         problem = check_network(data) if check_network is not None else None
         if problem:
             raise ValueError(f'--resume {resume}: {problem}')
