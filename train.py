@@ -56,6 +56,13 @@ class _GainPair(click.ParamType):
         return gains
 
 
+def _no_constant(item):
+    """json.loads(parse_constant=...): NaN and Infinity are valid JSON for Python, not for a config."""
+    def refuse(name):
+        raise click.BadParameter(f'{item!r}: {name} is not a finite number', param_hint="'--override'")
+    return refuse
+
+
 def _overrides(ctx, param, values):
     """--override KEY=VALUE (hidden, for tests and experiments): VALUE is JSON, else a string."""
     out = {}
@@ -64,7 +71,7 @@ def _overrides(ctx, param, values):
         if not sep:
             raise click.BadParameter(f'expected KEY=VALUE, got {item!r}')
         try:
-            out[key.strip()] = json.loads(text)
+            out[key.strip()] = json.loads(text, parse_constant=_no_constant(item))
         except ValueError:
             out[key.strip()] = text
     return out

@@ -306,7 +306,10 @@ def compute_feature_stats_for_dataset(opts: MetricOptions, detector_kwargs: dict
     if opts.cache:
         cache_file = _real_stats_cache_file(opts, dataset, detector_url, detector_kwargs, stats_kwargs, max_items)
         if _cache_hit(opts, cache_file):
-            return FeatureStats.load(cache_file)
+            try:
+                return FeatureStats.load(cache_file)
+            except pickle.UnpicklingError as err:   # corrupt or planted: recompute and overwrite
+                print(f'Ignoring an unusable statistics cache: {err}')
     stats = FeatureStats(max_items=num_items, **stats_kwargs)
     detector = get_feature_detector(detector_url, opts.device, opts.num_gpus, opts.rank, opts.progress is not None,
                                     opts.trust_pickle)

@@ -182,3 +182,33 @@ def test_calc_metrics_names_a_truncated_network_pickle(data_and_run, tmp_path):
     assert res.exit_code == 1
     line = one_line_error(res.output)
     assert line.startswith(f'Error: {cut}: ') and 'truncated' in line, line
+
+
+def test_planted_statistics_cache_is_ignored_and_recomputed(tmp_path):
+    from test_metrics import TinyDetector, camera_labels, write_zip   # tests/test_metrics.py helpers
+    marker = tmp_path / 'ran'
+    det = tmp_path / 'det.pt'
+    torch.jit.script(TinyDetector()).save(str(det))
+    images = np.random.default_rng(1).integers(0, 256, size=(8, 16, 16, 3), dtype=np.uint8)
+    data = write_zip(tmp_path / 's.zip', images, camera_labels(np.full(8, np.pi / 2), np.full(8, np.pi / 2)))
+    opts = metric_utils.MetricOptions(dataset_kwargs=dict(class_name='training.dataset.ImageFolderDataset',
+                                                          path=str(data)),
+                                      cache_dir=str(tmp_path / 'cache'), detector_url=str(det), num_workers=0,
+                                      device='cpu')
+    kwargs = dict(detector_kwargs=dict(return_features=True), batch_size=8, capture_mean_cov=True)
+    first = metric_utils.compute_feature_stats_for_dataset(opts, **kwargs)
+    (cache,) = (tmp_path / 'cache' / 'gan-metrics').iterdir()
+    cache.write_bytes(planted_bytes(marker, shape='object'))
+    again = metric_utils.compute_feature_stats_for_dataset(opts, **kwargs)
+    assert not marker.exists()
+    assert np.array_equal(first.get_mean_cov()[0], again.get_mean_cov()[0])
+    assert metric_utils.FeatureStats.load(str(cache)).num_items == 8        # rewritten with real statistics
+
+
+def test_override_refuses_nan():
+    from click.testing import CliRunner
+
+    import train
+    res = CliRunner().invoke(train.main, ['--outdir', 'x', '--cfg', 'synthetic', '--data', 'x',
+                                          '--override', 'gamma=NaN'])
+    assert res.exit_code == 2 and "'gamma=NaN': NaN is not a finite number" in res.output, res.output
