@@ -327,7 +327,10 @@ def main(**opts):
 
 def run_error_line(err: Exception) -> str:
     """One line for an error that stops a run; re-raises errors that are bugs (tracebacks)."""
+    from training.checkpoint import PlanError
     from training.dataset_check import bad_image_line
+    if isinstance(err, PlanError):
+        return str(err)
     line = bad_image_line(err)
     if line is not None:
         return f'{line} (resume with --resume auto after fixing the dataset)'

@@ -212,3 +212,22 @@ def test_override_refuses_nan():
     res = CliRunner().invoke(train.main, ['--outdir', 'x', '--cfg', 'synthetic', '--data', 'x',
                                           '--override', 'gamma=NaN'])
     assert res.exit_code == 2 and "'gamma=NaN': NaN is not a finite number" in res.output, res.output
+
+
+def test_torchrun_resume_refuses_planted_pickle(data_and_run, tmp_path):
+    """Under torchrun rank 0 plans the run: every rank stops with the one line (torchrun then
+    prints its own ChildFailedError report, which is the launcher's, not ours)."""
+    import subprocess
+    import sys
+    data, _ = data_and_run
+    marker, outdir = tmp_path / 'ran', tmp_path / 'runs'
+    evil = tmp_path / 'evil.pkl'
+    evil.write_bytes(planted_bytes(marker))
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', 'train.py',
+           '--gpus', '2', '--outdir', str(outdir), '--data', str(data), '--kimg', '0.016', '--resume', str(evil)]
+    proc = subprocess.run(cmd + hardening_helpers.TINY, cwd=hardening_helpers.REPO, env=hardening_helpers.ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith('Error: ')]
+    assert len(lines) == 2 and all(ln.startswith(f'Error: --resume {evil}: ') for ln in lines), proc.stderr[-3000:]
+    assert not marker.exists() and not outdir.exists()

@@ -206,6 +206,10 @@ def network_pickle_for(state_path: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # Run directories and resume plans.
 
+class PlanError(ValueError):
+    """An unusable --resume or --outdir found by rank 0 under torchrun; every rank raises it."""
+
+
 @dataclasses.dataclass(frozen=True)
 class RunPlan:
     """Where to write and what to start from."""

@@ -344,13 +344,24 @@ def describe(config) -> dict:
                 D_kwargs=config.D_kwargs(), loss_kwargs=config.loss_kwargs())
 
 
+def plan_or_error(outdir, config, resume, trust_pickle):
+    """checkpoint.plan_run, or its one-line error as a string (to broadcast to the other ranks)."""
+    try:
+        return checkpoint.plan_run(outdir, config.run_desc, config.to_dict(), resume, trust_pickle)
+    except ValueError as err:
+        return str(err)
+    except OSError as err:
+        return f'--outdir {outdir}: cannot create the run folder ({err.strerror or err}: {err.filename or outdir})'
+
+
 def main(ctx, config, outdir, resume, plan=None, trust_pickle=False, verbose=False):
     """Per process: rank 0 picks the run dir (checkpoint.plan_run) unless the launcher did, and
     writes the options (printed in full only when verbose; else one summary line); then train."""
-    if plan is None:
-        plan = checkpoint.plan_run(outdir, config.run_desc, config.to_dict(), resume, trust_pickle) \
-            if ctx.rank == 0 else None
+    if plan is None:   # under torchrun: rank 0 plans; an unusable --resume/--outdir stops every rank
+        plan = plan_or_error(outdir, config, resume, trust_pickle) if ctx.rank == 0 else None
         plan = ctx.broadcast_object(plan)
+        if isinstance(plan, str):
+            raise checkpoint.PlanError(plan)
     logger = None
     if ctx.rank == 0:
         logger = dnnlib.util.Logger(file_name=f'{plan.run_dir}/log.txt', file_mode='a', should_flush=True)
