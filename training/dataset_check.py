@@ -1,8 +1,8 @@
 """Check a dataset's images before training (issue 16 item 3; used by train.py and
 `dataset_tool.py --check`).
 
-`check_images(dataset)` reads every image header (format, size, mode: the first 64 KiB of each
-file, cheap) and reports what would stop training mid-run: a file PIL cannot identify, a mode
+`check_images(dataset)` reads every image header (format, size, mode: PIL parses only the
+first bytes of each file, cheap) and reports what would stop training mid-run: a file PIL cannot identify, a mode
 that is not 8 bits per channel, a channel count or (without resizing) a size unlike image 0's.
 `full=True` also decodes every image, which catches truncated files too (dataset_tool --check).
 A decode that still fails during training raises `training.dataset.BadImageError`, whose
@@ -18,18 +18,16 @@ import PIL.Image
 
 from training.dataset import ImageFolderDataset, one_line
 
-HEADER_BYTES = 1 << 16
 _EIGHT_BIT_MODES = ('1', 'L', 'P', 'RGB', 'RGBA', 'CMYK', 'YCbCr', 'LAB', 'HSV', 'LA', 'PA', 'RGBX', 'RGBa', 'La')
 
 
 def _image_facts(dataset: ImageFolderDataset, fname: str, full: bool):
     """(mode, size, bands) of one image; raises on an unreadable one."""
     with dataset._open_file(fname) as f:   # the dataset's own reader (folder or zip member)
-        data = f.read() if full else f.read(HEADER_BYTES)
-    img = PIL.Image.open(io.BytesIO(data))
-    if full:
-        img.load()
-    return img.mode, img.size, len(img.getbands())
+        img = PIL.Image.open(io.BytesIO(f.read()) if full else f)   # lazy: open() parses the header only
+        if full:
+            img.load()
+        return img.mode, img.size, len(img.getbands())
 
 
 def check_images(dataset: ImageFolderDataset, full: bool = False,
