@@ -99,13 +99,20 @@ def test_orphan_run_folder_is_reused(data_and_run, tmp_path):
     orphan.mkdir(parents=True)
     (orphan / 'training_options.json').write_text(json.dumps(dict(config=config)))
     (orphan / 'log.txt').write_text('killed in the first second\n')
+    for name in ('stats.jsonl', 'reals.png', 'events.out.tfevents.1.host'):   # the Reporter had started
+        (orphan / name).write_bytes(b'' if name == 'stats.jsonl' else b'x')
     assert checkpoint.plan_run(str(outdir), desc, config, 'auto').run_dir.endswith(f'00001-{desc}')  # too recent
     (outdir / f'00001-{desc}').rmdir()
     old = time.time() - 600
-    for path in (orphan / 'training_options.json', orphan / 'log.txt', orphan):
+    for path in list(orphan.iterdir()) + [orphan]:
         os.utime(path, (old, old))
     plan = checkpoint.plan_run(str(outdir), desc, config, 'auto')
     assert plan == checkpoint.RunPlan(str(orphan)) and sorted(os.listdir(outdir)) == [f'00000-{desc}']
+    assert sorted(os.listdir(orphan)) == ['log.txt', 'training_options.json']     # stale files removed
+    (orphan / 'stats.jsonl').write_text('{"Progress/kimg": {"mean": 0.008}}\n')  # it had ticked: not an orphan
+    os.utime(orphan / 'stats.jsonl', (old, old))
+    os.utime(orphan, (old, old))
+    assert checkpoint.plan_run(str(outdir), desc, config, 'auto').run_dir.endswith(f'00001-{desc}')
 
 
 def test_resume_pickle_of_another_configuration_names_the_tensor(data_and_run, tmp_path):

@@ -27,7 +27,8 @@ Every file resume reads is loaded safely (torch_utils/safe_pickle.py; plain pick
 corrupt newest training state is skipped for the previous complete one; an unreadable
 training_options.json is replaced by the config stored in the state; the `.tmp-*` files of a
 snapshot killed mid-write are removed from the run being continued; `--resume auto` reuses an
-orphan run folder (options and log only, untouched for a minute) instead of taking a new id.
+orphan run folder (killed before its first tick, untouched for a minute) instead of taking a
+new id.
 """
 
 import copy
@@ -268,28 +269,42 @@ def _diff(a, b, prefix: str) -> List[str]:
     return [] if a == b else [prefix.rstrip('.')]
 
 
-_ORPHAN_FILES = {OPTIONS_FNAME, 'log.txt'}   # all that a run killed in its first seconds leaves
+_ORPHAN_KEEP = (OPTIONS_FNAME, 'log.txt')
+
+
+def _orphan_stale(name: str, path: str) -> bool:
+    """Files a run writes before its first tick; in an orphan they are stale and are removed."""
+    return name == 'reals.png' or name.startswith('events.out.tfevents.') or (name == 'stats.jsonl'
+                                                                               and os.path.getsize(path) == 0)
 
 
 def _is_orphan(run_dir: str, config_dict: dict, quiet_sec: float = 60) -> bool:
-    """A run folder with nothing but its options and log (killed before its first tick), of
-    these options or with unreadable ones, untouched for quiet_sec (so not a run starting right
-    now beside us): `--resume auto` reuses it instead of taking a new id."""
+    """A run folder killed before its first tick (options, log, and maybe an empty stats.jsonl,
+    reals.png, TensorBoard events; no snapshot), of these options or with unreadable ones,
+    untouched for quiet_sec (so not a run starting right now beside us): `--resume auto` reuses
+    it instead of taking a new id."""
     if not os.path.isdir(run_dir):
         return False
-    names = {n for n in os.listdir(run_dir) if not n.startswith('.tmp-')}
-    if not names <= _ORPHAN_FILES:
+    names = [n for n in os.listdir(run_dir) if not n.startswith('.tmp-')]
+    if not all(n in _ORPHAN_KEEP or _orphan_stale(n, os.path.join(run_dir, n)) for n in names):
         return False
     newest = max([os.path.getmtime(os.path.join(run_dir, n)) for n in names] + [os.path.getmtime(run_dir)])
     return time.time() - newest > quiet_sec and (_saved_config(run_dir) is None
                                                  or not options_mismatch(run_dir, config_dict))
 
 
+def _reuse_orphan(run_dir: str, allow_exec: bool) -> RunPlan:
+    for name in os.listdir(run_dir):
+        if name not in _ORPHAN_KEEP and _orphan_stale(name, os.path.join(run_dir, name)):
+            os.remove(os.path.join(run_dir, name))   # rewritten by the fresh start
+    return RunPlan(run_dir, trust_pickle=allow_exec)
+
+
 def _resume_auto(outdir: str, desc: str, config_dict: dict, allow_exec: bool) -> Optional[RunPlan]:
     pattern = re.compile(r'^\d+-' + re.escape(desc) + '$')
     dirs = sorted(d for d in os.listdir(outdir) if pattern.match(d)) if os.path.isdir(outdir) else []
     if dirs and _is_orphan(os.path.join(outdir, dirs[-1]), config_dict):
-        return RunPlan(os.path.join(outdir, dirs[-1]), trust_pickle=allow_exec)
+        return _reuse_orphan(os.path.join(outdir, dirs[-1]), allow_exec)
     for name in reversed(dirs):
         run_dir = os.path.join(outdir, name)
         readable = _saved_config(run_dir) is not None
