@@ -98,6 +98,7 @@ OPTIONS = [
     (('--desc',), str, 'Suffix of the run directory name'),
     (('--metrics',), str, "Metrics after each snapshot, comma-separated or 'none' [default: fid50k_full]"),
     (('--mirror',), B, 'Dataset x-flips [default: False]'),
+    (('--skip-bad-images',), B, 'Log and skip images that fail to decode instead of stopping [default: False]'),
     (('--workers',), click.IntRange(min=0), 'DataLoader worker processes [default: 3]'),
     (('--cache_dir',), str, 'Cache directory for downloads (metrics networks)'),
     (('--pose_source',), click.Choice(config_lib.POSE_SOURCES),
@@ -186,6 +187,8 @@ def _add_options(fn):
             kwargs.update(required=True)
         else:
             kwargs.update(default=None)   # None = not given: the preset's value
+        if decls[0] == '--skip-bad-images':
+            kwargs.update(is_flag=False, flag_value=True)    # the bare flag, or a value
         fn = click.option(*decls, type=kind, help=text.replace(' [required]', ''), **kwargs)(fn)
     fn = click.option('--override', multiple=True, hidden=True, callback=_overrides)(fn)
     fn = click.option('--verbose', is_flag=True, help='Print all resolved options at the start of training')(fn)
@@ -256,7 +259,9 @@ def check_dataset(c) -> None:
         raise click.UsageError('--pose_source dataset needs camera poses in dataset.json; this dataset has none')
     from training.dataset_check import check_images
     bad = check_images(dataset)   # every header: a bad image stops us here, not ticks later
-    if bad:
+    if bad and c.data.skip_bad_images:
+        print(f'warning: {len(bad)} bad images will be skipped, e.g. {bad[0]}')
+    elif bad:
         more = f' (and {len(bad) - 1} more; `python dataset_tool.py --check ZIP` lists them)' if len(bad) > 1 else ''
         raise click.UsageError(f'--data: {bad[0]}{more}')
 

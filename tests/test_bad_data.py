@@ -105,3 +105,15 @@ def test_truncated_member_bytes_really_fail_to_decode(zips):
         data = z.read(zips['names'][1])
     with pytest.raises(OSError):
         PIL.Image.open(io.BytesIO(data)).load()
+
+
+def test_skip_bad_images_opt_in(zips, tmp_path):
+    proc = run_train(tmp_path / 'runs', zips['truncated'], '0.016', '--skip-bad-images')
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    output = proc.stdout + proc.stderr     # the run's Logger sends stderr to stdout and log.txt
+    skipped = [ln for ln in output.splitlines() if ln.startswith('warning: skipping a bad image: ')]
+    assert skipped and all("truncated.zip: cannot read image '" in ln for ln in skipped)
+    assert 'Traceback' not in proc.stderr and list((tmp_path / 'runs').glob('*/network-snapshot-*.pkl'))
+    res = CliRunner().invoke(train.main, ['--outdir', str(tmp_path / 'dry'), '--data', str(zips['garbage']),
+                                          '--dry-run', '--skip-bad-images', 'true', *TINY])
+    assert res.exit_code == 0 and 'warning: 1 bad images will be skipped' in res.output, res.output

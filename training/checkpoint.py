@@ -52,7 +52,7 @@ NETWORK_FMT = 'network-snapshot-{tag}.pkl'
 STATE_FMT = 'training-state-{tag}.pt'
 _STATE_RE = re.compile(r'^training-state-(\d+)(?:\.(\d{3}))?\.pt$')
 OPTIONS_FNAME = 'training_options.json'
-RESUME_MAY_CHANGE = ('kimg', 'tick', 'snap', 'metrics', 'image_grid', 'workers', 'nobench')
+RESUME_MAY_CHANGE = ('kimg', 'tick', 'snap', 'metrics', 'image_grid', 'workers', 'nobench', 'skip_bad_images')
 
 
 def snapshot_tag(cur_nimg: int, fine: bool = False) -> str:

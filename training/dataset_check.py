@@ -7,16 +7,19 @@ that is not 8 bits per channel, a channel count or (without resizing) a size unl
 `full=True` also decodes every image, which catches truncated files too (dataset_tool --check).
 A decode that still fails during training raises `training.dataset.BadImageError`, whose
 one-line message names the zip member; `bad_image_line` finds it in the text of an exception
-re-raised by a DataLoader worker or a spawned process.
+re-raised by a DataLoader worker or a spawned process. With train.py's opt-in
+`--skip-bad-images` the dataset is a `SkipBadImagesDataset`: it logs each bad image (one line on
+stderr) and returns the next readable item instead.
 """
 
 import io
 import re
+import sys
 from typing import Callable, List, Optional
 
 import PIL.Image
 
-from training.dataset import ImageFolderDataset, one_line
+from training.dataset import BadImageError, ImageFolderDataset, one_line
 
 _EIGHT_BIT_MODES = ('1', 'L', 'P', 'RGB', 'RGBA', 'CMYK', 'YCbCr', 'LAB', 'HSV', 'LA', 'PA', 'RGBX', 'RGBa', 'La')
 
@@ -61,3 +64,16 @@ def bad_image_line(err: BaseException) -> Optional[str]:
     lines = [re.sub(r'^.*BadImageError: ', '', ln).strip() for ln in str(err).splitlines()
              if ": cannot read image '" in ln]
     return lines[-1] if lines else None
+
+
+class SkipBadImagesDataset(ImageFolderDataset):
+    """ImageFolderDataset whose items skip images that fail to decode (opt-in): the next
+    readable item (image and its label) stands in, and a line names the bad member."""
+
+    def __getitem__(self, idx):
+        for step in range(len(self)):
+            try:
+                return super().__getitem__((idx + step) % len(self))
+            except BadImageError as err:
+                print(f'warning: skipping a bad image: {err}', file=sys.stderr)
+        raise BadImageError(f'{self._path}: no image of the dataset can be decoded')
