@@ -3,7 +3,8 @@
 From one 16-image zip (make_synthetic.py) the fixture derives a zip with a garbage member (the
 header check at start-up refuses it), one whose images 1..15 are cut in half (headers are
 fine, so training starts and the first batch fails to decode: a one-line error naming the
-member, also through a DataLoader worker), and `dataset_tool.py --check` reports both.
+member, also through a DataLoader worker or a spawned rank), and `dataset_tool.py --check`
+reports both.
 """
 
 import io
@@ -68,9 +69,10 @@ def test_train_refuses_a_garbage_image_at_start(zips, tmp_path):
     assert not (tmp_path / 'runs').exists()
 
 
-@pytest.mark.parametrize('workers', ['0', '1'])
-def test_truncated_image_mid_run_is_one_line_naming_the_member(zips, tmp_path, workers):
-    proc = run_train(tmp_path / 'runs', zips['truncated'], '0.016', '--workers', workers)
+@pytest.mark.parametrize('extra', [['--workers', '0'], ['--workers', '1'], ['--gpus', '2', '--batch-gpu', '4']])
+def test_truncated_image_mid_run_is_one_line_naming_the_member(zips, tmp_path, extra):
+    """In the process, re-raised from a DataLoader worker, or from a spawned rank."""
+    proc = run_train(tmp_path / 'runs', zips['truncated'], '0.016', *extra)
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
