@@ -226,6 +226,22 @@ def angle_pairs(yaws, pitches):
     return [(y, p) for y in (yaws or [0.0]) for p in (pitches or [0.0])]
 
 
+@torch.no_grad()
+def generate_all(G, seeds, c, opts, device) -> list:
+    """generate_seed for every seed; when one fails (a full disk), the files it had already
+    written are removed, so every seed in outdir has its complete set of files."""
+    records = []
+    for seed in tqdm(seeds, desc='seeds', unit='seed'):
+        before = set(os.listdir(opts['outdir']))
+        try:
+            records.append(generate_seed(G, seed, c, opts, device))
+        except BaseException:
+            for name in set(os.listdir(opts['outdir'])) - before:
+                os.remove(os.path.join(opts['outdir'], name))
+            raise
+    return records
+
+
 @click.command()
 @click.option('--network', 'network', required=True, help='Network pickle (path or URL); G_ema is used.')
 @click.option('--seeds', type=IntRanges(), required=True, help='Seeds, e.g. 0-3,7.')
@@ -260,11 +276,10 @@ def main(network, seeds, truncation_psi, truncation_cutoff, outdir, dataset, fov
                 shape_formats=('.mrc', '.ply') if shape_format == 'both' else (shape_format,),
                 shape_level=shape_level)
     c = frontal_label(G, dataset_intrinsics(dataset, fov_deg), device)
-    records = []
-    with torch.no_grad(), cli.output_errors('--outdir', outdir):   # e.g. a full disk: one line
-        for seed in tqdm(seeds, desc='seeds', unit='seed'):
-            records.append(generate_seed(G, seed, c, opts, device))
+    with cli.output_errors('--outdir', outdir):   # e.g. a full disk: one line
+        records = generate_all(G, seeds, c, opts, device)
     print(summarize(records))
+
 
 
 if __name__ == '__main__':

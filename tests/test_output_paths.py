@@ -103,10 +103,18 @@ def test_train_run_error_line():
 def test_gen_samples_full_disk_is_one_line(snapshot, tmp_path, monkeypatch):
     import gen_samples_pose
 
-    def full_disk(path, data):
-        raise OSError(errno.ENOSPC, 'No space left on device', path)
+    real_save, calls = gen_samples_pose.save_bytes, []
+
+    def full_disk(path, data):   # seed 0 is written; seed 1 fails after its first file
+        calls.append(path)
+        if '0001' in os.path.basename(path) and len([p for p in calls if '0001' in p]) > 1:
+            raise OSError(errno.ENOSPC, 'No space left on device', path)
+        real_save(path, data)
 
     monkeypatch.setattr(gen_samples_pose, 'save_bytes', full_disk)
-    res = CliRunner().invoke(gen_samples_pose.main, ['--network', snapshot, '--seeds', '0', '--outdir',
-                                                     str(tmp_path / 'out')])
+    out = tmp_path / 'out'
+    res = CliRunner().invoke(gen_samples_pose.main, ['--network', snapshot, '--seeds', '0-1', '--outdir', str(out)])
     one_error(res, '--outdir', 'No space left on device')
+    names = sorted(os.listdir(out))
+    assert len([p for p in calls if '0001' in os.path.basename(p)]) == 2    # seed 1 had written one file
+    assert 'seed0000.png' in names and not any('0001' in n for n in names), names   # ...which was removed
