@@ -261,6 +261,9 @@ def generate_all(G, seeds, c, opts, device) -> list:
               help='Iso level (raw density) of the .ply surface.')
 @click.option('--yaws', type=FloatList(), default=None, help='Extra views: yaw offsets in degrees, e.g. -30,0,30.')
 @click.option('--pitches', type=FloatList(), default=None, help='Extra views: pitch offsets in degrees.')
+@cli.ignored_option('--reload_modules', why='networks are always rebuilt from this code by legacy.py')
+@cli.ignored_option('--class', 'class_idx', why='unused by PoF3D')
+@cli.ignored_option('--self_pose', why='unused by PoF3D; the learned pose is always used')
 @click.option('--device', default=None, help='torch device (default: cuda if available, else cpu).')
 def main(network, seeds, truncation_psi, truncation_cutoff, outdir, dataset, fov_deg, noise_mode, do_shapes,
          shape_res, shape_format, shape_level, yaws, pitches, device):

@@ -147,6 +147,7 @@ def render_video(G, ws, c, poses, grid, writers, opts):
 @click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
 @cli.bool_flag('--depth', help='Also write <stem>_depth.mp4.')
 @click.option('--output', required=True, help='Output video path (.mp4).')
+@cli.ignored_option('--reload_modules', why='networks are always rebuilt from this code by legacy.py')
 @click.option('--device', default=None, help='torch device (default: cuda if available, else cpu).')
 def main(network, seeds, grid, frames, fps, truncation_psi, truncation_cutoff, yaw_range, pitch_range, pose_samples,
          dataset, fov_deg, noise_mode, depth, output, device):

@@ -95,3 +95,12 @@ def output_errors(option: str, path: str):
     except OSError as err:
         name = err.filename if err.filename and not os.path.basename(str(err.filename)).startswith('.tmp-') else path
         raise click.ClickException(f'{option} {name}: cannot write ({err.strerror or err})') from None
+
+
+def ignored_option(*decls, why: str):
+    """A hidden option of the EG3D/PoF3D scripts that has no effect here: accepted (so that a
+    copied command line runs) with a note on stderr, not passed to the command."""
+    def note(ctx, param, value):
+        if value is not None:
+            click.echo(f'note: {param.opts[0]} {value} is ignored ({why})', err=True)
+    return click.option(*decls, hidden=True, expose_value=False, callback=note, default=None)

@@ -154,3 +154,11 @@ def test_readme_commands_parse():
                                                'plot_pose_distribution', 'calc_metrics'}
     for name, args in commands:
         parsed(COMMANDS[name], args)     # raises click.UsageError/BadParameter on an unknown option or value
+
+
+def test_reference_only_options_are_accepted_and_ignored(snapshot, tmp_path):
+    res = CliRunner().invoke(gen_samples_pose.main, ['--network', snapshot, '--seeds', '0', '--outdir', str(tmp_path),
+                                                     '--reload_modules=True', '--class', '0', '--self_pose', 'True'])
+    assert res.exit_code == 0, res.output
+    assert 'note: --reload_modules True is ignored' in res.output and 'note: --self_pose True is ignored' in res.output
+    assert os.path.isfile(tmp_path / 'seed0000.png')
