@@ -168,7 +168,7 @@ NOT_CONFIG = ('outdir', 'resume', 'dry_run', 'trust_pickle', 'verbose', 'overrid
 
 
 def _preset_note(option: str) -> str:
-    """'; --cfg synthetic: 200' for the presets that set this option's field (shown in --help,
+    """'; --cfg synthetic 200' for the presets that set this option's field (shown in --help,
     so that EG3D's default is not read as the value a preset will use)."""
     field = option.lstrip('-').replace('-', '_')
     values = [f'{name} {PRESETS[name][field]}' for name in sorted(PRESETS) if field in PRESETS[name]]
@@ -283,8 +283,9 @@ def check_metrics(c, trust_pickle: bool) -> None:
 
 def build_nets(c) -> dict:
     """G and D as the training loop builds them (for checking a --resume pickle's shapes)."""
-    return {name: dnnlib.util.construct_class_by_name(**kwargs) for name, kwargs in (('G', c.G_kwargs()),
-                                                                                     ('D', c.D_kwargs()))}
+    with torch.random.fork_rng(devices=[]):   # random init only: leave the global RNG as it was
+        return {name: dnnlib.util.construct_class_by_name(**kwargs) for name, kwargs in (('G', c.G_kwargs()),
+                                                                                         ('D', c.D_kwargs()))}
 
 
 def dry_run(c) -> None:
