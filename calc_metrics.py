@@ -18,23 +18,18 @@ import click
 import torch
 
 import dnnlib
+import legacy
 from metrics import metric_main, metric_utils
+from torch_utils import safe_pickle
 from training.dataset import one_line
 
 _KEEP_FROM_TRAINING = ('create_label_fov', 'pad_long')   # image preprocessing that --data keeps
 
 
-def load_network(network_pkl: str) -> dict:
-    """The snapshot dict ({'G_ema': ..., 'training_set_kwargs': ...}); through legacy.py
-    (checkpoint conversion) when the repo has it, else a plain pickle."""
-    try:
-        import legacy
-    except ModuleNotFoundError as err:
-        if err.name != 'legacy':
-            raise
-        legacy = None
-    with dnnlib.util.open_url(network_pkl, verbose=False) as f:
-        data = legacy.load_network_pkl(f) if legacy is not None else pickle.load(f)
+def load_network(network_pkl: str, allow_exec: bool = False) -> dict:
+    """The snapshot dict ({'G_ema': ..., 'training_set_kwargs': ...}) through legacy.py's safe
+    loader (checkpoint conversion; the file's code runs only with allow_exec)."""
+    data = legacy.load_network_file(network_pkl, allow_exec=allow_exec)
     if isinstance(data, torch.nn.Module):
         data = {'G_ema': data}
     if not isinstance(data, dict) or data.get('G_ema') is None:
@@ -72,7 +67,7 @@ def subprocess_fn(rank: int, args: dnnlib.EasyDict, temp_dir: str) -> None:
     for metric in args.metrics:
         result = metric_main.calc_metric(metric, G=args.G, dataset_kwargs=args.dataset_kwargs,
                                          num_gpus=args.num_gpus, rank=rank, device=device, progress=progress,
-                                         detector_url=args.detector_url)
+                                         detector_url=args.detector_url, trust_pickle=args.trust_pickle)
         if rank == 0:
             metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=args.network_pkl)
 
@@ -86,14 +81,17 @@ def _parse_metrics(value: str) -> list:
     return metrics
 
 
-def _setup(network_pkl, metrics, data, mirror, gpus, detector, run_dir, verbose) -> dnnlib.EasyDict:
+def _setup(network_pkl, metrics, data, mirror, gpus, detector, run_dir, verbose, trust) -> dnnlib.EasyDict:
     args = dnnlib.EasyDict(metrics=_parse_metrics(metrics), num_gpus=gpus, verbose=verbose,
-                           network_pkl=network_pkl, detector_url=detector)
+                           network_pkl=network_pkl, detector_url=detector, trust_pickle=trust)
     if gpus < 1 or (gpus > 1 and torch.cuda.is_available() and gpus > torch.cuda.device_count()):
         raise ValueError(f'--gpus must be between 1 and the number of CUDA devices, got {gpus}')
     if detector is not None and '://' not in detector and not os.path.isfile(detector):
         raise FileNotFoundError(f'--detector: no such file: {detector}')
-    snapshot = load_network(network_pkl)
+    if not trust and metric_utils.detector_needs_trust(metric_utils.resolve_detector_url(detector)):
+        raise safe_pickle.UnsafePickleError(f'--detector {metric_utils.resolve_detector_url(detector)}: a pickle, '
+                                            f'not a TorchScript archive: {safe_pickle.TRUST_HINT}')
+    snapshot = load_network(network_pkl, trust)
     args.G = snapshot['G_ema']
     args.dataset_kwargs = dataset_options(data, snapshot, args.G)
     if mirror is not None:
@@ -114,12 +112,14 @@ def _setup(network_pkl, metrics, data, mirror, gpus, detector, run_dir, verbose)
                                  'else the Inception URL]', metavar='PATH')
 @click.option('--run_dir', help='Folder for metric-*.jsonl [default: the snapshot\'s folder]', metavar='DIR')
 @click.option('--verbose', help='Print progress', type=bool, default=True, show_default=True, metavar='BOOL')
-def main(network_pkl, metrics, data, mirror, gpus, detector, run_dir, verbose):
+@click.option('--trust-pickle', 'trust', is_flag=True,
+              help='Load pickles with plain pickle: code in --network/--detector RUNS (trusted files only)')
+def main(network_pkl, metrics, data, mirror, gpus, detector, run_dir, verbose, trust):
     """Compute metrics of a trained network snapshot."""
     if metrics.strip() == 'none':
         return
     try:
-        args = _setup(network_pkl, metrics, data, mirror, gpus, detector, run_dir, verbose)
+        args = _setup(network_pkl, metrics, data, mirror, gpus, detector, run_dir, verbose, trust)
     except (OSError, ValueError, pickle.UnpicklingError, EOFError) as err:
         raise click.ClickException(one_line(err)) from None
     with tempfile.TemporaryDirectory() as temp_dir:
@@ -128,7 +128,7 @@ def main(network_pkl, metrics, data, mirror, gpus, detector, run_dir, verbose):
             return
         try:
             subprocess_fn(0, args, temp_dir)
-        except OSError as err:      # e.g. the detector cannot be downloaded offline
+        except (OSError, pickle.UnpicklingError) as err:   # offline download; a refused detector pickle
             raise click.ClickException(one_line(err)) from None
 
 

@@ -2,6 +2,7 @@
 
     python dataset_tool.py --source SRC --dest DEST.zip [--resolution N]
         [--transform center-crop|center-crop-wide|pad] [--labels labels.json] [--max-images N]
+    python dataset_tool.py --check DATASET.zip     # validate only: decode every image, parse labels
 
 SRC is a folder (searched recursively) or a .zip; every file whose extension PIL knows is an
 image, taken in order of relative path. DEST.zip gets `{idx//1000:05d}/img{idx:08d}.png` for
@@ -37,6 +38,7 @@ import numpy as np
 import PIL.Image
 
 import dnnlib
+from dnnlib import cli
 from training.dataset import LABELS_FNAME, is_image_name, make_square, one_line, parse_labels, resize_square
 
 TRANSFORMS = ('center-crop', 'center-crop-wide', 'pad')
@@ -205,22 +207,48 @@ def convert_dataset(source_path, dest, resolution=None, transform='center-crop',
         if not names:
             raise click.ClickException(f"--source '{source_path}': no image files found")
         labels = read_labels(source, labels_path, names)
-        write_atomically(dest, lambda tmp: write_dataset(tmp, source, names, labels, transform, resolution))
+        cli.prepare_output(dest, '--dest')
+        with cli.output_errors('--dest', dest):
+            write_atomically(dest, lambda tmp: write_dataset(tmp, source, names, labels, transform, resolution))
     finally:
         source.close()
     return len(names)
 
 
+def check_dataset(path: str) -> str:
+    """`--check`: open `path` as training does, parse its labels and decode every image.
+    Returns a one-line summary; click.ClickException listing every bad image otherwise."""
+    from training.dataset import ImageFolderDataset
+    from training.dataset_check import check_images
+    try:
+        dataset = ImageFolderDataset(path)
+        labels = dataset._load_raw_labels()      # parses dataset.json: a one-line ValueError if bad
+    except (OSError, ValueError) as err:
+        raise click.ClickException(one_line(err)) from None
+    bad = check_images(dataset, full=True)
+    if bad:
+        raise click.ClickException('\n'.join(bad + [f'{len(bad)} of {len(dataset)} images are bad']))
+    c, h, w = dataset.image_shape
+    return (f"{path}: OK, {len(dataset)} images, {w}x{h}, {c} channels, "
+            f"{'labels for every image' if labels is not None else 'no labels'}")
+
+
 @click.command(help='\n\n'.join('\b\n' + part for part in __doc__.strip().split('\n\n')))  # \b: keep layout
-@click.option('--source', 'source', metavar='PATH', required=True, help='Folder or .zip of input images.')
-@click.option('--dest', 'dest', metavar='ZIP', required=True, help='Output .zip (must not exist).')
+@click.option('--check', 'check', metavar='PATH', help='Only validate a dataset (decode every image, parse labels).')
+@click.option('--source', 'source', metavar='PATH', help='Folder or .zip of input images [required].')
+@click.option('--dest', 'dest', metavar='ZIP', help='Output .zip (must not exist) [required].')
 @click.option('--resolution', type=click.IntRange(min=1), help='Output size N (N x N, LANCZOS).')
 @click.option('--transform', type=click.Choice(TRANSFORMS), default='center-crop', show_default=True,
               help='How to make images square.')
 @click.option('--labels', 'labels_path', metavar='JSON', help='Labels file (default: SRC/dataset.json).')
 @click.option('--max-images', type=click.IntRange(min=1), help='Convert only the first N images.')
-@click.option('--overwrite', is_flag=True, help='Replace DEST if it exists.')
-def main(source, dest, resolution, transform, labels_path, max_images, overwrite):
+@cli.bool_flag('--overwrite', help='Replace DEST if it exists.')
+def main(check, source, dest, resolution, transform, labels_path, max_images, overwrite):
+    if check is not None:
+        click.echo(check_dataset(check))
+        return
+    if source is None or dest is None:
+        raise click.UsageError(f"Missing option '{'--source' if source is None else '--dest'}' (or pass --check PATH)")
     n = convert_dataset(source, dest, resolution=resolution, transform=transform, labels_path=labels_path,
                         max_images=max_images, overwrite=overwrite)
     click.echo(f"Wrote {n} images to '{dest}'")

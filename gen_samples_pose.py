@@ -49,6 +49,7 @@ import torch
 from tqdm import tqdm
 
 import legacy
+from dnnlib import cli
 from training import shapes
 from training.cameras import Camera, FOV_to_intrinsics, LookAtPose, cam2world_to_pose, clamp_pose_v
 
@@ -225,25 +226,44 @@ def angle_pairs(yaws, pitches):
     return [(y, p) for y in (yaws or [0.0]) for p in (pitches or [0.0])]
 
 
+@torch.no_grad()
+def generate_all(G, seeds, c, opts, device) -> list:
+    """generate_seed for every seed; when one fails (a full disk), the files it had already
+    written are removed, so every seed in outdir has its complete set of files."""
+    records = []
+    for seed in tqdm(seeds, desc='seeds', unit='seed'):
+        before = set(os.listdir(opts['outdir']))
+        try:
+            records.append(generate_seed(G, seed, c, opts, device))
+        except BaseException:
+            for name in set(os.listdir(opts['outdir'])) - before:
+                os.remove(os.path.join(opts['outdir'], name))
+            raise
+    return records
+
+
 @click.command()
 @click.option('--network', 'network', required=True, help='Network pickle (path or URL); G_ema is used.')
 @click.option('--seeds', type=IntRanges(), required=True, help='Seeds, e.g. 0-3,7.')
-@click.option('--trunc', 'truncation_psi', type=float, default=1, show_default=True, help='Truncation psi.')
+@click.option('--trunc', 'truncation_psi', type=cli.FLOAT, default=1, show_default=True, help='Truncation psi.')
 @click.option('--trunc-cutoff', 'truncation_cutoff', type=int, default=14, show_default=True,
               help='Truncate the first N ws (14 = all at 256^2).')
 @click.option('--outdir', required=True, help='Output folder (created).')
 @click.option('--dataset', type=click.Choice(DATASETS), default='ffhq', show_default=True,
               help='Intrinsics preset.')
-@click.option('--fov-deg', type=float, default=18.837, show_default=True,
+@click.option('--fov-deg', type=cli.FOV_DEG, default=18.837, show_default=True,
               help='FOV for ffhq/cats/synthetic (EG3D formula).')
 @click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
-@click.option('--shapes', 'do_shapes', is_flag=True, help='Also export the density volume / mesh.')
+@cli.bool_flag('--shapes', 'do_shapes', help='Also export the density volume / mesh (--shapes, --shapes true|false).')
 @click.option('--shape-res', type=click.IntRange(min=2), default=512, show_default=True, help='Grid N.')
 @click.option('--shape-format', type=click.Choice(['.mrc', '.ply', 'both']), default='.mrc', show_default=True)
-@click.option('--shape-level', type=float, default=shapes.DEFAULT_LEVEL, show_default=True,
+@click.option('--shape-level', type=cli.FLOAT, default=shapes.DEFAULT_LEVEL, show_default=True,
               help='Iso level (raw density) of the .ply surface.')
 @click.option('--yaws', type=FloatList(), default=None, help='Extra views: yaw offsets in degrees, e.g. -30,0,30.')
 @click.option('--pitches', type=FloatList(), default=None, help='Extra views: pitch offsets in degrees.')
+@cli.ignored_option('--reload_modules', why='networks are always rebuilt from this code by legacy.py')
+@cli.ignored_option('--class', 'class_idx', why='unused by PoF3D')
+@cli.ignored_option('--self_pose', why='unused by PoF3D; the learned pose is always used')
 @click.option('--device', default=None, help='torch device (default: cuda if available, else cpu).')
 def main(network, seeds, truncation_psi, truncation_cutoff, outdir, dataset, fov_deg, noise_mode, do_shapes,
          shape_res, shape_format, shape_level, yaws, pitches, device):
@@ -259,11 +279,10 @@ def main(network, seeds, truncation_psi, truncation_cutoff, outdir, dataset, fov
                 shape_formats=('.mrc', '.ply') if shape_format == 'both' else (shape_format,),
                 shape_level=shape_level)
     c = frontal_label(G, dataset_intrinsics(dataset, fov_deg), device)
-    records = []
-    with torch.no_grad():
-        for seed in tqdm(seeds, desc='seeds', unit='seed'):
-            records.append(generate_seed(G, seed, c, opts, device))
+    with cli.output_errors('--outdir', outdir):   # e.g. a full disk: one line
+        records = generate_all(G, seeds, c, opts, device)
     print(summarize(records))
+
 
 
 if __name__ == '__main__':

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dnnlib import cli
 from gen_samples_pose import (
     DATASETS, IntRanges, camera_at, dataset_intrinsics, frontal_label, load_G, pick_device,
 )
@@ -134,16 +135,19 @@ def render_video(G, ws, c, poses, grid, writers, opts):
 @click.option('--grid', type=str, callback=parse_grid, default='2x2', show_default=True, help='COLSxROWS.')
 @click.option('--frames', type=click.IntRange(min=1), default=120, show_default=True, help='Frames per video.')
 @click.option('--fps', type=click.IntRange(min=1), default=30, show_default=True)
-@click.option('--trunc', 'truncation_psi', type=float, default=1, show_default=True)
+@click.option('--trunc', 'truncation_psi', type=cli.FLOAT, default=1, show_default=True)
 @click.option('--trunc-cutoff', 'truncation_cutoff', type=int, default=14, show_default=True)
-@click.option('--yaw-range', type=float, default=None, help='Yaw amplitude, radians [default: 2 std of learned h].')
-@click.option('--pitch-range', type=float, default=None, help='v amplitude, radians [default: 1 std of learned v].')
+@click.option('--yaw-range', type=cli.NONNEG_FLOAT, default=None,
+              help='Yaw amplitude, radians [default: 2 std of learned h].')
+@click.option('--pitch-range', type=cli.NONNEG_FLOAT, default=None,
+              help='v amplitude, radians [default: 1 std of learned v].')
 @click.option('--pose-samples', type=click.IntRange(min=2), default=1000, show_default=True)
 @click.option('--dataset', type=click.Choice(DATASETS), default='ffhq', show_default=True, help='Intrinsics.')
-@click.option('--fov-deg', type=float, default=18.837, show_default=True)
+@click.option('--fov-deg', type=cli.FOV_DEG, default=18.837, show_default=True)
 @click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
-@click.option('--depth', is_flag=True, help='Also write <stem>_depth.mp4.')
+@cli.bool_flag('--depth', help='Also write <stem>_depth.mp4.')
 @click.option('--output', required=True, help='Output video path (.mp4).')
+@cli.ignored_option('--reload_modules', why='networks are always rebuilt from this code by legacy.py')
 @click.option('--device', default=None, help='torch device (default: cuda if available, else cpu).')
 def main(network, seeds, grid, frames, fps, truncation_psi, truncation_cutoff, yaw_range, pitch_range, pose_samples,
          dataset, fov_deg, noise_mode, depth, output, device):
@@ -151,6 +155,7 @@ def main(network, seeds, grid, frames, fps, truncation_psi, truncation_cutoff, y
     if len(seeds) != grid[0] * grid[1]:
         raise click.BadParameter(f'{len(seeds)} seeds for a {grid[0]}x{grid[1]} grid (need {grid[0] * grid[1]})',
                                  param_hint="'--seeds'")
+    cli.prepare_output(output, '--output', extensions=('.mp4', '.gif'))
     device = pick_device(device)
     G = load_G(network, device)
     c = frontal_label(G, dataset_intrinsics(dataset, fov_deg), device)

@@ -5,13 +5,12 @@ training_set_kwargs). Its networks are `torch_utils.persistence` objects: each c
 full source of its module, and a plain `pickle.load` *executes* that source (and whatever
 else the pickle names). `load_network_pkl` never does:
 
-1. A restricted unpickler resolves only a whitelist of globals (torch tensor rebuild functions,
-   storages, dtypes, OrderedDict, numpy arrays/scalars/dtypes, EasyDict, set/frozenset/slice/
-   complex); storage bytes go through `torch.load(..., weights_only=True)`. The persistence
-   reducer returns an inert `Record` (class name, source text - never executed - and pickled
-   state); instances of plain torch.nn / `training.*` / `torch_utils.*` classes (e.g.
-   torch.nn.Sequential, EG3D's ImportanceRenderer) become inert records too, nothing imported.
-   Any other global is a one-line `pickle.UnpicklingError` that names it.
+1. The restricted unpickler of torch_utils/safe_pickle.py (the project's one safe loading
+   path) resolves only an allow-list of globals; storage bytes go through
+   `torch.load(..., weights_only=True)`. Persistent objects and instances of plain torch.nn /
+   `training.*` / `torch_utils.*` classes (e.g. EG3D's ImportanceRenderer) become inert
+   `Record`s (class name, source text - never executed - and pickled state). Any other global
+   is a one-line `safe_pickle.UnsafePickleError` (a pickle.UnpicklingError) that names it.
 2. Records are mapped onto *our* classes, built from the pickled constructor kwargs
    (`_init_kwargs`), and the tensors are copied by name:
    - our own snapshots (a record whose source is one of this project's modules): the class of
@@ -33,11 +32,9 @@ else the pickle names). `load_network_pkl` never does:
 returned as they are. Use it only for files you trust.
 """
 
-import collections
 import functools
 import hashlib
 import inspect
-import io
 import math
 import pickle
 import warnings
@@ -46,143 +43,11 @@ import numpy as np
 import torch
 
 import dnnlib
-from torch_utils import misc
+from torch_utils import misc, safe_pickle
+from torch_utils.safe_pickle import Record, RestrictedUnpickler  # noqa: F401 (public names of this module)
 
-_PERSISTENCE_REDUCER = ('torch_utils.persistence', '_reconstruct_persistent_obj')
-_STUB_PREFIXES = ('torch.nn.modules.', 'training.', 'torch_utils.')  # instances become inert records
 _OUR_SOURCE_MARKER = 'SPEC §'   # every module of this project cites the design spec; EG3D/PoF3D never do
 _OFFICIAL_G = ('TriPlaneGenerator', 'TriPlaneGeneratorPose')
-
-
-class Record:
-    """An inert stand-in for a pickled object: class name, its module's source (text only) and
-    the pickled state. For modules the state holds `_parameters`, `_buffers`, `_modules`."""
-
-    def __init__(self, class_name, module_src=None, state=None, module=None, args=()):
-        self.class_name, self.module_src, self.state, self.module, self.args = \
-            class_name, module_src, state, module, args
-
-    def __setstate__(self, state):      # BUILD opcode: store, never interpret
-        self.state = state
-
-    @property
-    def src_hash(self):
-        return None if self.module_src is None else hashlib.sha256(self.module_src.encode()).hexdigest()
-
-    def _get(self, key, default):
-        return self.state.get(key, default) if isinstance(self.state, dict) else default
-
-    @property
-    def init_args(self):
-        return tuple(self._get('_init_args', ()))
-
-    @property
-    def init_kwargs(self):
-        return dict(self._get('_init_kwargs', {}))
-
-    def nodes(self, prefix=''):
-        """{dotted path: Record} of this record and every sub-module record ('' = self)."""
-        out = {prefix: self}
-        for name, child in (self._get('_modules', None) or {}).items():
-            if isinstance(child, Record):
-                out.update(child.nodes(f'{prefix}.{name}' if prefix else name))
-        return out
-
-    def tensors(self):
-        """{dotted name: tensor} of all parameters and buffers, like named_parameters()."""
-        out = {}
-        for path, node in self.nodes().items():
-            for group in ('_parameters', '_buffers'):
-                for name, t in (node._get(group, None) or {}).items():
-                    if isinstance(t, torch.Tensor):
-                        out[f'{path}.{name}' if path else name] = t
-        return out
-
-    def __repr__(self):
-        return f'Record({self.module + "." if self.module else ""}{self.class_name})'
-
-
-class _StubRecord(Record):
-    """Record for an instance of a plain (non-persistent) class; created by NEWOBJ/REDUCE."""
-
-    def __new__(cls, *args, **kwargs):
-        obj = object.__new__(cls)
-        Record.__init__(obj, cls._name, module=cls._module, args=args)
-        return obj
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-
-@functools.lru_cache(maxsize=None)
-def _stub_class(module, name):
-    return type(name, (_StubRecord,), {'_module': module, '_name': name})
-
-
-def _record_from_meta(meta):
-    """Replacement for the persistence reducer: validate `meta`, return a Record."""
-    if not isinstance(meta, dict) or meta.get('type') != 'class' or meta.get('version') != 6:
-        kind = {k: meta.get(k) for k in ('type', 'version')} if isinstance(meta, dict) else type(meta).__name__
-        raise pickle.UnpicklingError(f'unsupported persistent object {kind} (expected type class, version 6)')
-    return Record(str(meta['class_name']), module_src=str(meta['module_src']), state=meta['state'])
-
-
-def _load_storage(data):
-    """torch.storage._load_from_bytes, but with torch's own weights-only unpickler."""
-    return torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
-
-
-def _safe_globals():
-    table = {
-        ('collections', 'OrderedDict'): collections.OrderedDict,
-        ('torch._utils', '_rebuild_tensor'): torch._utils._rebuild_tensor,
-        ('torch._utils', '_rebuild_tensor_v2'): torch._utils._rebuild_tensor_v2,
-        ('torch._utils', '_rebuild_parameter'): torch._utils._rebuild_parameter,
-        ('torch._utils', '_rebuild_parameter_with_state'): getattr(torch._utils, '_rebuild_parameter_with_state', None),
-        ('torch._tensor', '_rebuild_from_type_v2'): getattr(torch._tensor, '_rebuild_from_type_v2', None),
-        ('torch.storage', '_load_from_bytes'): _load_storage,
-        ('torch', 'Tensor'): torch.Tensor, ('torch', 'Size'): torch.Size, ('torch', 'device'): torch.device,
-        ('torch.nn.parameter', 'Parameter'): torch.nn.Parameter,
-        ('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype,
-        ('dnnlib', 'EasyDict'): dnnlib.EasyDict, ('dnnlib.util', 'EasyDict'): dnnlib.EasyDict,
-        _PERSISTENCE_REDUCER: _record_from_meta,
-    }
-    for mod in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-        table[(mod, '_reconstruct')] = _np_multiarray('_reconstruct')
-        table[(mod, 'scalar')] = _np_multiarray('scalar')
-    for mod in ('builtins', '__builtin__'):
-        for name, obj in (('set', set), ('frozenset', frozenset), ('slice', slice), ('complex', complex)):
-            table[(mod, name)] = obj
-    for name in dir(torch):
-        obj = getattr(torch, name, None)
-        if isinstance(obj, torch.dtype) or (name.endswith('Storage') and isinstance(obj, type)):
-            table[('torch', name)] = obj
-    return {k: v for k, v in table.items() if v is not None}
-
-
-def _np_multiarray(name):
-    try:
-        from numpy._core import multiarray     # numpy >= 2
-    except ImportError:                        # numpy 1.x
-        from numpy.core import multiarray
-    return getattr(multiarray, name)
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only `_safe_globals()` and stubs (see the module docstring)."""
-
-    _table = None
-
-    def find_class(self, module, name):
-        if RestrictedUnpickler._table is None:
-            RestrictedUnpickler._table = _safe_globals()
-        obj = self._table.get((module, name))
-        if obj is not None:
-            return obj
-        if module.startswith(_STUB_PREFIXES) and name.isidentifier():
-            return _stub_class(module, name)
-        raise pickle.UnpicklingError(f"refusing global '{module}.{name}': not in legacy.py's list of safe globals "
-                                     f"(load with allow_exec=True only if you trust the file)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,15 +254,9 @@ def load_network_pkl(f, force_fp16=False, allow_exec=False):
     only) and objects are returned unconverted. Errors: pickle.UnpicklingError (forbidden
     global, corrupt file) or ValueError, with one-line messages.
     """
+    data = safe_pickle.load(f, allow_exec)
     if allow_exec:
-        return pickle.load(f)
-    try:
-        data = RestrictedUnpickler(f).load()
-    except pickle.UnpicklingError:
-        raise
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, RuntimeError) as e:
-        raise pickle.UnpicklingError(f'not a readable network pickle: {type(e).__name__}: '
-                                     f'{" ".join(str(e).split())}') from e
+        return data
     if not isinstance(data, dict) or not any(isinstance(data.get(k), Record) for k in ('G', 'D', 'G_ema')):
         raise ValueError('not a network pickle: expected a dict with G, D and G_ema networks '
                          '(TensorFlow StyleGAN pickles are not supported)')
@@ -414,15 +273,21 @@ def load_network_pkl(f, force_fp16=False, allow_exec=False):
     return out
 
 
-def load_network(network, key='G_ema', device='cpu'):
+def load_network_file(network, allow_exec=False, force_fp16=False) -> dict:
+    """load_network_pkl of a path/URL. ValueError with a one-line message naming `network`
+    (unreadable, truncated, refused global, not a network pickle)."""
+    try:
+        with dnnlib.util.open_url(network, verbose=False) as f:
+            return load_network_pkl(f, force_fp16=force_fp16, allow_exec=allow_exec)
+    except (OSError, ValueError, pickle.UnpicklingError) as e:
+        raise ValueError(f'{network}: {" ".join(str(e).split())}') from None
+
+
+def load_network(network, key='G_ema', device='cpu', allow_exec=False):
     """The network `key` of a pickle path/URL (a tuple of keys: a tuple of networks, the file read
     once), on `device`, eval mode, requires_grad False. ValueError with a one-line message naming
     `network` when it cannot be read or lacks the network."""
-    try:
-        with dnnlib.util.open_url(network, verbose=False) as f:
-            data = load_network_pkl(f)
-    except (OSError, ValueError, pickle.UnpicklingError) as e:
-        raise ValueError(f'{network}: {" ".join(str(e).split())}') from e
+    data = load_network_file(network, allow_exec)
     keys = (key,) if isinstance(key, str) else tuple(key)
     for k in keys:
         if not isinstance(data.get(k), torch.nn.Module):

@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from dnnlib import cli
 from training.cameras import Camera
 from training.synthetic.poses import make_cameras, parse_pose_spec
 from training.synthetic.render import RenderOptions, render
@@ -150,13 +151,13 @@ def make_dataset(outdir, name, family_name, num, resolution, pose_spec, seed, fo
               help="Pose law, e.g. 'gaussian:h_std=0.3,v_std=0.15', 'uniform:h_min=0,h_max=2pi', "
                    "'mix:pi/2:0.2:0.5,0:0.2:0.25,pi:0.2:0.25' (h_mean:h_std:weight[:v_mean:v_std]).")
 @click.option('--seed', type=int, default=0, show_default=True)
-@click.option('--fov', type=click.FloatRange(min=0.1, max=179), default=30.0, show_default=True,
+@click.option('--fov', type=cli.Float(min=0.1, max=179), default=30.0, show_default=True,
               help="Degrees, EG3D's formula (f = 1/(tan(fov*3.14159/360)*1.414)): 30 -> f = 2.64.")
-@click.option('--radius', type=click.FloatRange(min=0.9), default=2.7, show_default=True,
+@click.option('--radius', type=cli.Float(min=0.9, max=1e3), default=2.7, show_default=True,
               help='Camera distance from the origin (world units; objects fit in [-0.5, 0.5]^3).')
 @click.option('--supersample', type=click.IntRange(min=1), default=2, show_default=True,
               help='Anti-aliasing: s x s rays per pixel.')
-@click.option('--bg-jitter', type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option('--bg-jitter', type=cli.UNIT_FLOAT, default=0.0, show_default=True,
               help='Per-image background grey level in [1 - jitter, 1] (0: pure white).')
 @click.option('--name', default=None, help='File name prefix [default: FAMILY + RESOLUTION, e.g. car64].')
 @click.option('--threads', type=click.IntRange(min=0), default=1, show_default=True,
@@ -187,8 +188,10 @@ def main(outdir, family, num, resolution, pose_spec, seed, fov, radius, supersam
     name = name or f'{family}{resolution}'
     if threads > 0:
         torch.set_num_threads(threads)
-    paths, seconds = make_dataset(outdir, name, family, num, resolution, pose_spec, seed, fov, radius,
-                                  supersample, bg_jitter)
+    cli.prepare_output(outdir, '--outdir', is_dir=True)   # make_dataset makes the folder (or removes it)
+    with cli.output_errors('--outdir', outdir):
+        paths, seconds = make_dataset(outdir, name, family, num, resolution, pose_spec, seed, fov, radius,
+                                      supersample, bg_jitter)
     click.echo(f'rendered {num} images of {resolution} px (supersample {supersample}) in {seconds:.1f} s: '
                f'{num / max(seconds, 1e-9):.1f} img/s')
     for p in paths:

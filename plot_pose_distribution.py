@@ -29,6 +29,7 @@ import click
 import numpy as np
 import torch
 
+from dnnlib import cli
 from gen_samples_pose import DATASETS, dataset_intrinsics, frontal_label, pick_device, save_bytes, save_json
 from training.cameras import cam2world_to_pose
 from training.dataset import ImageFolderDataset, load_ground_truth
@@ -175,10 +176,10 @@ def load_networks(network, with_d, device):
 @click.option('--seed', type=int, default=0, show_default=True)
 @click.option('--bins', type=click.IntRange(min=1), default=40, show_default=True)
 @click.option('--batch', type=click.IntRange(min=1), default=256, show_default=True)
-@click.option('--with-d', 'with_d', is_flag=True, help="Add D's pose estimates on the real images.")
+@cli.bool_flag('--with-d', 'with_d', help="Add D's pose estimates on the real images.")
 @click.option('--max-images', type=click.IntRange(min=1), default=None, help='Cap on real images for --with-d.')
 @click.option('--dataset', type=click.Choice(DATASETS), default='ffhq', show_default=True, help='Intrinsics.')
-@click.option('--fov-deg', type=float, default=18.837, show_default=True)
+@click.option('--fov-deg', type=cli.FOV_DEG, default=18.837, show_default=True)
 @click.option('--out', 'out_path', required=True, help='Output PNG; the JSON goes beside it.')
 @click.option('--device', default=None, help='torch device (default: cuda if available, else cpu).')
 def main(network, data, gt, num, seed, bins, batch, with_d, max_images, dataset, fov_deg, out_path, device):
@@ -188,6 +189,7 @@ def main(network, data, gt, num, seed, bins, batch, with_d, max_images, dataset,
             raise click.BadParameter(f'{path}: no such file or directory', param_hint=f"'{opt}'")
     if with_d and data is None:
         raise click.BadParameter('--with-d needs --data (the real images)', param_hint="'--with-d'")
+    cli.prepare_output(out_path, '--out', extensions=('.png',))
     device = pick_device(device)
     G, D = load_networks(network, with_d, device)
     center = float(G.rendering_kwargs['h_mean'])
@@ -205,8 +207,9 @@ def main(network, data, gt, num, seed, bins, batch, with_d, max_images, dataset,
     sources = {k: np.stack([wrap_h(p[:, 0], center), p[:, 1]], axis=1) for k, p in sources.items()}
     hist = histograms(sources, bins)
     hist.update(network=network, data=data, num_samples=num, h_wrap_center=center, units='radians')
-    save_bytes(out_path, plot(hist, f'{os.path.basename(network)}: pose distribution'))
-    save_json(os.path.splitext(out_path)[0] + '.json', hist)
+    with cli.output_errors('--out', out_path):
+        save_bytes(out_path, plot(hist, f'{os.path.basename(network)}: pose distribution'))
+        save_json(os.path.splitext(out_path)[0] + '.json', hist)
     for name, s in hist['stats'].items():
         click.echo(f'{name:>13}: n {s["n"]:6d}  h {s["h_mean"]:.4f} +- {s["h_std"]:.4f}  '
                    f'v {s["v_mean"]:.4f} +- {s["v_std"]:.4f}')

@@ -18,13 +18,16 @@ the kimg (`network-snapshot-000000.016.pkl`). Hidden `--override FIELD=JSON` (re
 any config field by name, e.g. `--override plane_resolution=16` (tests, experiments).
 """
 
+import errno
 import json
+import math
 import os
 
 import click
 import torch
 
 import dnnlib
+from dnnlib.cli import FLOAT as F, NONNEG_FLOAT, POS_FLOAT, UNIT_FLOAT
 from training import config as config_lib
 from training.config import PRESETS
 
@@ -48,9 +51,16 @@ class _GainPair(click.ParamType):
             gains = ()
         if len(gains) == 1:
             gains = gains * 2
-        if len(gains) != 2 or min(gains) <= 0:
+        if len(gains) != 2 or not all(math.isfinite(g) and g > 0 for g in gains):
             self.fail(f'{value!r}: expected one positive float or two separated by a comma', param, ctx)
         return gains
+
+
+def _no_constant(item):
+    """json.loads(parse_constant=...): NaN and Infinity are valid JSON for Python, not for a config."""
+    def refuse(name):
+        raise click.BadParameter(f'{item!r}: {name} is not a finite number', param_hint="'--override'")
+    return refuse
 
 
 def _overrides(ctx, param, values):
@@ -61,14 +71,14 @@ def _overrides(ctx, param, values):
         if not sep:
             raise click.BadParameter(f'expected KEY=VALUE, got {item!r}')
         try:
-            out[key.strip()] = json.loads(text)
+            out[key.strip()] = json.loads(text, parse_constant=_no_constant(item))
         except ValueError:
             out[key.strip()] = text
     return out
 
 
-B, F, I = click.BOOL, click.FLOAT, click.INT
-POS_INT, POS_FLOAT = click.IntRange(min=1), click.FloatRange(min=0, min_open=True)
+B, I = click.BOOL, click.INT
+POS_INT = click.IntRange(min=1)
 
 # (option declarations, type, help). Every option defaults to None = "the preset's value".
 OPTIONS = [
@@ -78,7 +88,7 @@ OPTIONS = [
     (('--gpus',), POS_INT, 'Number of GPUs (processes; gloo CPU processes without CUDA) [default: 1]'),
     (('--batch',), POS_INT, 'Total batch size [preset]'),
     (('--batch-gpu',), POS_INT, 'Images per accumulation chunk per GPU [default: batch/gpus]'),
-    (('--gamma',), click.FloatRange(min=0), 'R1 regularization weight [preset]'),
+    (('--gamma',), NONNEG_FLOAT, 'R1 regularization weight [preset]'),
     (('--kimg',), POS_FLOAT, 'Training length in kimg [default: 25000]'),
     (('--tick',), POS_FLOAT, 'kimg between progress ticks [default: 4]'),
     (('--snap',), POS_INT, 'Ticks between snapshots (network, training state, images, metrics) [default: 50]'),
@@ -88,6 +98,7 @@ OPTIONS = [
     (('--desc',), str, 'Suffix of the run directory name'),
     (('--metrics',), str, "Metrics after each snapshot, comma-separated or 'none' [default: fid50k_full]"),
     (('--mirror',), B, 'Dataset x-flips [default: False]'),
+    (('--skip-bad-images',), B, 'Log and skip images that fail to decode instead of stopping [default: False]'),
     (('--workers',), click.IntRange(min=0), 'DataLoader worker processes [default: 3]'),
     (('--cache_dir',), str, 'Cache directory for downloads (metrics networks)'),
     (('--pose_source',), click.Choice(config_lib.POSE_SOURCES),
@@ -101,42 +112,42 @@ OPTIONS = [
     (('--pad_long',), B, 'With --create_label_fov: pad to the long side (white) instead of cropping'),
     (('--neural_rendering_resolution_initial',), POS_INT, 'Neural rendering resolution at the start [preset]'),
     (('--neural_rendering_resolution_final',), POS_INT, 'Neural rendering resolution after the fade [default: none]'),
-    (('--neural_rendering_resolution_fade_kimg',), click.FloatRange(min=0), 'kimg of the fade [default: 1000]'),
+    (('--neural_rendering_resolution_fade_kimg',), NONNEG_FLOAT, 'kimg of the fade [default: 1000]'),
     (('--superres',), B, 'Super-resolution module [preset]'),
     (('--dual_discrimination',), B, 'D sees image and raw image (True is the only implemented D) [default: True]'),
     (('--flip_to_dis',), B, 'G loss on the mirrored render [default: True]'),
     (('--flip_to_disd',), B, 'D loss on the mirrored render [default: True]'),
-    (('--flip_to_disd_weight',), click.FloatRange(min=0), 'Weight of both D fake terms with --flip_to_disd'),
+    (('--flip_to_disd_weight',), NONNEG_FLOAT, 'Weight of both D fake terms with --flip_to_disd'),
     (('--flip_type',), click.Choice(['flip_both', 'flip_both_shapenet']), 'Mirror pair [preset]'),
     (('--lr_multiplier',), POS_FLOAT, 'Learning-rate multiplier of the mapping network layers [default: 0.01]'),
     (('--lr_multiplier_pose',), POS_FLOAT, 'Learning-rate multiplier of the pose learner [default: 0.01]'),
     (('--pose_init_gain',), _GainPair(), "Pose learner's initial last-layer scale: G or H,V (1: reference) [preset]"),
     (('--gen_pose_cond',), B, 'EG3D generator pose conditioning (pose_source dataset only) [default: False]'),
     (('--dis_pose_cond',), B, 'Condition D on its predicted pose (learned) or labels [default: True]'),
-    (('--dis_cam_weight',), click.FloatRange(min=0), 'D pose-head loss weight; > 0 iff --dis_pose_cond [preset]'),
-    (('--pose_gd_weight',), click.FloatRange(min=0), "Weight pulling G's pose toward D's estimate [preset]"),
-    (('--pose_gd_start_kimg',), click.FloatRange(min=0), 'kimg before that pull starts (extension) [default: 0]'),
+    (('--dis_cam_weight',), NONNEG_FLOAT, 'D pose-head loss weight; > 0 iff --dis_pose_cond [preset]'),
+    (('--pose_gd_weight',), NONNEG_FLOAT, "Weight pulling G's pose toward D's estimate [preset]"),
+    (('--pose_gd_start_kimg',), NONNEG_FLOAT, 'kimg before that pull starts (extension) [default: 0]'),
     (('--pose_gd_debias',), B, "That pull's target corrected by D's head fit on fakes (extension) [default: False]"),
-    (('--sym_weight',), click.FloatRange(min=0), 'Mirror-symmetry consistency weight (extension) [default: 0]'),
+    (('--sym_weight',), NONNEG_FLOAT, 'Mirror-symmetry consistency weight (extension) [default: 0]'),
     (('--symmetry',), click.Choice(['none', 'planes', 'density']),
      "Canonical mirror symmetry of G's field: planes (exact), density (soft loss) [default: none]"),
-    (('--symmetry_weight',), click.FloatRange(min=0), 'Weight of --symmetry density [default: 1]'),
-    (('--pose_dist_weight',), click.FloatRange(min=0),
+    (('--symmetry_weight',), NONNEG_FLOAT, 'Weight of --symmetry density [default: 1]'),
+    (('--pose_dist_weight',), NONNEG_FLOAT,
      "Pose-distribution term: G's cameras vs D's de-biased estimates on reals (extension) [default: 0]"),
-    (('--pose_dist_start_kimg',), click.FloatRange(min=0), 'kimg before the pose-distribution term [default: 0]'),
-    (('--pose_dist_min_slope',), click.FloatRange(min=0),
+    (('--pose_dist_start_kimg',), NONNEG_FLOAT, 'kimg before the pose-distribution term [default: 0]'),
+    (('--pose_dist_min_slope',), NONNEG_FLOAT,
      "D pose head's slope on fakes before its estimates are used [default: 0.5]"),
     (('--clamp_h_min',), F, 'Lower clamp of the learned h (needs --clamp_h_max)'),
     (('--clamp_h_max',), F, 'Upper clamp of the learned h (needs --clamp_h_min)'),
     (('--clamp_v_min',), F, 'Lower clamp of the learned v (needs --clamp_v_max)'),
     (('--clamp_v_max',), F, 'Upper clamp of the learned v (needs --clamp_v_min)'),
     (('--safe_pose_clamp',), B, 'Clamp v to [1e-5, pi-1e-5] before the camera is built [default: True]'),
-    (('--density_reg',), click.FloatRange(min=0), 'Density regularization weight [default: 0.25]'),
+    (('--density_reg',), NONNEG_FLOAT, 'Density regularization weight [default: 0.25]'),
     (('--density_reg_every',), POS_INT, 'Density regularization interval [default: 4]'),
-    (('--density_reg_p_dist',), click.FloatRange(min=0), 'Density regularization perturbation [default: 0.004]'),
+    (('--density_reg_p_dist',), NONNEG_FLOAT, 'Density regularization perturbation [default: 0.004]'),
     (('--glr',), POS_FLOAT, 'G learning rate [default: 0.0025]'),
     (('--dlr',), POS_FLOAT, 'D learning rate [default: 0.002]'),
-    (('--blur_fade_kimg',), click.FloatRange(min=0), 'Blur fade at batch 32 (scaled by batch/32) [default: 200]'),
+    (('--blur_fade_kimg',), NONNEG_FLOAT, 'Blur fade at batch 32 (scaled by batch/32) [default: 200]'),
     (('--cbase',), POS_INT, 'Channel base [default: 32768]'),
     (('--cmax',), POS_INT, 'Max. channels [default: 512]'),
     (('--map-depth',), POS_INT, 'Mapping network depth [default: 2]'),
@@ -146,13 +157,13 @@ OPTIONS = [
     (('--g_num_fp16_res',), click.IntRange(min=0), 'G resolutions in fp16 [default: 0]'),
     (('--d_num_fp16_res',), click.IntRange(min=0), 'D resolutions in fp16 [default: 4]'),
     (('--sr_num_fp16_res',), click.IntRange(min=0), 'Super-resolution in fp16 when > 0 [default: 4]'),
-    (('--disc_c_noise',), click.FloatRange(min=0), "Noise on D's conditioning label [default: 0]"),
+    (('--disc_c_noise',), NONNEG_FLOAT, "Noise on D's conditioning label [default: 0]"),
     (('--sr_noise_mode',), click.Choice(['random', 'none']), 'Super-resolution noise [default: none]'),
     (('--detach_pose',), B, 'Detach the mirrored camera in the G flip term [default: False]'),
     (('--dis_linear_pose',), B, "Linear D pose head [default: False]"),
     (('--pose_head_channels',), POS_INT, "Hidden width of D's pose head [preset]"),
-    (('--gpc_reg_prob',), click.FloatRange(0, 1), 'EG3D pose-conditioning swap probability [default: 0]'),
-    (('--gpc_reg_fade_kimg',), click.FloatRange(min=0), 'Fade of the swap probability [default: 1000]'),
+    (('--gpc_reg_prob',), UNIT_FLOAT, 'EG3D pose-conditioning swap probability [default: 0]'),
+    (('--gpc_reg_fade_kimg',), NONNEG_FLOAT, 'Fade of the swap probability [default: 1000]'),
     (('--decoder_lr_mul',), POS_FLOAT, 'OSG decoder lr multiplier [default: 1]'),
     (('--ray_start',), POS_FLOAT, 'Ray near bound [preset]'),
     (('--ray_end',), POS_FLOAT, 'Ray far bound [preset]'),
@@ -162,19 +173,37 @@ OPTIONS = [
     (('--resume_blur',), B, 'Keep the D blur when starting from a network pickle [default: False]'),
     (('--nobench',), B, 'Disable cudnn.benchmark [default: False]'),
 ]
-NOT_CONFIG = ('outdir', 'resume', 'dry_run', 'override', 'cache_dir', 'clamp_h_min', 'clamp_h_max', 'clamp_v_min',
-              'clamp_v_max')
+NOT_CONFIG = ('outdir', 'resume', 'dry_run', 'trust_pickle', 'verbose', 'override', 'cache_dir', 'clamp_h_min',
+              'clamp_h_max', 'clamp_v_min', 'clamp_v_max')
+
+
+def _preset_note(option: str) -> str:
+    """'; --cfg synthetic 200' for the presets that set this option's field (shown in --help,
+    so that EG3D's default is not read as the value a preset will use)."""
+    field = option.lstrip('-').replace('-', '_')
+    values = [f'{name} {PRESETS[name][field]}' for name in sorted(PRESETS) if field in PRESETS[name]]
+    return f'; --cfg {", ".join(values)}' if values else ''
 
 
 def _add_options(fn):
     for decls, kind, text in reversed(OPTIONS):
+        note = _preset_note(decls[0])
+        if note and text.endswith(']'):
+            text = text[:-1] + note + ']'
+        elif note:
+            text += f' [{note[2:]}]'
         kwargs = dict(callback=_comma_list) if decls[0] == '--metrics' else {}
         if decls[0] in ('--outdir', '--cfg', '--data'):
             kwargs.update(required=True)
         else:
             kwargs.update(default=None)   # None = not given: the preset's value
+        if decls[0] == '--skip-bad-images':
+            kwargs.update(is_flag=False, flag_value=True)    # the bare flag, or a value
         fn = click.option(*decls, type=kind, help=text.replace(' [required]', ''), **kwargs)(fn)
     fn = click.option('--override', multiple=True, hidden=True, callback=_overrides)(fn)
+    fn = click.option('--verbose', is_flag=True, help='Print all resolved options at the start of training')(fn)
+    fn = click.option('--trust-pickle', is_flag=True, help='Read --resume files and a pickled detector with plain '
+                      'pickle: code in them RUNS (trusted files only)')(fn)
     return click.option('-n', '--dry-run', is_flag=True, help='Print the options and parameter counts, then exit')(fn)
 
 
@@ -242,9 +271,16 @@ def check_dataset(c) -> None:
                                f'DEGREES to synthesize intrinsics')
     if c.model.pose_source == 'dataset' and not dataset.get_label(0)[:16].any():
         raise click.UsageError('--pose_source dataset needs camera poses in dataset.json; this dataset has none')
+    from training.dataset_check import check_images
+    bad = check_images(dataset)   # every header: a bad image stops us here, not ticks later
+    if bad and c.data.skip_bad_images:
+        print(f'warning: {len(bad)} bad images will be skipped, e.g. {bad[0]}')
+    elif bad:
+        more = f' (and {len(bad) - 1} more; `python dataset_tool.py --check ZIP` lists them)' if len(bad) > 1 else ''
+        raise click.UsageError(f'--data: {bad[0]}{more}')
 
 
-def check_metrics(c) -> None:
+def check_metrics(c, trust_pickle: bool) -> None:
     from training.training_loop import load_metric_main
     metric_main = load_metric_main()
     if metric_main is None or not c.metrics:
@@ -252,6 +288,18 @@ def check_metrics(c) -> None:
     bad = [m for m in c.metrics if not metric_main.is_valid_metric(m)]
     if bad:
         raise click.UsageError(f'--metrics: unknown {bad}; choose from {metric_main.list_valid_metrics()}')
+    from metrics import metric_utils
+    detector = metric_utils.resolve_detector_url(None)
+    if not trust_pickle and metric_utils.detector_needs_trust(detector):
+        raise click.UsageError(f'${metric_utils.DETECTOR_ENV} {detector}: a pickle, not a TorchScript archive; '
+                               f'pass --trust-pickle only if you trust it')
+
+
+def build_nets(c) -> dict:
+    """G and D as the training loop builds them (for checking a --resume pickle's shapes)."""
+    with torch.random.fork_rng(devices=[]):   # random init only: leave the global RNG as it was
+        return {name: dnnlib.util.construct_class_by_name(**kwargs) for name, kwargs in (('G', c.G_kwargs()),
+                                                                                         ('D', c.D_kwargs()))}
 
 
 def dry_run(c) -> None:
@@ -270,7 +318,7 @@ def main(**opts):
     c = make_config(opts)
     check_config(c)
     check_dataset(c)
-    check_metrics(c)
+    check_metrics(c, opts['trust_pickle'])
     if opts['cache_dir']:
         dnnlib.util.set_cache_dir(opts['cache_dir'])
         os.environ['DNNLIB_CACHE_DIR'] = opts['cache_dir']   # for spawned processes
@@ -283,10 +331,33 @@ def main(**opts):
     plan = None
     if not distributed.under_torchrun():   # under torchrun, rank 0 plans inside the process group
         try:
-            plan = checkpoint.plan_run(opts['outdir'], c.run_desc, c.to_dict(), opts['resume'])
+            plan = checkpoint.plan_run(opts['outdir'], c.run_desc, c.to_dict(), opts['resume'], opts['trust_pickle'],
+                                       check_network=lambda data: checkpoint.network_mismatch(data, build_nets(c)))
         except ValueError as err:
             raise click.UsageError(str(err)) from None
-    distributed.launch(training_loop.main, c.gpus, c, opts['outdir'], opts['resume'], plan)
+        except OSError as err:   # outdir under a regular file, read-only, ...
+            raise click.UsageError(f'--outdir {opts["outdir"]}: cannot create the run folder '
+                                   f'({err.strerror or err}: {err.filename or opts["outdir"]})') from None
+    try:
+        distributed.launch(training_loop.main, c.gpus, c, opts['outdir'], opts['resume'], plan, opts['trust_pickle'],
+                           opts['verbose'])
+    except Exception as err:     # an image that fails to decode, a full disk: one line naming the file
+        raise click.ClickException(run_error_line(err)) from None
+
+
+def run_error_line(err: Exception) -> str:
+    """One line for an error that stops a run; re-raises errors that are bugs (tracebacks)."""
+    from training.checkpoint import PlanError
+    from training.dataset_check import bad_image_line
+    if isinstance(err, PlanError):
+        return str(err)
+    line = bad_image_line(err)
+    if line is not None:
+        return f'{line} (resume with --resume auto after fixing the dataset)'
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES):
+        return (f'{err.filename or "a run file"}: cannot write ({err.strerror}); the last complete snapshot is '
+                f'kept: resume with --resume auto')
+    raise err
 
 
 if __name__ == '__main__':

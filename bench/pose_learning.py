@@ -34,6 +34,7 @@ sys.path.insert(0, REPO)
 
 import dnnlib  # noqa: E402
 import legacy  # noqa: E402
+from dnnlib import cli  # noqa: E402
 import plot_pose_distribution as ppd  # noqa: E402
 from gen_samples_pose import depth_to_uint16  # noqa: E402
 from metrics import estimators, metric_main, metric_utils, pose_metrics  # noqa: E402
@@ -360,7 +361,7 @@ def parse_models(ctx, param, value):
     return names
 
 
-POS_F, POS_I = click.FloatRange(min=0, min_open=True), click.IntRange(min=1)
+POS_F, POS_I = cli.POS_FLOAT, click.IntRange(min=1)
 OPTIONS = [   # (option, type, default, help); --smoke replaces the defaults of the SMOKE keys
     ('--outdir', str, None, 'Output folder (state, data, runs, results)'),
     ('--models', str, 'all', f'Comma-separated rows: {", ".join(MODELS)}'),

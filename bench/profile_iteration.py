@@ -51,7 +51,7 @@ def main():
     parser.add_argument('--top', type=int, default=15)
     parser.add_argument('--shapes', action='store_true', help='group by input shapes')
     parser.add_argument('--threads', type=int, default=1)
-    parser.add_argument('--cur-kimg', type=float, default=None)
+    parser.add_argument('--cur-kimg', type=throughput.finite_float, default=None)
     parser.add_argument('--smoke', action='store_true')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -42,6 +42,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import dnnlib  # noqa: E402
+from dnnlib.cli import finite_float  # noqa: E402
 from torch_utils import fastpath  # noqa: E402
 from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix  # noqa: E402
 from training import config as config_lib, training_loop  # noqa: E402
@@ -354,7 +355,8 @@ def main():
     parser.add_argument('--repeats', type=int, default=3, help='timed repeats per measurement (median)')
     parser.add_argument('--threads', type=int, default=1, help='torch intra-op threads')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--cur-kimg', type=float, default=None, help='schedules at this kimg (default: past blur)')
+    parser.add_argument('--cur-kimg', type=finite_float, default=None,
+                        help='schedules at this kimg (default: past blur)')
     parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory measurement')
     parser.add_argument('--smoke', action='store_true', help='tiny synthetic config, 1 repeat (CI)')
     parser.add_argument('--memory-probe', action='store_true', help=argparse.SUPPRESS)

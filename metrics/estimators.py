@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 import dnnlib
 from metrics import metric_utils, pose_metrics
+from torch_utils import safe_pickle
 from training.dataset import ImageFolderDataset, load_ground_truth
 
 KINDS = ('pose', 'depth')
@@ -318,7 +319,7 @@ def _save(estimator: Estimator, path: str) -> None:
 
 
 def _load(path: str) -> Estimator:
-    data = torch.load(path, map_location='cpu', weights_only=True)
+    data = safe_pickle.load_torch(path)   # the project's one safe loader (weights only)
     net = _make_net(data['meta']['kind'])
     net.load_state_dict(data['state_dict'])
     return Estimator(data['meta']['kind'], net, data['meta'])

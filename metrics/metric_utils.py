@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 import dnnlib
+from torch_utils import safe_pickle
 from training.dataset import ground_truth_path, load_ground_truth
 
 DEFAULT_DETECTOR_URL = ('https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/'
@@ -48,6 +49,7 @@ class MetricOptions:
     detector_url: Optional[str] = None         # URL or local path; None: $POF3D_DETECTOR, else the Inception URL
     num_workers: int = 3                       # DataLoader workers for the real images
     seed: int = 0                              # seed of z / label draws (combined with the rank)
+    trust_pickle: bool = False                 # allow a pickled detector (its code runs); TorchScript needs none
 
     def __post_init__(self):
         if self.num_gpus < 1 or not 0 <= self.rank < self.num_gpus:
@@ -151,9 +153,20 @@ def get_feature_detector_name(url_or_path: str) -> str:
     return os.path.splitext(url_or_path.replace('\\', '/').split('/')[-1])[0]
 
 
-def _load_detector(url_or_path: str, verbose: bool) -> torch.nn.Module:
+def detector_needs_trust(url_or_path: str) -> bool:
+    """True for a local detector file that is a pickle (not a TorchScript zip): loading it runs
+    its code, so it needs allow_exec (--trust-pickle). URLs are checked once downloaded."""
+    path = url_or_path[len('file://'):] if url_or_path.startswith('file://') else url_or_path
+    if url_or_path == DEFAULT_DETECTOR_URL or not os.path.isfile(path):
+        return False
+    with open(path, 'rb') as f:
+        return f.read(2) != b'PK'
+
+
+def _load_detector(url_or_path: str, verbose: bool, allow_exec: bool = False) -> torch.nn.Module:
     """A TorchScript archive (zip bytes, torch.jit.save) or a pickle holding a module (the
-    NVIDIA Inception .pkl). Called as detector(uint8 [N, 3, H, W], return_features=True)."""
+    NVIDIA Inception .pkl at DEFAULT_DETECTOR_URL, a URL fixed here, not passed by a user; any
+    other pickle only with allow_exec). Called as detector(uint8 [N, 3, H, W], return_features=True)."""
     try:
         with dnnlib.util.open_url(url_or_path, verbose=verbose) as f:
             data = f.read()
@@ -162,11 +175,14 @@ def _load_detector(url_or_path: str, verbose: bool) -> torch.nn.Module:
                       f'(offline? pass a local TorchScript file with --detector or ${DETECTOR_ENV})') from err
     if data[:2] == b'PK':
         return torch.jit.load(io.BytesIO(data), map_location='cpu')
+    if not (allow_exec or url_or_path == DEFAULT_DETECTOR_URL):
+        raise safe_pickle.UnsafePickleError(f'detector {url_or_path}: a pickle, not a TorchScript archive: '
+                                            f'{safe_pickle.TRUST_HINT}')
     return pickle.loads(data)
 
 
 def get_feature_detector(url_or_path: Optional[str] = None, device=torch.device('cpu'), num_gpus: int = 1,
-                         rank: int = 0, verbose: bool = False) -> torch.nn.Module:
+                         rank: int = 0, verbose: bool = False, allow_exec: bool = False) -> torch.nn.Module:
     """The detector module, loaded once per (source, device) and kept in memory. Rank 0 loads
     (and downloads) first; the other ranks wait and then read the cached download."""
     url_or_path = resolve_detector_url(url_or_path)
@@ -174,7 +190,7 @@ def get_feature_detector(url_or_path: Optional[str] = None, device=torch.device(
     if key not in _detector_cache:
         if rank != 0:
             barrier(num_gpus)
-        _detector_cache[key] = _load_detector(url_or_path, verbose and rank == 0).to(device).eval()
+        _detector_cache[key] = _load_detector(url_or_path, verbose and rank == 0, allow_exec).to(device).eval()
         if rank == 0:
             barrier(num_gpus)
     return _detector_cache[key]
@@ -241,8 +257,10 @@ class FeatureStats:
 
     @staticmethod
     def load(path: str) -> 'FeatureStats':
-        with open(path, 'rb') as f:
-            state = pickle.load(f)
+        # Our cache file, but anyone may drop a file there: numbers and arrays only (safe_pickle).
+        state = safe_pickle.load_file(path)
+        if not isinstance(state, dict) or not set(state) <= set(vars(FeatureStats())):
+            raise pickle.UnpicklingError(f'{path}: not a FeatureStats cache file')
         obj = FeatureStats()
         obj.__dict__.update(state)
         return obj
@@ -288,9 +306,13 @@ def compute_feature_stats_for_dataset(opts: MetricOptions, detector_kwargs: dict
     if opts.cache:
         cache_file = _real_stats_cache_file(opts, dataset, detector_url, detector_kwargs, stats_kwargs, max_items)
         if _cache_hit(opts, cache_file):
-            return FeatureStats.load(cache_file)
+            try:
+                return FeatureStats.load(cache_file)
+            except pickle.UnpicklingError as err:   # corrupt or planted: recompute and overwrite
+                print(f'Ignoring an unusable statistics cache: {err}')
     stats = FeatureStats(max_items=num_items, **stats_kwargs)
-    detector = get_feature_detector(detector_url, opts.device, opts.num_gpus, opts.rank, opts.progress is not None)
+    detector = get_feature_detector(detector_url, opts.device, opts.num_gpus, opts.rank, opts.progress is not None,
+                                    opts.trust_pickle)
     subset = rank_indices(num_items, opts.num_gpus, opts.rank)
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, subset), batch_size=batch_size,
                                          num_workers=opts.num_workers, pin_memory=opts.device.type == 'cuda')
@@ -373,7 +395,8 @@ def compute_feature_stats_for_generator(opts: MetricOptions, detector_kwargs: di
     G = prepare_generator(opts)
     sampler = LatentSampler(opts, G)
     stats = FeatureStats(max_items=num_gen, **stats_kwargs)
-    detector = get_feature_detector(opts.detector_url, opts.device, opts.num_gpus, opts.rank, opts.progress is not None)
+    detector = get_feature_detector(opts.detector_url, opts.device, opts.num_gpus, opts.rank,
+                                    opts.progress is not None, opts.trust_pickle)
     while not stats.is_full():
         per_rank = -(-(num_gen - stats.num_items) // opts.num_gpus)      # ceil; the same on every rank
         num_calls = min(batch_size, per_rank + batch_gen - 1) // batch_gen

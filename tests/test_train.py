@@ -333,8 +333,9 @@ def test_rank_sliced_sampler_and_resume_position():
 def test_find_latest_and_plan_run(tmp_path):
     run = tmp_path / '00003-synthetic-d-gpus1-batch8-gamma1'
     run.mkdir()
-    for tag in ('000001', '000002', '000003'):
-        (run / f'training-state-{tag}.pt').write_bytes(b'')
+    for tag in ('000001', '000002', '000003'):   # minimal states: plan_run loads them (safely) to check
+        checkpoint.save_training_state(str(run / f'training-state-{tag}.pt'),
+                                       dict(counters={}, optimizers={}, ranks=[]))
     for tag in ('000001', '000002'):
         (run / f'network-snapshot-{tag}.pkl').write_bytes(b'')
     (run / 'training-state-000009.pt.tmp123').write_bytes(b'')
@@ -373,7 +374,7 @@ def test_metrics_hook_calls_metric_main(dataset, tmp_path, monkeypatch, global_f
 
     class StubMetricMain:
         @staticmethod
-        def calc_metric(metric, G, dataset_kwargs, num_gpus, rank, device):
+        def calc_metric(metric, G, dataset_kwargs, num_gpus, rank, device, trust_pickle):
             calls.append((metric, type(G).__name__, dataset_kwargs['path'], num_gpus, rank))
             return dnnlib.EasyDict(results=dnnlib.EasyDict({metric: 1.5}), metric=metric)
 

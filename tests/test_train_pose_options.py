@@ -23,3 +23,17 @@ def test_symmetry_and_pose_dist_run_and_resume_bit_identically(dataset, tmp_path
     assert 'Pose/calib_slope_h' in rows[-1]                 # the term calibrates from L4's fakes
     options = json.load(open(os.path.join(run_a, 'training_options.json')))
     assert options['loss_kwargs']['pose_dist_weight'] == 1.0
+
+
+def test_runs_saved_before_an_option_existed_still_resume(tmp_path):
+    """A training_options.json without the fields added since (here the issue-15 ones) matches a
+    config that leaves them at their defaults, and only that config."""
+    from training import checkpoint, config as config_lib
+    config = config_lib.build_config('synthetic').to_dict()
+    saved = json.loads(json.dumps(config))
+    for section, key in (('model', 'symmetry'), ('loss', 'pose_dist_weight'), ('loss', 'pose_gd_debias')):
+        del saved[section][key]
+    (tmp_path / 'training_options.json').write_text(json.dumps({'config': saved}))
+    assert checkpoint.options_mismatch(str(tmp_path), config) == []
+    changed = config_lib.build_config('synthetic', symmetry='planes').to_dict()
+    assert checkpoint.options_mismatch(str(tmp_path), changed) == ['model.symmetry']

@@ -32,6 +32,7 @@ class DataConfig:
     max_size: Optional[int] = None        # use a random subset of this many images
     workers: int = 3                      # DataLoader worker processes per GPU
     dataset_class: str = 'training.dataset.ImageFolderDataset'  # dataset class (EG3D class_name)
+    skip_bad_images: bool = False         # log and skip images that fail to decode instead of stopping
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,7 +177,9 @@ class TrainConfig:
 
     def training_set_kwargs(self) -> dict:
         d = self.data
-        return dict(class_name=d.dataset_class, path=d.data, use_labels=True, max_size=d.max_size, xflip=d.mirror,
+        skipping = d.skip_bad_images and d.dataset_class == 'training.dataset.ImageFolderDataset'
+        class_name = 'training.dataset_check.SkipBadImagesDataset' if skipping else d.dataset_class
+        return dict(class_name=class_name, path=d.data, use_labels=True, max_size=d.max_size, xflip=d.mirror,
                     resolution=d.dataset_resolution, random_seed=self.seed, create_label_fov=d.create_label_fov,
                     pad_long=d.pad_long)
 

@@ -39,6 +39,10 @@ LABELS_FNAME = 'dataset.json'
 # Helpers shared with dataset_tool.py.
 
 
+class BadImageError(IOError):
+    """An image of the dataset cannot be read; the message (one line) names the file and member."""
+
+
 def one_line(err) -> str:
     """An exception's message squeezed onto one line (for one-line user-facing errors)."""
     if isinstance(err, PIL.UnidentifiedImageError):     # its message is the repr of a BytesIO
@@ -367,7 +371,7 @@ class ImageFolderDataset(Dataset):
                 img = PIL.Image.open(io.BytesIO(f.read()))
                 img.load()
         except Exception as e:  # PIL reports corrupt data with many exception types
-            raise IOError(f"{self._path}: cannot read image '{fname}': {one_line(e)}") from e
+            raise BadImageError(f"{self._path}: cannot read image '{fname}': {one_line(e)}") from e
         return img
 
     def _load_raw_image(self, raw_idx, resize=True):

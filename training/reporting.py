@@ -3,12 +3,16 @@
     log.txt                 tee of stdout/stderr (dnnlib.util.Logger, appended on resume)
     training_options.json   the config and the constructor kwargs of dataset, G, D and loss
     stats.jsonl             one row per tick: {name: {num, mean, std}, ..., 'timestamp': t}
-    TensorBoard events      every stat mean at step = kimg (scalars), Metrics/*, histograms of
+    TensorBoard events      every stat mean at step = images seen (kimg * 1000; EG3D's int(kimg)
+                            put every tick of a sub-kimg run on step 0), Metrics/*, histograms of
                             G_ema's poses for 256 fixed z (Pose/G_h, Pose/G_v) and of D's
                             predicted poses on reals (Pose/D_real_h, Pose/D_real_v), image grids
     reals.png               a grid of training images (at start)
     fakes{tag}.png, fakes{tag}_raw.png, fakes{tag}_depth.png   G_ema on a fixed z grid at every
                             snapshot (depth negated and min-max normalized); also in TensorBoard
+
+On resume from cur_nimg N, stats.jsonl keeps only the rows up to N and TensorBoard purges the
+steps after N written by the interrupted attempt, so a resumed run reads as one curve.
 
 Grid size (SPEC §7): gw = clip(7680 // W, 7, 32), gh = clip(4320 // H, 4, 32) with W, H the raw
 image shape, unless the config gives `image_grid`.
@@ -24,6 +28,7 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 
+import dnnlib
 from torch_utils import training_stats
 
 NUM_POSE_PROBES = 256
@@ -51,11 +56,13 @@ def grid_size(training_set, image_grid=None):
 class Reporter:
     """Files and TensorBoard of one run (construct on rank 0 only)."""
 
-    def __init__(self, run_dir: str, training_set, image_grid, z_dim: int, device):
+    def __init__(self, run_dir: str, training_set, image_grid, z_dim: int, device, resume_nimg=None):
         from torch.utils.tensorboard import SummaryWriter  # tensorboard is a dependency of training only
         self.run_dir, self.device = run_dir, device
+        if resume_nimg is not None:
+            truncate_stats(os.path.join(run_dir, 'stats.jsonl'), resume_nimg)
         self.stats_jsonl = open(os.path.join(run_dir, 'stats.jsonl'), 'at')
-        self.writer = SummaryWriter(run_dir)
+        self.writer = SummaryWriter(run_dir, purge_step=None if resume_nimg is None else resume_nimg + 1)
         self.grid_size = grid_size(training_set, image_grid)
         n = self.grid_size[0] * self.grid_size[1]
         idx = np.random.RandomState(0).choice(len(training_set), n, replace=len(training_set) < n)
@@ -73,23 +80,23 @@ class Reporter:
         self.writer.add_image('Images/reals', grid, 0, dataformats='HWC')
 
     def write_stats(self, stats: dict, kimg: float, timestamp: float) -> None:
-        """One stats.jsonl row and a TensorBoard scalar per stat (step = int(kimg), as EG3D)."""
+        """One stats.jsonl row and a TensorBoard scalar per stat (step = images seen)."""
         self.stats_jsonl.write(json.dumps(dict(stats, timestamp=timestamp)) + '\n')
         self.stats_jsonl.flush()
-        step = int(kimg)
+        step = tb_step(kimg)
         for name, value in stats.items():
             self.writer.add_scalar(name, value['mean'], global_step=step, walltime=timestamp)
         self.writer.flush()
 
     def write_metrics(self, results: dict, kimg: float) -> None:
         for name, value in results.items():
-            self.writer.add_scalar(f'Metrics/{name}', value, global_step=int(kimg))
+            self.writer.add_scalar(f'Metrics/{name}', value, global_step=tb_step(kimg))
         self.writer.flush()
 
     @torch.no_grad()
     def pose_histograms(self, G_ema, D, real_img: torch.Tensor, kimg: float) -> None:
         """Histograms of G_ema's (h, v) for the fixed probe z and of D's pose on the reals."""
-        step = int(kimg)
+        step = tb_step(kimg)
         gen = torch.Generator(self.device).manual_seed(1)
         pose = G_ema.pose(self.probe_z, self.probe_c, generator=gen).pose
         if pose is not None:
@@ -116,12 +123,35 @@ class Reporter:
                                          ('fakes_depth', '_depth', depth, (float(depth.min()), float(depth.max())))):
             grid = save_image_grid(img, os.path.join(self.run_dir, f'fakes{tag}{suffix}.png'), drange,
                                    self.grid_size)
-            self.writer.add_image(f'Images/{key}', grid, int(kimg), dataformats='HWC')
+            self.writer.add_image(f'Images/{key}', grid, tb_step(kimg), dataformats='HWC')
         self.writer.flush()
 
     def close(self) -> None:
         self.stats_jsonl.close()
         self.writer.close()
+
+
+class Progress:
+    """Between ticks (a tick can take minutes on a CPU), a line at most every `interval` seconds:
+    kimg done of --kimg, images per second since the start of this process, ETA."""
+
+    def __init__(self, total_kimg: float, start_nimg: int, interval: float = 10.0, clock=time.time):
+        self.total_nimg, self.start_nimg, self.interval, self.clock = total_kimg * 1000, start_nimg, interval, clock
+        self.start = self.last = clock()
+
+    def mark(self) -> None:
+        """A tick line was just printed: wait a full interval for the next progress line."""
+        self.last = self.clock()
+
+    def line(self, cur_nimg: int) -> Optional[str]:
+        now = self.clock()
+        if now - self.last < self.interval:
+            return None
+        self.last = now
+        rate = (cur_nimg - self.start_nimg) / max(now - self.start, 1e-9)
+        eta = dnnlib.util.format_time((self.total_nimg - cur_nimg) / rate) if rate > 0 else '?'
+        return (f'progress: kimg {cur_nimg / 1e3:.3f} of {self.total_nimg / 1e3:g}  {rate:.1f} img/s  '
+                f'ETA {eta}')
 
 
 def status_line(fields: dict) -> str:
@@ -166,5 +196,33 @@ def report_tick(tick: int, cur_nimg: int, start_time: float, tick_start_time: fl
 
 
 def write_options(run_dir: str, options: dict) -> None:
-    with open(os.path.join(run_dir, 'training_options.json'), 'wt') as f:
-        json.dump(options, f, indent=2)
+    """training_options.json, atomically: resume compares against it, so it is never half-written."""
+    dnnlib.util.write_atomic(os.path.join(run_dir, 'training_options.json'),
+                             json.dumps(options, indent=2).encode('utf-8'))
+
+
+def tb_step(kimg: float) -> int:
+    """TensorBoard step of a tick: images seen (int(kimg) put every sub-kimg tick on step 0)."""
+    return int(round(kimg * 1000))
+
+
+def truncate_stats(path: str, resume_nimg: int) -> int:
+    """Keep the stats.jsonl rows up to `resume_nimg` images (what the resumed state saw), drop
+    later rows from the interrupted attempt and a half-written last line; atomic. Returns the
+    number of rows dropped."""
+    if not os.path.isfile(path):
+        return 0
+    with open(path, 'rt') as f:
+        lines = f.read().splitlines()
+    keep = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+            seen = tb_step(row['Progress/kimg']['mean'])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if seen <= resume_nimg:
+            keep.append(line)
+    if len(keep) != len(lines):
+        dnnlib.util.write_atomic(path, ''.join(x + '\n' for x in keep).encode('utf-8'))
+    return len(lines) - len(keep)

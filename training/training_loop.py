@@ -104,7 +104,7 @@ def build_data(ctx, config, start_batch):
     return training_set, iter(loader)
 
 
-def build_networks(ctx, config, network_pickle=None):
+def build_networks(ctx, config, network_pickle=None, allow_exec=False):
     """G, D (train mode) and G_ema; initialized from `config.seed` alone (same on every rank and
     for any number of GPUs), then from the pickle if given, then broadcast from rank 0 (EG3D)."""
     torch.manual_seed(config.seed)
@@ -112,9 +112,10 @@ def build_networks(ctx, config, network_pickle=None):
     D = dnnlib.util.construct_class_by_name(**config.D_kwargs()).train().requires_grad_(False).to(ctx.device)
     G_ema = copy.deepcopy(G).eval()
     if network_pickle is not None:
-        data = checkpoint.load_network_pickle(network_pickle)
+        data = checkpoint.load_network_pickle(network_pickle, allow_exec)
         for name, module in (('G', G), ('D', D), ('G_ema', G_ema)):
-            misc.copy_params_and_buffers(data[name], module, require_all=False)
+            if data.get(name) is not None:   # legacy.py returns an official PoF3D D as None
+                misc.copy_params_and_buffers(data[name], module, require_all=False)
     if ctx.distributed:
         for tensor in [t for m in (G, D, G_ema) for t in misc.params_and_buffers(m)]:
             torch.distributed.broadcast(tensor, src=0)
@@ -223,7 +224,7 @@ def load_metric_main():
         return None
 
 
-def run_metrics(ctx, config, G_ema, training_set_kwargs, run_dir, pkl, reporter, kimg):
+def run_metrics(ctx, config, G_ema, training_set_kwargs, run_dir, pkl, reporter, kimg, trust_pickle=False):
     """The metrics hook: metrics.metric_main.calc_metric per metric, if that module exists."""
     metric_main = load_metric_main()
     if metric_main is None:
@@ -234,7 +235,8 @@ def run_metrics(ctx, config, G_ema, training_set_kwargs, run_dir, pkl, reporter,
     G = copy.deepcopy(G_ema).eval().requires_grad_(False)
     for metric in config.metrics:
         result = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=training_set_kwargs,
-                                         num_gpus=ctx.world_size, rank=ctx.rank, device=ctx.device)
+                                         num_gpus=ctx.world_size, rank=ctx.rank, device=ctx.device,
+                                         trust_pickle=trust_pickle)
         if ctx.rank == 0:
             metric_main.report_metric(result, run_dir=run_dir, snapshot_pkl=pkl)
             reporter.write_metrics(result.results, kimg)
@@ -263,6 +265,7 @@ def maintenance(run, counters, reals, done):
     run.stats.update()
     if ctx.rank == 0:
         print(reporting.status_line(dict(fields, time_str=dnnlib.util.format_time(fields['Timing/total_sec']))))
+        run.progress.mark()
         reporter.write_stats(run.stats.as_dict(), kimg, time.time())
         reporter.pose_histograms(run.nets['G_ema'], run.nets['D'], reals[0][0], kimg)
     if done or tick % config.snap == 0:
@@ -272,7 +275,8 @@ def maintenance(run, counters, reals, done):
             reporter.save_fakes(run.nets['G_ema'], tag, kimg, config.chunk)
         pkl = save_snapshot(ctx, config, run.run_dir, tag, run.nets, run.phases, run.loss, counters, run.set_kwargs)
         if config.metrics:
-            run_metrics(ctx, config, run.nets['G_ema'], run.set_kwargs, run.run_dir, pkl, reporter, kimg)
+            run_metrics(ctx, config, run.nets['G_ema'], run.set_kwargs, run.run_dir, pkl, reporter, kimg,
+                        run.plan.trust_pickle)
     run.tick_start_time = time.time()
     run.maintenance_sec = run.tick_start_time - maintenance_start
     return counters
@@ -281,13 +285,14 @@ def maintenance(run, counters, reals, done):
 def training_loop(ctx, config, run_dir, plan):
     # Setup: counters (from the training state when resuming), data, networks, loss, optimizers.
     setup_backends(ctx, config)
-    saved = checkpoint.load_training_state(plan.state) if plan.state else None
+    saved = checkpoint.load_training_state(plan.state, plan.trust_pickle) if plan.state else None
     counters = Counters(**saved['counters']) if saved else Counters()
     if counters.cur_nimg >= config.kimg * 1000:
         print(f'Nothing to do: the run is at {counters.cur_nimg / 1e3:g} kimg of {config.kimg:g}.')
         return
     training_set, batches = build_data(ctx, config, counters.batch_idx)
-    G, D, G_ema = build_networks(ctx, config, checkpoint.network_pickle_for(plan.state) if saved else plan.network)
+    G, D, G_ema = build_networks(ctx, config, checkpoint.network_pickle_for(plan.state) if saved else plan.network,
+                                 plan.trust_pickle)
     loss = loss_class_for(config.model.pose_source)(device=ctx.device, G=G, D=D,
                                                     seed=config.seed * ctx.world_size + ctx.rank,
                                                     **config.loss_kwargs(from_pickle=plan.network is not None))
@@ -297,14 +302,16 @@ def training_loop(ctx, config, run_dir, plan):
         restore(ctx, saved, phases, loss)
     reporter = None
     if ctx.rank == 0:
-        reporter = reporting.Reporter(run_dir, training_set, config.image_grid, config.model.z_dim, ctx.device)
+        reporter = reporting.Reporter(run_dir, training_set, config.image_grid, config.model.z_dim, ctx.device,
+                                      resume_nimg=counters.cur_nimg if saved else None)
         if not saved:
             reporter.save_reals()
         print(f'Training for {config.kimg:g} kimg from {counters.cur_nimg / 1e3:g} kimg...\n')
-    run = dnnlib.EasyDict(ctx=ctx, config=config, run_dir=run_dir, nets=dict(G=G, D=D, G_ema=G_ema), loss=loss,
-                          phases=phases, reporter=reporter, stats=training_stats.Collector(regex='.*'),
+    run = dnnlib.EasyDict(ctx=ctx, config=config, run_dir=run_dir, plan=plan, nets=dict(G=G, D=D, G_ema=G_ema),
+                          loss=loss, phases=phases, reporter=reporter, stats=training_stats.Collector(regex='.*'),
                           set_kwargs=config.training_set_kwargs(), start_time=time.time(), maintenance_sec=0.0)
     run.tick_start_time = run.start_time
+    run.progress = reporting.Progress(config.kimg, counters.cur_nimg) if ctx.rank == 0 else None
 
     while True:
         # Phases: Gmain, Greg, Dmain, Dreg, each when due (lazy regularization).
@@ -317,6 +324,9 @@ def training_loop(ctx, config, run_dir, plan):
         update_ema(config, G, G_ema, counters.cur_nimg, ema_rampup, loss.step(counters.cur_nimg).resolution)
         counters.cur_nimg += config.batch
         counters.batch_idx += 1
+        line = run.progress.line(counters.cur_nimg) if run.progress is not None else None
+        if line is not None:
+            print(line)
         # Tick (the first one right after the first iteration), snapshot, metrics.
         done = counters.cur_nimg >= config.kimg * 1000
         if done or counters.cur_tick == 0 or counters.cur_nimg >= counters.tick_start_nimg + config.tick * 1000:
@@ -334,18 +344,35 @@ def describe(config) -> dict:
                 D_kwargs=config.D_kwargs(), loss_kwargs=config.loss_kwargs())
 
 
-def main(ctx, config, outdir, resume, plan=None):
+def plan_or_error(outdir, config, resume, trust_pickle):
+    """checkpoint.plan_run, or its one-line error as a string (to broadcast to the other ranks)."""
+    try:
+        return checkpoint.plan_run(outdir, config.run_desc, config.to_dict(), resume, trust_pickle)
+    except ValueError as err:
+        return str(err)
+    except OSError as err:
+        return f'--outdir {outdir}: cannot create the run folder ({err.strerror or err}: {err.filename or outdir})'
+
+
+def main(ctx, config, outdir, resume, plan=None, trust_pickle=False, verbose=False):
     """Per process: rank 0 picks the run dir (checkpoint.plan_run) unless the launcher did, and
-    writes the options; then train."""
-    if plan is None:
-        plan = checkpoint.plan_run(outdir, config.run_desc, config.to_dict(), resume) if ctx.rank == 0 else None
+    writes the options (printed in full only when verbose; else one summary line); then train."""
+    if plan is None:   # under torchrun: rank 0 plans; an unusable --resume/--outdir stops every rank
+        plan = plan_or_error(outdir, config, resume, trust_pickle) if ctx.rank == 0 else None
         plan = ctx.broadcast_object(plan)
+        if isinstance(plan, str):
+            raise checkpoint.PlanError(plan)
     logger = None
     if ctx.rank == 0:
         logger = dnnlib.util.Logger(file_name=f'{plan.run_dir}/log.txt', file_mode='a', should_flush=True)
         options = dict(describe(config), run_dir=plan.run_dir, resume=dataclasses.asdict(plan))
         reporting.write_options(plan.run_dir, options)
-        print(json.dumps(options, indent=2))
+        if verbose:
+            print(json.dumps(options, indent=2))
+        else:
+            print(f'{config.cfg}: {config.data.data}, {config.kimg:g} kimg, batch {config.batch}, gamma '
+                  f'{config.loss.gamma:g}, pose source {config.model.pose_source} (all options: '
+                  f'{plan.run_dir}/training_options.json; --verbose prints them)')
         what = f'resuming from {plan.state}' if plan.state else f'starting {plan.run_dir}'
         print(f'\nRun directory: {plan.run_dir} ({what})')
     try:
