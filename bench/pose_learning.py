@@ -72,6 +72,11 @@ MODELS = {
     'pof3d_dist_planes': ('PoF3D + pose-distribution term + symmetric planes', 'unlabeled',
                           ['--pose_source', 'learned', '--pose_dist_weight', '1', '--lr_multiplier_pose', '1',
                            '--symmetry', 'planes']),
+    # All levers at once, stronger: the term at weight 10 from slope 0.3 (the head passes 0.5 only
+    # after the cameras have contracted), L3 de-biased so that it stops pulling inward.
+    'pof3d_levers': ('PoF3D + planes + de-biased L3 + pose-distribution term x10', 'unlabeled',
+                     ['--pose_source', 'learned', '--symmetry', 'planes', '--pose_dist_weight', '10',
+                      '--pose_dist_min_slope', '0.3', '--pose_gd_debias', 'true', '--lr_multiplier_pose', '1']),
 }
 DEFAULT_POSE = 'mix:pi/4:0.2:0.5,3pi/4:0.2:0.5'   # two three-quarter yaw modes, 90 degrees apart
 METRIC_KEYS = ('kid_est', 'depth_err', 'pose_err', 'pose_err_raw', 'pose_js', 'pose_js_raw', 'pose_js_yaw',
