@@ -201,7 +201,8 @@ def test_pof3d_loss_calibrates_in_dmain_and_applies_the_term_in_gmain():
     assert loss.G_pose_dist.calibration.weight > 0      # L4's (camera, estimate) pairs were observed
     assert loss.G_pose_dist.calibration is loss.calibration and loss.G_pose.calibration is None
     assert loss.state_dict()['calibration']['weight'] == loss.calibration.weight
-    loss.G_pose_dist.calibration.weight.fill_(1.0)      # declare it calibrated (slope gate at -10)
+    loss.G_pose_dist.calibration.weight.fill_(1.0)      # declare it calibrated (slope gate at -10) ...
+    loss.G_pose_dist.min_signal = 0.0                   # ... and sighted on these random reals
     for p in G.parameters():
         p.grad = None
     loss.G_adv.weight = loss.G_adv_flip.weight = loss.G_pose.weight = 0
@@ -256,3 +257,20 @@ def test_debiased_l3_targets_the_corrected_estimate():
     torch.testing.assert_close(fixed, ((pose - (target - 0.3) / 0.5) ** 2).mean(), atol=1e-4, rtol=1e-4)
     loss = PoF3DLoss('cpu', G, make_D(), pose_gd_debias=True, neural_rendering_resolution_initial=16)
     assert loss.G_pose.calibration is loss.calibration and loss.G_pose_dist.weight == 0
+
+
+def test_a_head_blind_on_reals_does_not_pull_the_cameras_to_a_point():
+    """A head calibrated on fakes (slope 1, noise std 0.2) whose real estimates vary less than its
+    noise carries no pose information on them: the term stays off instead of targeting a point."""
+    G, step, c = make_G(), Step(blur_sigma=0, resolution=16), make_labels(8)
+    term = PoseDistribution(DInput(), 1.0, queue_size=64)
+    g = torch.Generator().manual_seed(3)
+    for k in range(100):
+        true = bimodal(8, 100 + k, std=0.5)
+        term.calibration.update(true, true + 0.2 * torch.randn(true.shape, generator=g))
+    blind = torch.tensor([[1.6, 1.57]]).repeat(8, 1) + 0.01 * torch.randn(8, 2, generator=g)
+    for _ in range(8):
+        assert term(G, ExactHead(), torch.randn(8, Z_DIM), c, real_batch(blind), step, 0) is None
+    assert term.calibration.signal_fraction(term.queue).max() < 0.5
+    sighted = PoseDistribution(DInput(), 1.0, queue_size=64, calibration=term.calibration)
+    assert sighted(G, ExactHead(), torch.randn(8, Z_DIM), c, real_batch(bimodal(8, 0)), step, 0) is not None
