@@ -26,6 +26,9 @@ data's pose law: this term pulls the law of G's cameras onto them.
   real estimates must exceed its noise on fakes. Measured (cars, 5.5 kimg): a head with slope
   0.53 on fakes gave the reals one yaw (std 4.9° against the truth's 45.7°, below its noise of
   10.6°); de-biased, that is a point, which would pull every camera into it.
+- Caveat (measured, docs/benchmark.md "Issue 15"): the head learns from G's fakes only, so its
+  estimates on reals have no anchor in the data; when G's cameras leave the data's range they
+  follow them. At weight 10 with a fast pose learner the two chased each other (a runaway).
 """
 
 import math
