@@ -51,3 +51,13 @@ def copy_runs(runs, tmp_path):
 def run_config(run_dir):
     """(description, config dict) of a run, as plan_run takes them."""
     return run_dir.name.split('-', 1)[1], json.loads((run_dir / 'training_options.json').read_text())['config']
+
+
+def write_tiny_snapshot(path) -> str:
+    """A network pickle of test_inference's tiny G (G = G_ema, no D) at `path`; returns it as str."""
+    import pickle
+    from test_inference import tiny_G
+    G = tiny_G().eval().requires_grad_(False)
+    with open(path, 'wb') as f:
+        pickle.dump(dict(G=G, D=None, G_ema=G, augment_pipe=None, training_set_kwargs=dict(path='x')), f)
+    return str(path)

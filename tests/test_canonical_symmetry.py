@@ -17,12 +17,7 @@ from training.symmetry import MIRROR_AXES, mirror_points, plane_flip_dims, symme
 Z = 16
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')   # tiny tensors (tests/conftest.py)
 
 
 def preset_G(cfg, plane_axes='correct', symmetry='planes', seed=0):

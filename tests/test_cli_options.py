@@ -5,7 +5,6 @@ write it (`--shapes true`, `--shapes=true`) as well as the bare flag."""
 
 import argparse
 import os
-import pickle
 
 import click
 import pytest
@@ -19,6 +18,7 @@ import make_synthetic
 import plot_pose_distribution
 import train
 from dnnlib import cli
+from hardening_helpers import write_tiny_snapshot   # tests/ is on sys.path
 
 COMMANDS = dict(train=train.main, gen_samples_pose=gen_samples_pose.main, gen_videos=gen_videos.main,
                 calc_metrics=calc_metrics.main, make_synthetic=make_synthetic.main, dataset_tool=dataset_tool.main,
@@ -116,12 +116,7 @@ def test_reference_readme_inference_command_parses():
 
 @pytest.fixture(scope='module')
 def snapshot(tmp_path_factory):
-    from test_inference import tiny_G
-    G = tiny_G().eval().requires_grad_(False)
-    path = tmp_path_factory.mktemp('snap') / 'network-snapshot-000000.pkl'
-    with open(path, 'wb') as f:
-        pickle.dump(dict(G=G, D=None, G_ema=G, augment_pipe=None, training_set_kwargs=dict(path='x')), f)
-    return str(path)
+    return write_tiny_snapshot(tmp_path_factory.mktemp('snap') / 'network-snapshot-000000.pkl')
 
 
 @pytest.mark.parametrize('shapes, made', [(['--shapes', 'true'], True), (['--shapes=true'], True),

@@ -4,7 +4,6 @@ full disk (simulated: the writer raises ENOSPC)."""
 
 import errno
 import os
-import pickle
 
 import click
 import pytest
@@ -16,16 +15,12 @@ import make_synthetic
 import plot_pose_distribution
 import train
 from dnnlib import cli
+from hardening_helpers import write_tiny_snapshot   # tests/ is on sys.path
 
 
 @pytest.fixture(scope='module')
 def snapshot(tmp_path_factory):
-    from test_inference import tiny_G
-    G = tiny_G().eval().requires_grad_(False)
-    path = tmp_path_factory.mktemp('snap') / 'snap.pkl'
-    with open(path, 'wb') as f:
-        pickle.dump(dict(G=G, D=None, G_ema=G, augment_pipe=None, training_set_kwargs=dict(path='x')), f)
-    return str(path)
+    return write_tiny_snapshot(tmp_path_factory.mktemp('snap') / 'snap.pkl')
 
 
 @pytest.fixture(scope='module')

@@ -18,12 +18,7 @@ from test_losses import Z_DIM, make_D, make_G, make_labels
 MODES = (math.pi / 4, 3 * math.pi / 4)   # the benchmark's bimodal yaw
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')   # tiny tensors (tests/conftest.py)
 
 
 def bimodal(n, seed, std=0.1):
