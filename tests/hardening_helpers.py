@@ -28,13 +28,18 @@ def train(outdir, data, kimg, *extra):
     return run_py('train.py', '--outdir', outdir, '--data', data, '--kimg', kimg, *TINY, *extra)
 
 
+def make_cars(root, num=16, kind='unlabeled'):
+    """make_synthetic.py's 16 px cars in `root`; returns the path of the `kind` zip (labeled | unlabeled)."""
+    proc = run_py('make_synthetic.py', '--outdir', root, '--num', num, '--resolution', '16', '--seed', '0')
+    assert proc.returncode == 0, proc.stderr
+    return root / f'car16_{kind}.zip'
+
+
 @pytest.fixture(scope='module')
 def data_and_run(tmp_path_factory):
     """(dataset zip, outdir) with one finished one-tick run (a real snapshot and training state at 8 images)."""
     root = tmp_path_factory.mktemp('hard')
-    proc = run_py('make_synthetic.py', '--outdir', root, '--num', '16', '--resolution', '16', '--seed', '0')
-    assert proc.returncode == 0, proc.stderr
-    data = root / 'car16_unlabeled.zip'
+    data = make_cars(root)
     proc = train(root / 'runs', data, '0.008')
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return data, root / 'runs'

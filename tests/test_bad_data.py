@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 import dataset_tool
 import train
-from hardening_helpers import TINY, run_py, train as run_train
+from hardening_helpers import TINY, make_cars, train as run_train
 from training.dataset import ImageFolderDataset
 from training.dataset_check import bad_image_line, check_images
 
@@ -32,9 +32,7 @@ def rewrite_zip(src, dst, change):
 @pytest.fixture(scope='module')
 def zips(tmp_path_factory):
     root = tmp_path_factory.mktemp('bad')
-    proc = run_py('make_synthetic.py', '--outdir', root, '--num', '16', '--resolution', '16', '--seed', '0')
-    assert proc.returncode == 0, proc.stderr
-    good = root / 'car16_unlabeled.zip'
+    good = make_cars(root)
     garbage, truncated = root / 'garbage.zip', root / 'truncated.zip'
     names = sorted(n for n in zipfile.ZipFile(good).namelist() if n.endswith('.png'))
     rewrite_zip(good, garbage, lambda n, d: b'not an image at all' if n == names[5] else d)

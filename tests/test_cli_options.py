@@ -18,7 +18,7 @@ import make_synthetic
 import plot_pose_distribution
 import train
 from dnnlib import cli
-from hardening_helpers import write_tiny_snapshot   # tests/ is on sys.path
+from hardening_helpers import make_cars, write_tiny_snapshot   # tests/ is on sys.path
 
 COMMANDS = dict(train=train.main, gen_samples_pose=gen_samples_pose.main, gen_videos=gen_videos.main,
                 calc_metrics=calc_metrics.main, make_synthetic=make_synthetic.main, dataset_tool=dataset_tool.main,
@@ -47,10 +47,7 @@ def test_every_float_option_refuses_non_finite_values(bad, tmp_path, monkeypatch
 
 @pytest.fixture(scope='module')
 def tiny_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp('data')
-    res = CliRunner().invoke(make_synthetic.main, ['--outdir', str(out), '--num', '4', '--resolution', '16'])
-    assert res.exit_code == 0, res.output
-    return str(out / 'car16_labeled.zip')
+    return str(make_cars(tmp_path_factory.mktemp('data'), num=4, kind='labeled'))
 
 
 @pytest.mark.parametrize('args', [['--kimg', 'nan'], ['--gamma', 'nan'], ['--glr', 'nan'], ['--kimg', '0'],

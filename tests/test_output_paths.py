@@ -15,7 +15,7 @@ import make_synthetic
 import plot_pose_distribution
 import train
 from dnnlib import cli
-from hardening_helpers import write_tiny_snapshot   # tests/ is on sys.path
+from hardening_helpers import make_cars, write_tiny_snapshot   # tests/ is on sys.path
 
 
 @pytest.fixture(scope='module')
@@ -25,10 +25,7 @@ def snapshot(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
-    out = tmp_path_factory.mktemp('data')
-    res = CliRunner().invoke(make_synthetic.main, ['--outdir', str(out), '--num', '4', '--resolution', '16'])
-    assert res.exit_code == 0, res.output
-    return str(out / 'car16_labeled.zip')
+    return str(make_cars(tmp_path_factory.mktemp('data'), num=4, kind='labeled'))
 
 
 def one_error(res, *needles):
