@@ -3,6 +3,7 @@ summary line instead of the options dump, --help that names the presets' values.
 
 import re
 
+import torch
 from click.testing import CliRunner
 
 import hardening_helpers  # tests/hardening_helpers.py
@@ -33,6 +34,17 @@ def test_progress_line_every_interval_with_rate_and_eta():
     assert progress.line(240) is None
     clock.now += 1
     assert progress.line(250).startswith('progress: kimg 0.250 of 2  10.0 img/s')
+    clock.now += 10
+    assert progress.line(350, {'G': 0.6931, 'D': None}).endswith('ETA 2m 45s  loss G 0.693')
+
+
+def test_local_mean_reads_this_process_without_syncing():
+    from torch_utils import training_stats
+    assert training_stats.local_mean('Test/never') is None
+    training_stats.report('Test/progress_local', torch.tensor([1.0, 2.0]))
+    training_stats.report('Test/progress_local', 6.0)
+    assert training_stats.local_mean('Test/progress_local') == 3.0
+    assert training_stats.local_mean('Test/progress_local') == 3.0   # reading does not consume
 
 
 def test_run_prints_a_summary_line_not_the_options_dump(data_and_run):

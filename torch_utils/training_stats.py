@@ -67,6 +67,14 @@ def report0(name: str, value) -> torch.Tensor:
     return value
 
 
+def local_mean(name: str) -> Optional[float]:
+    """Mean of what THIS process reported to `name` since its last sync, without syncing (no
+    collective call: safe between ticks on one rank); None when nothing was reported."""
+    moments = sum((c.detach().cpu() for c in _counters.get(name, {}).values()),
+                  torch.zeros([_num_moments], dtype=_counter_dtype))
+    return float(moments[1] / moments[0]) if moments[0] > 0 else None
+
+
 def _sync(names: List[str]) -> List[torch.Tensor]:
     """Gather the moments of `names` from every device and rank; add to the cumulative sums."""
     global _sync_called

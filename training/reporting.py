@@ -133,7 +133,8 @@ class Reporter:
 
 class Progress:
     """Between ticks (a tick can take minutes on a CPU), a line at most every `interval` seconds:
-    kimg done of --kimg, images per second since the start of this process, ETA."""
+    kimg done of --kimg, images per second since the start of this process, ETA, and the mean G
+    and D losses this rank has reported since the last tick."""
 
     def __init__(self, total_kimg: float, start_nimg: int, interval: float = 10.0, clock=time.time):
         self.total_nimg, self.start_nimg, self.interval, self.clock = total_kimg * 1000, start_nimg, interval, clock
@@ -143,15 +144,17 @@ class Progress:
         """A tick line was just printed: wait a full interval for the next progress line."""
         self.last = self.clock()
 
-    def line(self, cur_nimg: int) -> Optional[str]:
+    def line(self, cur_nimg: int, losses: Optional[dict] = None) -> Optional[str]:
+        """losses: {'G': float or None, 'D': ...} appended when given."""
         now = self.clock()
         if now - self.last < self.interval:
             return None
         self.last = now
         rate = (cur_nimg - self.start_nimg) / max(now - self.start, 1e-9)
         eta = dnnlib.util.format_time((self.total_nimg - cur_nimg) / rate) if rate > 0 else '?'
-        return (f'progress: kimg {cur_nimg / 1e3:.3f} of {self.total_nimg / 1e3:g}  {rate:.1f} img/s  '
-                f'ETA {eta}')
+        text = f'progress: kimg {cur_nimg / 1e3:.3f} of {self.total_nimg / 1e3:g}  {rate:.1f} img/s  ETA {eta}'
+        shown = [f'loss {k} {v:.3f}' for k, v in (losses or {}).items() if v is not None]
+        return '  '.join([text] + shown)
 
 
 def status_line(fields: dict) -> str:

@@ -324,7 +324,8 @@ def training_loop(ctx, config, run_dir, plan):
         update_ema(config, G, G_ema, counters.cur_nimg, ema_rampup, loss.step(counters.cur_nimg).resolution)
         counters.cur_nimg += config.batch
         counters.batch_idx += 1
-        line = run.progress.line(counters.cur_nimg) if run.progress is not None else None
+        line = None if run.progress is None else run.progress.line(counters.cur_nimg, {
+            'G': training_stats.local_mean('Loss/G/loss'), 'D': training_stats.local_mean('Loss/D/loss')})
         if line is not None:
             print(line)
         # Tick (the first one right after the first iteration), snapshot, metrics.
