@@ -254,6 +254,8 @@ def check_config(c) -> None:
         raise click.UsageError('--blur_mode reference needs --pose_source learned')
     if c.loss.sym_weight > 0 and m.pose_source != 'learned':
         raise click.UsageError('--sym_weight > 0 needs --pose_source learned')
+    if m.pose_source != 'learned' and (c.loss.pose_gd_debias or c.loss.pose_gd_start_kimg > 0):
+        raise click.UsageError('--pose_gd_debias and --pose_gd_start_kimg change L3, which needs --pose_source learned')
     head_trained = c.loss.dis_cam_weight + c.loss.pose_gd_weight > 0
     if c.loss.pose_dist_weight > 0 and not (m.pose_source == 'learned' and head_trained):
         raise click.UsageError('--pose_dist_weight > 0 needs --pose_source learned and a trained D pose head '

@@ -256,6 +256,13 @@ USAGE_ERRORS = [
     (['--override', 'nonsense=1'], 'bad --override'),
     (['--pose_init_gain', '1,0,2'], "Invalid value for '--pose_init_gain'"),
     (['--sym_weight', '1', '--pose_source', 'prior'], '--sym_weight > 0 needs --pose_source learned'),
+    (['--pose_dist_weight', '1', '--pose_source', 'prior', '--dis_pose_cond', 'false'],
+     '--pose_dist_weight > 0 needs --pose_source learned'),
+    (['--pose_dist_weight', '1', '--dis_pose_cond', 'false', '--dis_cam_weight', '0', '--pose_gd_weight', '0'],
+     'a trained D pose head'),
+    (['--pose_gd_debias', 'true', '--pose_source', 'dataset'], 'needs --pose_source learned'),
+    (['--symmetry', 'radial'], "Invalid value for '--symmetry'"),
+    (['--pose_dist_weight', 'nan'], "Invalid value for '--pose_dist_weight'"),
 ]
 
 
