@@ -40,11 +40,13 @@ def test_progress_line_every_interval_with_rate_and_eta():
 
 def test_local_mean_reads_this_process_without_syncing():
     from torch_utils import training_stats
-    assert training_stats.local_mean('Test/never') is None
-    training_stats.report('Test/progress_local', torch.tensor([1.0, 2.0]))
-    training_stats.report('Test/progress_local', 6.0)
-    assert training_stats.local_mean('Test/progress_local') == 3.0
-    assert training_stats.local_mean('Test/progress_local') == 3.0   # reading does not consume
+    # Names of their own: the statistics are process-global, and other tests collect 'Test/.*'.
+    assert training_stats.local_mean('ProgressTest/never') is None
+    training_stats.report('ProgressTest/local', torch.tensor([1.0, 2.0]))
+    training_stats.report('ProgressTest/local', 6.0)
+    assert training_stats.local_mean('ProgressTest/local') == 3.0
+    assert training_stats.local_mean('ProgressTest/local') == 3.0   # reading does not consume
+    training_stats.Collector(regex='ProgressTest/.*').update()       # leave nothing pending
 
 
 def test_run_prints_a_summary_line_not_the_options_dump(data_and_run):
