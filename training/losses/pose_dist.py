@@ -145,8 +145,9 @@ class PoseDistribution:
         with torch.no_grad():
             est = self.d_input.pose(D, real_pair(real_img, step.resolution, step.blur_sigma), step.blur_sigma)
         self.queue = torch.cat([self.queue, est.detach().float().cpu()])[-self.queue_size:]
+        slopes = self.calibration.fit()[1]
         for k, name in enumerate('hv'):
-            training_stats.report(f'Pose/calib_slope_{name}', self.calibration.fit()[1][k])
+            training_stats.report(f'Pose/calib_slope_{name}', slopes[k])
         # Components the head has learned on fakes AND that vary on reals more than its noise: a
         # head that cannot tell the reals apart would otherwise pull every camera to one point.
         signal = self.calibration.signal_fraction(self.queue)
