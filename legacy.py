@@ -56,7 +56,8 @@ _OFFICIAL_G = ('TriPlaneGenerator', 'TriPlaneGeneratorPose')
 @functools.lru_cache(maxsize=None)
 def _our_classes():
     """({class name: class} of this project's network modules, {sha256 of their sources})."""
-    from training import decoder, dual_discriminator, generator, networks_stylegan2, pose_head, pose_sources
+    from training.rendering import decoder
+    from training import dual_discriminator, generator, networks_stylegan2, pose_head, pose_sources  # noqa: I001
     from training import superresolution
     modules = [networks_stylegan2, superresolution, decoder, pose_head, pose_sources, dual_discriminator, generator]
     try:

@@ -27,9 +27,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from torch_utils import custom_ops  # noqa: E402
-from torch_utils.ops import triplane_render as tr  # noqa: E402
-from training.decoder import OSGDecoder  # noqa: E402
-from training.volumetric_rendering.renderer import ImportanceRenderer  # noqa: E402
+from training.rendering import fused as tr  # noqa: E402
+from training.rendering.decoder import OSGDecoder  # noqa: E402
+from training.rendering.renderer import ImportanceRenderer  # noqa: E402
 
 HIDDEN = 64  # OSG decoder hidden width
 FULL = dict(batch=4, res=64, coarse=48, fine=48, channels=32, plane_res=256, out=32)

@@ -19,10 +19,10 @@ import torch
 
 from torch_utils import fastpath
 from torch_utils.ops import conv2d_gradfix, upfirdn2d
-from training import decoder as decoder_module
-from training.decoder import OSGDecoder
-from training.volumetric_rendering import samplers
-from training.volumetric_rendering.ray_marcher import coarse_weights, march_importance, march_rays
+from training.rendering import decoder as decoder_module
+from training.rendering.decoder import OSGDecoder
+from training.rendering import samplers
+from training.rendering.compositing import coarse_weights, march_importance, march_rays
 
 from fastpath_helpers import F64, assert_all_close, both   # tests/fastpath_helpers.py
 
@@ -163,7 +163,7 @@ def test_decoder_fast_path_refuses_double_backward():
 def test_render_of_fewer_channels_matches_the_sliced_full_render(white_back):
     # The generator without super-resolution reads only RGB: the fast path's output layer then
     # computes 3 of the decoder's feature channels; the reference renders all and slices.
-    from training.volumetric_rendering.renderer import ImportanceRenderer
+    from training.rendering.renderer import ImportanceRenderer
     dec, _ = _decoder_case(F64)
     g = torch.Generator().manual_seed(1)
     planes = torch.randn(2, 3, 8, 8, 8, generator=g, dtype=F64).requires_grad_(True)
@@ -204,7 +204,7 @@ def test_sample_plane_mean_matches_grid_sample_then_mean(legacy):
     # Forward: the same bilinear weights summed in another order (float64: 1e-12). Backward is
     # the reference's own grid_sampler_2d_backward: plane gradients exact, point gradients
     # through the projection's transpose (1e-12).
-    from training.volumetric_rendering.triplane_sampling import generate_planes, sample_from_planes, sample_plane_mean
+    from training.rendering.planes import generate_planes, sample_from_planes, sample_plane_mean
     planes, coords = _plane_case(F64)
     with fastpath.override(False):
         ref = sample_from_planes(generate_planes(legacy, dtype=F64), planes, coords, box_warp=1.3).mean(dim=1)
@@ -219,7 +219,7 @@ def test_sample_plane_mean_matches_grid_sample_then_mean(legacy):
 def test_sample_plane_mean_float32_and_blocks(monkeypatch):
     # Blocks of 64 points (several per sample) give the same rows as one block; float32 within
     # rounding of the reference (~6e-8 relative per term, 12 terms).
-    from training.volumetric_rendering import triplane_sampling as ts
+    from training.rendering import planes as ts
     planes, coords = _plane_case(torch.float32, seed=1)
     with torch.no_grad():
         with fastpath.override(False):
@@ -234,7 +234,7 @@ def test_sample_plane_mean_float32_and_blocks(monkeypatch):
 def test_sample_plane_mean_non_finite_points_give_nan_like_grid_sample():
     # An unsafe camera can put NaN / inf into the points; grid_sample returns NaN there (and
     # must not index out of range).
-    from training.volumetric_rendering import triplane_sampling as ts
+    from training.rendering import planes as ts
     planes = torch.randn(1, 3, 2, 4, 4)
     inf, nan = float('inf'), float('nan')
     coords = torch.tensor([[[nan, 0, 0], [inf, 0.1, 0.1], [0.1, 0.2, 0.3], [0.1, -inf, 0.2]]])

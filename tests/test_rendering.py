@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from training.cameras import FOV_to_intrinsics, LookAtPose
-from training.decoder import OSGDecoder
-from training.volumetric_rendering import math_utils, samplers
-from training.volumetric_rendering.ray_marcher import MipRayMarcher2, march_rays
-from training.volumetric_rendering.ray_sampler import RaySampler, sample_rays
-from training.volumetric_rendering.renderer import ImportanceRenderer
-from training.volumetric_rendering.triplane_sampling import generate_planes, project_onto_planes, sample_from_planes
+from training.rendering.decoder import OSGDecoder
+from training.rendering import math_utils, samplers
+from training.rendering.compositing import MipRayMarcher2, march_rays
+from training.rendering.rays import RaySampler, sample_rays
+from training.rendering.renderer import ImportanceRenderer
+from training.rendering.planes import generate_planes, project_onto_planes, sample_from_planes
 
 F64 = torch.float64
 

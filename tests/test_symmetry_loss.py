@@ -14,7 +14,7 @@ import torch
 from training.cameras import FOV_to_intrinsics, LookAtPose, flip_camera
 from training.losses.common import Step
 from training.losses.symmetry import MirrorSymmetry
-from training.volumetric_rendering.ray_sampler import sample_rays
+from training.rendering.rays import sample_rays
 
 from test_losses import Z_DIM, make_G, make_labels   # tests/ is on sys.path
 

@@ -29,13 +29,13 @@ import pytest
 import torch
 
 from torch_utils import custom_ops, fastpath
-from torch_utils.ops import triplane_render as tr
+from training.rendering import fused as tr
 from training.cameras import FOV_to_intrinsics, LookAtPose
-from training.decoder import OSGDecoder
-from training.volumetric_rendering.ray_marcher import march_rays
-from training.volumetric_rendering.ray_sampler import sample_rays
-from training.volumetric_rendering.renderer import ImportanceRenderer
-from training.volumetric_rendering.triplane_sampling import cached_planes, sample_from_planes
+from training.rendering.decoder import OSGDecoder
+from training.rendering.compositing import march_rays
+from training.rendering.rays import sample_rays
+from training.rendering.renderer import ImportanceRenderer
+from training.rendering.planes import cached_planes, sample_from_planes
 
 triton = pytest.importorskip('triton')
 

@@ -19,7 +19,7 @@ import math
 import torch
 
 from torch_utils import misc
-from training.volumetric_rendering.math_utils import normalize_vecs
+from training.rendering.math_utils import normalize_vecs
 
 V_EPS = 1e-5  # v is clamped to [V_EPS, pi - V_EPS] where clamping is asked for (SPEC §3.2, §12.9)
 

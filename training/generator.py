@@ -22,12 +22,12 @@ import torch
 from torch_utils import misc, persistence
 from training import networks_stylegan2
 from training.cameras import Camera
-from training.decoder import OSGDecoder
+from training.rendering.decoder import OSGDecoder
 from training.pose_sources import PoseOutput, build_pose_source
 from training.superresolution import resolve_superresolution
 from training.symmetry import check_symmetry, plane_flip_dims, symmetrize_planes
-from training.volumetric_rendering.ray_sampler import RaySampler
-from training.volumetric_rendering.renderer import ImportanceRenderer, check_rendering_options, resolve_plane_axes
+from training.rendering.rays import RaySampler
+from training.rendering.renderer import ImportanceRenderer, check_rendering_options, resolve_plane_axes
 
 DECODER_OUTPUT_DIM = 32   # decoder feature channels; the first 3 are RGB (SPEC §4.5)
 

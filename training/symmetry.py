@@ -24,7 +24,7 @@ from typing import Tuple
 
 import torch
 
-from training.volumetric_rendering.triplane_sampling import generate_planes
+from training.rendering.planes import generate_planes
 
 SYMMETRY_MODES = ('none', 'planes', 'density')
 MIRROR_AXES = {'flip_both': 'x', 'flip_both_shapenet': 'z'}   # flip_type -> mirrored world axis

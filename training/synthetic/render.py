@@ -18,7 +18,7 @@ import torch
 
 from training.cameras import Camera
 from training.synthetic.shapes import ShapeBatch
-from training.volumetric_rendering.ray_sampler import sample_rays
+from training.rendering.rays import sample_rays
 
 
 @dataclasses.dataclass(frozen=True)

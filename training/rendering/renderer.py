@@ -26,11 +26,11 @@ from typing import NamedTuple
 import torch
 
 from torch_utils import fastpath, misc
-from torch_utils.ops import triplane_render
-from training.decoder import decode_rows
-from training.volumetric_rendering import math_utils, samplers
-from training.volumetric_rendering.ray_marcher import coarse_weights, march_importance, march_rays
-from training.volumetric_rendering.triplane_sampling import (cached_planes, plane_mean_supported,
+from training.rendering import fused as triplane_render
+from training.rendering.decoder import decode_rows
+from training.rendering import math_utils, samplers
+from training.rendering.compositing import coarse_weights, march_importance, march_rays
+from training.rendering.planes import (cached_planes, plane_mean_supported,
                                                               sample_from_planes, sample_plane_mean)
 
 _PLANE_AXES = ('correct', 'legacy')

@@ -48,7 +48,7 @@ class TriplaneRender(NamedTuple):
 
 
 def _load_kernel():
-    kern = importlib.import_module('torch_utils.ops._triton_triplane_render')
+    kern = importlib.import_module('training.rendering._triton_triplane')
     if torch.cuda.is_available() and not custom_ops.interpreter_enabled():
         _self_check(kern, torch.device('cuda'))
     return kern
@@ -80,7 +80,7 @@ def _self_check(kern, device: torch.device, tol: float = 1e-4) -> None:
 
 
 def _plane_axes(plane_axes: Union[str, torch.Tensor], planes: torch.Tensor) -> torch.Tensor:
-    from training.volumetric_rendering.triplane_sampling import cached_planes
+    from training.rendering.planes import cached_planes
     if isinstance(plane_axes, str):
         if plane_axes not in ('correct', 'legacy'):
             raise ValueError(f"plane_axes must be 'correct', 'legacy' or a [3, 3, 3] tensor, got {plane_axes!r}")
@@ -151,8 +151,8 @@ def _points(ray_origins, ray_dirs, depths):
 
 
 def _march_ref(planes, axes, decoder_params, ray_origins, ray_dirs, depths, box_warp, white_back):
-    from training.volumetric_rendering.ray_marcher import march_rays
-    from training.volumetric_rendering.triplane_sampling import sample_from_planes
+    from training.rendering.compositing import march_rays
+    from training.rendering.planes import sample_from_planes
     N, M, S, _ = depths.shape
     features = sample_from_planes(axes, planes, _points(ray_origins, ray_dirs, depths), box_warp=box_warp)
     rgb, sigma = decode_ref(features, decoder_params)
@@ -222,7 +222,7 @@ def render_triplane_weights(planes, plane_axes, decoder_params, ray_origins, ray
 def query_triplane(planes, plane_axes, decoder_params, coordinates, box_warp,
                    impl: str = 'cuda') -> Tuple[torch.Tensor, torch.Tensor]:
     """Decoder output at points: coordinates [N, K, 3] -> (rgb [N, K, CO], sigma [N, K, 1] raw)."""
-    from training.volumetric_rendering.triplane_sampling import sample_from_planes
+    from training.rendering.planes import sample_from_planes
     _check(planes, decoder_params, coordinates)
     axes = _plane_axes(plane_axes, planes)
 

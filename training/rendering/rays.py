@@ -8,7 +8,7 @@ centred principal point). Ray m of an R x R image is pixel (row, col) with m = r
 import torch
 
 from torch_utils import misc
-from training.volumetric_rendering.math_utils import normalize_vecs
+from training.rendering.math_utils import normalize_vecs
 
 
 def sample_rays(cam2world: torch.Tensor, intrinsics: torch.Tensor, resolution: int):

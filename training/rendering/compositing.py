@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from torch_utils import fastpath
-from training.volumetric_rendering import samplers
+from training.rendering import samplers
 
 
 class MarchResult(NamedTuple):

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from torch_utils import fastpath, misc
-from training.volumetric_rendering.math_utils import linspace
+from training.rendering.math_utils import linspace
 
 
 def sample_stratified(ray_start: torch.Tensor, ray_end: torch.Tensor, depth_resolution: int,
