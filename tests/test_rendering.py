@@ -8,8 +8,10 @@ import torch
 from training.cameras import FOV_to_intrinsics, LookAtPose
 from training.rendering.decoder import OSGDecoder
 from training.rendering import math_utils, samplers
-from training.rendering.compositing import MipRayMarcher2, march_rays
+from training.rendering.compositing import march_rays
 from training.rendering.rays import RaySampler, sample_rays
+from training.rendering.field import TriplaneField
+from training.rendering.options import RenderingOptions
 from training.rendering.renderer import ImportanceRenderer
 from training.rendering.planes import generate_planes, project_onto_planes, sample_from_planes
 
@@ -89,8 +91,8 @@ def test_marcher_constant_slab_golden():
     torch.testing.assert_close(out.final_transmittance.flatten(), torch.tensor([0.125], dtype=F64))
     torch.testing.assert_close(out.features.flatten(), torch.tensor([0.75, 0.75], dtype=F64))
     torch.testing.assert_close(out.depth.flatten(), torch.tensor([1.0714286], dtype=F64))
-    white = MipRayMarcher2()(colors, sigma, t, {'clamp_mode': 'softplus', 'white_back': True})
-    torch.testing.assert_close(white[0].flatten(), torch.tensor([1.0, 1.0], dtype=F64))
+    white = march_rays(colors, sigma, t, white_back=True)
+    torch.testing.assert_close(white.features.flatten(), torch.tensor([1.0, 1.0], dtype=F64))
     with pytest.raises(ValueError, match='softplus'):
         march_rays(colors, sigma, t, clamp_mode='mipnerf')
 
@@ -184,21 +186,14 @@ def test_importance_sampling_delta_weights():
     assert inside == pytest.approx(0.95301, abs=2e-3)
 
 
-def test_importance_shapes_and_unify_sorted():
+def test_importance_shapes():
     g = torch.Generator().manual_seed(4)
     start, end = torch.full([2, 3, 1], 2.25), torch.full([2, 3, 1], 3.3)
     t = samplers.sample_stratified(start, end, 6, generator=g)
     out = march_rays(torch.rand(2, 3, 6, 4, generator=g), torch.randn(2, 3, 6, 1, generator=g), t)
     fine = samplers.sample_importance(t, out.weights, 5, generator=g)
     assert fine.shape == (2, 3, 5, 1) and not fine.requires_grad
-    colors = torch.cat([torch.zeros(2, 3, 6, 4), torch.ones(2, 3, 5, 4)], 2)
-    dens = torch.cat([torch.zeros(2, 3, 6, 1), torch.ones(2, 3, 5, 1)], 2)
-    all_t, all_c, all_d = samplers.unify_samples(t, colors[:, :, :6], dens[:, :, :6], fine, colors[:, :, 6:],
-                                                 dens[:, :, 6:])
-    assert all_t.shape == (2, 3, 11, 1) and all_c.shape == (2, 3, 11, 4)
-    assert (all_t[:, :, 1:] >= all_t[:, :, :-1]).all()
-    assert (all_c[..., :1] == all_d).all()            # colours and densities follow their depths
-    assert all_d.sum().item() == 2 * 3 * 5
+    assert ((fine >= 2.25) & (fine <= t.max())).all()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -210,6 +205,13 @@ def _options(**overrides):
                 disparity_space_sampling=False, clamp_mode='softplus', white_back=False, density_noise=0)
     opts.update(overrides)
     return opts
+
+
+def _render(planes, decoder, origins, dirs, opts, generator=None, channels=None):
+    """One render of (planes, decoder) with EG3D-style options (built into typed ones first)."""
+    options = RenderingOptions.from_kwargs(opts)
+    field = TriplaneField(planes, decoder, options.plane_axes, options.box_warp)
+    return ImportanceRenderer(options)(field, origins, dirs, generator=generator, channels=channels)
 
 
 def _scene(seed=0):
@@ -236,8 +238,8 @@ def test_decoder_outputs():
 def test_renderer_forward_and_gradients():
     planes, decoder, h, v, origins, dirs = _scene()
     planes_before = planes.detach().clone()
-    rgb, depth, wsum = ImportanceRenderer()(planes, decoder, origins, dirs, _options(),
-                                            generator=torch.Generator().manual_seed(1))
+    rgb, depth, wsum, _ = _render(planes, decoder, origins, dirs, _options(),
+                                  generator=torch.Generator().manual_seed(1))
     assert rgb.shape == (2, 16, 4) and depth.shape == (2, 16, 1) and wsum.shape == (2, 16, 1)
     assert torch.isfinite(rgb).all() and torch.isfinite(depth).all()
     assert (depth >= 2.25).all() and (wsum <= 1 + 1e-6).all()
@@ -250,11 +252,9 @@ def test_renderer_forward_and_gradients():
 
 def test_renderer_options_and_determinism():
     planes, decoder, _, _, origins, dirs = _scene(seed=1)
-    renderer = ImportanceRenderer()
     with torch.no_grad():
         def run(seed=5, **kw):
-            return renderer.render(planes, decoder, origins, dirs, _options(**kw),
-                                   generator=torch.Generator().manual_seed(seed))
+            return _render(planes, decoder, origins, dirs, _options(**kw), generator=torch.Generator().manual_seed(seed))
         a, b = run(), run()
         torch.testing.assert_close(a.features, b.features, rtol=0, atol=0)
         assert not torch.equal(a.features, run(seed=6).features)
@@ -269,11 +269,12 @@ def test_renderer_options_and_determinism():
     for bad in [dict(clamp_mode='relu'), dict(disparity_space_sampling=True), dict(plane_axes='xyz'),
                 dict(plane_axes='correct', wrong=True), dict(ray_start='auto')]:
         with pytest.raises(ValueError):
-            renderer(planes, decoder, origins, dirs, _options(**bad))
+            _render(planes, decoder, origins, dirs, _options(**bad))
 
 
-def test_run_model_point_query():
+def test_point_query():
     planes, decoder, *_ = _scene(seed=2)
     coords = torch.rand(2, 10, 3) - 0.5
-    out = ImportanceRenderer().query_points(planes, decoder, coords, _options())
-    assert out['rgb'].shape == (2, 10, 4) and out['sigma'].shape == (2, 10, 1)
+    field = TriplaneField(planes, decoder, 'correct', 1.0)
+    rgb, sigma = ImportanceRenderer(RenderingOptions.from_kwargs(_options())).query(field, coords)
+    assert rgb.shape == (2, 10, 4) and sigma.shape == (2, 10, 1)

@@ -22,12 +22,15 @@ import torch
 from torch_utils import misc, persistence
 from training import networks_stylegan2
 from training.cameras import Camera
-from training.rendering.decoder import OSGDecoder
+from training.generator_output import GeneratorOutput
 from training.pose_sources import PoseOutput, build_pose_source
+from training.rendering.decoder import OSGDecoder
+from training.rendering.field import TriplaneField
+from training.rendering.options import RenderingOptions
+from training.rendering.rays import RaySampler
+from training.rendering.renderer import ImportanceRenderer
 from training.superresolution import resolve_superresolution
 from training.symmetry import check_symmetry, plane_flip_dims, symmetrize_planes
-from training.rendering.rays import RaySampler
-from training.rendering.renderer import ImportanceRenderer, check_rendering_options, resolve_plane_axes
 
 DECODER_OUTPUT_DIM = 32   # decoder feature channels; the first 3 are RGB (SPEC §4.5)
 
@@ -93,13 +96,10 @@ class TriPlaneGenerator(torch.nn.Module):
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
         self.plane_resolution, self.plane_channels = plane_resolution, plane_channels
-        self.rendering_kwargs = {**RENDERING_DEFAULTS, **rendering_kwargs}
-        check_rendering_options(self.rendering_kwargs)
         check_symmetry(symmetry, symmetry_axis)
         self.symmetry, self.symmetry_axis = symmetry, symmetry_axis
-        # Which texel dims of each plane the mirror flips ('planes' only; fixed by the axis set).
-        self._plane_flips = (plane_flip_dims(resolve_plane_axes(self.rendering_kwargs), symmetry_axis)
-                             if symmetry == 'planes' else None)
+        self.rendering_kwargs = {**RENDERING_DEFAULTS, **rendering_kwargs}   # EG3D's dict, for EG3D scripts
+        self._apply_rendering_kwargs()
 
         self.pose_source = build_pose_source(pose_source, **self._pose_source_kwargs(pose_source, pose_kwargs))
         mapping_c_dim = c_dim if self.pose_source.conditions_mapping else 0
@@ -107,7 +107,6 @@ class TriPlaneGenerator(torch.nn.Module):
                                                      img_channels=3 * plane_channels, mapping_kwargs=mapping_kwargs,
                                                      **synthesis_kwargs)
         self.num_ws = self.backbone.num_ws
-        self.renderer = ImportanceRenderer()
         self.ray_sampler = RaySampler()
         self.decoder = OSGDecoder(plane_channels, {'decoder_lr_mul': self.rendering_kwargs['decoder_lr_mul'],
                                                    'decoder_output_dim': DECODER_OUTPUT_DIM})
@@ -119,6 +118,26 @@ class TriPlaneGenerator(torch.nn.Module):
                              f'({neural_rendering_resolution}) must equal img_resolution ({img_resolution})')
         # Default R for synthesis (SPEC §4.7); the training loop may set it, synthesis never does.
         self.neural_rendering_resolution = int(neural_rendering_resolution)
+
+    def _apply_rendering_kwargs(self):
+        """Build the renderer (its typed options, checked once) and the plane mirror of
+        symmetry='planes' (fixed by the axis set) from self.rendering_kwargs."""
+        options = RenderingOptions.from_kwargs(self.rendering_kwargs)
+        self.renderer = ImportanceRenderer(options)
+        self._plane_flips = plane_flip_dims(options.plane_axes, self.symmetry_axis) if self.symmetry == 'planes' \
+            else None
+        self._rendering_kwargs_applied = dict(self.rendering_kwargs)
+
+    def _renderer(self) -> ImportanceRenderer:
+        """The renderer; rebuilt when an EG3D-style script edited G.rendering_kwargs in place
+        (e.g. more depth samples for a video), so such scripts keep working."""
+        if self.rendering_kwargs != self._rendering_kwargs_applied:
+            self._apply_rendering_kwargs()
+        return self.renderer
+
+    def _field(self, planes) -> TriplaneField:
+        options = self._renderer().options
+        return TriplaneField(planes, self.decoder, options.plane_axes, options.box_warp)
 
     def _pose_source_kwargs(self, name, pose_kwargs):
         """Constructor kwargs of pose source `name`: camera constants and pose options from
@@ -187,6 +206,7 @@ class TriPlaneGenerator(torch.nn.Module):
 
     def _planes(self, ws, update_emas, noise_mode, synthesis_kwargs):
         """ws [N, num_ws, w_dim] -> planes [N, 3, C_p, P, P] (SPEC §4.2 step 4, §4.3)."""
+        self._renderer()   # the plane mirror follows the axis set of the current rendering_kwargs
         planes = self.backbone.synthesis(ws, update_emas=update_emas, noise_mode=noise_mode, **synthesis_kwargs)
         planes = planes.reshape(ws.shape[0], 3, self.plane_channels, planes.shape[-2], planes.shape[-1])
         return planes if self._plane_flips is None else symmetrize_planes(planes, self._plane_flips)
@@ -196,8 +216,8 @@ class TriPlaneGenerator(torch.nn.Module):
         Returns (feature_image [N, 32, R, R] (or its first `channels` channels), depth_image
         [N, 1, R, R]); ray m = row*R + col."""
         origins, dirs = self.ray_sampler(cam2world, intrinsics, resolution)
-        features, depth, _ = self.renderer(planes, self.decoder, origins, dirs, self.rendering_kwargs,
-                                           generator=generator, channels=channels)
+        field = self._field(planes)
+        features, depth = self.renderer(field, origins, dirs, generator=generator, channels=channels)[:2]
         N, R = planes.shape[0], resolution
         feature_image = features.permute(0, 2, 1).reshape(N, features.shape[-1], R, R)
         depth_image = depth.permute(0, 2, 1).reshape(N, 1, R, R)
@@ -208,8 +228,9 @@ class TriPlaneGenerator(torch.nn.Module):
         """Render ws [N, num_ws, w_dim] from cam2world [N, 4, 4] (None: c[:, :16]) with the
         intrinsics c[:, 16:25] at R = neural_rendering_resolution (None: self's value).
 
-        Returns {'image' [N, 3, H, H], 'image_raw' [N, 3, R, R], 'image_depth' [N, 1, R, R] (ray
-        distance), 'cam2world' [N, 4, 4], 'pose' None, 'clamped_frac' None} (SPEC §4.2).
+        Returns a GeneratorOutput (training/generator_output.py; reads like EG3D's dict): image
+        [N, 3, H, H], image_raw [N, 3, R, R], image_depth [N, 1, R, R] (ray distance), cam2world
+        [N, 4, 4], pose None, clamped_frac None (SPEC §4.2).
         synthesis_kwargs (fused_modconv, force_fp32) reach the StyleGAN2 blocks and the SR.
         """
         camera = Camera.from_label(c)
@@ -228,13 +249,12 @@ class TriPlaneGenerator(torch.nn.Module):
             if self.superresolution is not None:   # SPEC §4.2 step 8, §4.6
                 sr_noise = self.rendering_kwargs['superresolution_noise_mode']
                 image = self.superresolution(rgb_image, feature_image, ws, noise_mode=sr_noise, **synthesis_kwargs)
-        return {'image': image, 'image_raw': rgb_image, 'image_depth': depth_image, 'cam2world': cam2world,
-                'pose': None, 'clamped_frac': None}
+        return GeneratorOutput(image=image, image_raw=rgb_image, image_depth=depth_image, cam2world=cam2world)
 
     def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, neural_rendering_resolution=None,
                 update_emas=False, cam2world=None, detach_w=False, noise_mode='random', generator=None,
                 **synthesis_kwargs):
-        """z [N, z_dim], c [N, 25] -> the synthesis dict with 'pose' [N, 2] (or None) and
+        """z [N, z_dim], c [N, 25] -> the synthesis GeneratorOutput with pose [N, 2] (or None) and
         'clamped_frac' of the pose source. The pose comes from the untruncated w (SPEC §4.1:
         truncation never changes it); cam2world [N, 4, 4], if given, overrides the pose
         source's camera (the mirrored render of SPEC §3.4) while 'pose' stays the source's."""
@@ -244,7 +264,7 @@ class TriPlaneGenerator(torch.nn.Module):
         out = self.synthesis(ws, c, cam2world=pose.cam2world if cam2world is None else cam2world,
                              neural_rendering_resolution=neural_rendering_resolution, update_emas=update_emas,
                              noise_mode=noise_mode, generator=generator, **synthesis_kwargs)
-        return {**out, 'pose': pose.pose, 'clamped_frac': pose.clamped_frac}
+        return out.replace(pose=pose.pose, clamped_frac=pose.clamped_frac)
 
     # ------------------------------------------------------------------------------------
     # Point queries (density regularization, shape extraction; SPEC §4.2).
@@ -264,8 +284,9 @@ class TriPlaneGenerator(torch.nn.Module):
         del truncation_psi, truncation_cutoff
         with seeded_global_rng(generator, ws.device):
             planes = self._planes(ws, update_emas, noise_mode, synthesis_kwargs)
-        return self.renderer.run_model(planes, self.decoder, coordinates, directions, self.rendering_kwargs,
-                                       generator=generator)
+        field = self._field(planes)
+        rgb, sigma = self.renderer.query(field, coordinates, directions, generator=generator)
+        return {'rgb': rgb, 'sigma': sigma}
 
     def extra_repr(self):
         return (f'z_dim={self.z_dim}, w_dim={self.w_dim}, img_resolution={self.img_resolution}, '

@@ -1,15 +1,14 @@
-"""Alpha compositing along rays, EG3D's `MipRayMarcher2` (SPEC §4.5).
+"""Alpha compositing along rays: EG3D's `MipRayMarcher2` (SPEC §4.5), the density alpha rule.
 
 Shapes: N batch, M rays, S samples per ray (sorted by depth), C feature channels.
+The plain formulation (interval colours, then a reduction) is kept beside the tests
+(tests/reference/rendering.py); this one regroups the same sum per sample.
 """
 
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-
-from torch_utils import fastpath
-from training.rendering import samplers
 
 
 class MarchResult(NamedTuple):
@@ -65,21 +64,15 @@ class _WeightedSum(torch.autograd.Function):
 
 def _weighted_sum(colors: torch.Tensor, per_sample: torch.Tensor) -> torch.Tensor:
     """sum_j colors[..., j, :] * per_sample[..., j, :]: [N, M, S, C], [N, M, S, 1] -> [N, M, C]
-    (fast path; `_WeightedSum`)."""
+    (`_WeightedSum`)."""
     return _WeightedSum.apply(colors, per_sample)
 
 
 def _composite(colors: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """sum_i w_i (c_i + c_{i+1}) / 2 over the S-1 intervals -> [N, M, C].
-
-    Reference: builds the interval colours [N, M, S-1, C]. Fast path (torch_utils.fastpath):
-    the same sum regrouped per sample (`_per_sample_weights`) as batched mat-vec products
-    (`_WeightedSum`; ~2.5x faster forward + backward; float rounding differs only).
-    """
-    if fastpath.enabled():
-        return _weighted_sum(colors, _per_sample_weights(weights))
-    colors_mid = (colors[:, :, :-1] + colors[:, :, 1:]) / 2
-    return torch.sum(weights * colors_mid, dim=-2)
+    """sum_i w_i (c_i + c_{i+1}) / 2 over the S-1 intervals -> [N, M, C], regrouped per sample
+    (`_per_sample_weights`) so the interval colours [N, M, S-1, C] never exist (~2.5x faster
+    forward + backward than building them; float rounding differs only)."""
+    return _weighted_sum(colors, _per_sample_weights(weights))
 
 
 def march_rays(colors: torch.Tensor, densities: torch.Tensor, depths: torch.Tensor,
@@ -103,17 +96,23 @@ def march_rays(colors: torch.Tensor, densities: torch.Tensor, depths: torch.Tens
     return _finish(_composite(colors, weights), weights, final_transmittance, depths, white_back)
 
 
-def _finish(features, weights, final_transmittance, depths, white_back) -> MarchResult:
-    """Depth, white background and the 2f - 1 mapping of `march_rays` (depths sorted)."""
-    depths_mid = (depths[:, :, :-1] + depths[:, :, 1:]) / 2
-    weight_total = weights.sum(dim=-2)                                   # [N, M, 1]
-    depth = torch.sum(weights * depths_mid, dim=-2) / weight_total
+def finish_rays(features, depth_sum, weight_total, depths, white_back):
+    """The marcher's epilogue, shared with the fused kernel's raw sums: (features [N, M, C],
+    depth_sum = sum w t_mid [N, M, 1], weight_total = sum w [N, M, 1], depths [N, M, S, 1])
+    -> (features mapped to 2f - 1, white background added when asked; depth [N, M, 1])."""
     # Empty rays give 0/0: send them to the far end, then clip to the sampled range.
-    depth = torch.nan_to_num(depth, nan=float('inf'))
+    depth = torch.nan_to_num(depth_sum / weight_total, nan=float('inf'))
     depth = torch.clamp(depth, torch.min(depths), torch.max(depths))
     if white_back:
         features = features + 1 - weight_total
-    features = features * 2 - 1
+    return features * 2 - 1, depth
+
+
+def _finish(features, weights, final_transmittance, depths, white_back) -> MarchResult:
+    """Depth, white background and the 2f - 1 mapping of `march_rays` (depths sorted)."""
+    depths_mid = (depths[:, :, :-1] + depths[:, :, 1:]) / 2
+    features, depth = finish_rays(features, torch.sum(weights * depths_mid, dim=-2), weights.sum(dim=-2), depths,
+                                  white_back)
     return MarchResult(features, depth, weights, final_transmittance)
 
 
@@ -122,16 +121,11 @@ def march_importance(depths1, colors1, densities1, depths2, colors2, densities2,
     """`march_rays` over the union of the coarse samples (depths1 [N, M, S1, 1] sorted,
     colors1 [N, M, S1, C], densities1 [N, M, S1, 1]) and the fine ones (set 2, any order).
 
-    Reference: `samplers.unify_samples` (concatenate, sort, gather all three) then
-    `march_rays`. Fast path (torch_utils.fastpath): only t and sigma ([.., 1]) are merged and
-    sorted; the per-sample weights are scattered back to each set's own order and each set's
-    colours are summed where they lie, so the [N, M, S1+S2, C] merged colours (and their
-    gather and its backward) never exist. Same weights; the colour sum runs in another order.
+    Only t and sigma ([.., 1]) are merged and sorted; the per-sample weights are scattered
+    back to each set's own order and each set's colours are summed where they lie, so the
+    [N, M, S1+S2, C] merged colours (and their gather and its backward) never exist. Same
+    weights as merging everything first; the colour sum runs in another order.
     """
-    if not fastpath.enabled():
-        depths, colors, densities = samplers.unify_samples(depths1, colors1, densities1,
-                                                           depths2, colors2, densities2)
-        return march_rays(colors, densities, depths, white_back=white_back)
     depths, order = torch.sort(torch.cat([depths1, depths2], dim=-2), dim=-2)
     densities = torch.gather(torch.cat([densities1, densities2], dim=-2), -2, order)
     weights, final_transmittance = _interval_weights(densities, depths)
@@ -142,25 +136,7 @@ def march_importance(depths1, colors1, densities1, depths2, colors2, densities2,
     return _finish(features, weights, final_transmittance, depths, white_back)
 
 
-def coarse_weights(colors: torch.Tensor, densities: torch.Tensor, depths: torch.Tensor,
-                   white_back: bool = False) -> torch.Tensor:
-    """The compositing weights [N, M, S-1, 1] of `march_rays` (what importance sampling
-    reads). The reference composites the whole ray and keeps the weights; the fast path
-    (torch_utils.fastpath) computes only the weights (same values, bit for bit)."""
-    if fastpath.enabled():
-        return _interval_weights(densities, depths)[0]
-    return march_rays(colors, densities, depths, white_back=white_back).weights
-
-
-class MipRayMarcher2(torch.nn.Module):
-    """EG3D-compatible module wrapper around `march_rays` (holds no parameters)."""
-
-    def forward(self, colors, densities, depths, rendering_options):
-        """Same tensors as `march_rays`; reads 'clamp_mode' and 'white_back' from the options.
-
-        Returns (features [N, M, C], depth [N, M, 1], weights [N, M, S-1, 1],
-        final_transmittance [N, M, 1]), the PoF3D 4-tuple.
-        """
-        return march_rays(colors, densities, depths,
-                          white_back=bool(rendering_options.get('white_back', False)),
-                          clamp_mode=rendering_options.get('clamp_mode', 'softplus'))
+def coarse_weights(densities: torch.Tensor, depths: torch.Tensor) -> torch.Tensor:
+    """The compositing weights [N, M, S-1, 1] of `march_rays` (what importance sampling reads),
+    without compositing the colours: densities [N, M, S, 1] raw, depths [N, M, S, 1] sorted."""
+    return _interval_weights(densities, depths)[0]

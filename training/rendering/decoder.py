@@ -7,17 +7,17 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from torch_utils import fastpath, persistence
+from torch_utils import persistence
 from training.networks_stylegan2 import FullyConnectedLayer
 
 
-def _plane_mean_rows(features: torch.Tensor) -> torch.Tensor:
+def plane_mean_rows(features: torch.Tensor) -> torch.Tensor:
     """Stored plane features [N, P, C, M] (contiguous) -> their mean over P as rows [N*M, C].
 
-    `sample_from_planes` returns [N, P, M, C] as a permuted view of this memory; the
-    reference reduces that view over P, a strided reduction ~5x slower than the same sums
-    over the contiguous memory done here (then one transposing copy to rows, which beats
-    writing the rows from the reduction directly). Same additions in the same order.
+    `sample_from_planes` returns [N, P, M, C] as a permuted view of this memory; reducing
+    that view over P is a strided reduction ~5x slower than the same sums over the
+    contiguous memory done here (then one transposing copy to rows, which beats writing the
+    rows from the reduction directly). Same additions in the same order.
     """
     N, P, C, M = features.shape
     return features.mean(dim=1).transpose(1, 2).reshape(N * M, C)
@@ -36,9 +36,9 @@ class _RecomputedDecoder(torch.autograd.Function):
     """Plane-averaged features x [K, C] -> (rgb [K, O], sigma [K, 1]) of the OSG decoder (MLP,
     output activation), saving only x.
 
-    Autograd through the reference keeps the softplus input and output [K, 64], the output
-    [K, 1 + O] and the sigmoid [K, O] of every decoded sample until backward, about 11x the
-    input, and builds each of them whole. This function keeps x and recomputes the rest in
+    Autograd through the plain MLP (tests/reference/rendering.py) keeps the softplus input
+    and output [K, 64], the output [K, 1 + O] and the sigmoid [K, O] of every decoded sample
+    until backward, about 11x the input, and builds each of them whole. This function keeps x and recomputes the rest in
     backward (activation checkpointing: one extra MLP forward, a few % of a render), and
     runs both directions over blocks of CHUNK rows, so the temporaries stay a few MB
     whatever K is. Same forward ops per row as the reference; the weight gradients are sums
@@ -92,8 +92,8 @@ class _RecomputedDecoder(torch.autograd.Function):
 
 
 def decode_rows(x: torch.Tensor, params) -> tuple:
-    """Plane-averaged features x [K, C] -> (rgb [K, O], sigma [K, 1]) through the fast decoder,
-    params = `OSGDecoder.fast_params()` (the renderer's fused sampling feeds rows directly)."""
+    """Plane-averaged features x [K, C] -> (rgb [K, O], sigma [K, 1]) through the decoder MLP,
+    params = `OSGDecoder.params()` (the renderer's fused sampling feeds rows directly)."""
     return _RecomputedDecoder.apply(x, *params)
 
 
@@ -116,17 +116,12 @@ class OSGDecoder(torch.nn.Module):
             FullyConnectedLayer(self.hidden_dim, 1 + options['decoder_output_dim'], lr_multiplier=lr_mul),
         )
 
-    def fast_params(self, channels=None):
-        """(w1, b1, w2, b2) as the layers apply them, for `_RecomputedDecoder`; None when the
-        fast path is off or the layers are not the plain ones. Also used without a graph:
-        the blocked forward keeps its temporaries in cache (~1.3x faster than whole).
-        channels: keep only the sigma row and the first `channels` feature rows of the output
-        layer (None: all), for callers that read no other feature channel."""
-        fc1, act, fc2 = self.net
-        plain = ((act.beta, act.threshold, fc1.activation, fc2.activation) == (1, 20, 'linear', 'linear')
-                 and fc1.bias is not None and fc2.bias is not None)
-        if not (plain and fastpath.enabled()):
-            return None
+    def params(self, channels=None):
+        """(w1, b1, w2, b2) as the layers apply them (weights times their equalized-lr gains),
+        for `decode_rows` and the fused kernel. channels: keep only the sigma row and the
+        first `channels` feature rows of the output layer (None: all), for callers that
+        read no other feature channel."""
+        fc1, _, fc2 = self.net
         rows = fc2.weight.shape[0] if channels is None else 1 + channels
         return (fc1.weight * fc1.weight_gain, fc1.bias * fc1.bias_gain,
                 fc2.weight[:rows] * fc2.weight_gain, fc2.bias[:rows] * fc2.bias_gain)
@@ -139,12 +134,5 @@ class OSGDecoder(torch.nn.Module):
         are accepted for API compatibility and ignored (no view dependence).
         """
         N, P, M, C = sampled_features.shape
-        params = self.fast_params()
-        if params is not None:   # the fast path (torch_utils.fastpath): see _RecomputedDecoder
-            rgb, sigma = decode_rows(_plane_mean_rows(sampled_features.transpose(2, 3).contiguous()), params)
-            return {'rgb': rgb.reshape(N, M, -1), 'sigma': sigma.reshape(N, M, 1)}
-        x = sampled_features.mean(dim=1)                          # [N, M, C]: average the planes
-        x = self.net(x.reshape(N * M, C)).reshape(N, M, -1)
-        rgb = torch.sigmoid(x[..., 1:]) * _RGB_SCALE - _RGB_SHIFT
-        sigma = x[..., 0:1]
-        return {'rgb': rgb, 'sigma': sigma}
+        rgb, sigma = decode_rows(plane_mean_rows(sampled_features.transpose(2, 3).contiguous()), self.params())
+        return {'rgb': rgb.reshape(N, M, -1), 'sigma': sigma.reshape(N, M, 1)}

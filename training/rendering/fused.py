@@ -1,43 +1,45 @@
-"""Fused tri-plane volume rendering: sample planes -> OSG decoder -> MipRayMarcher2 (SPEC §4.5).
+"""The tri-plane rendering stages fused into one Triton kernel (SPEC §4.5): sample the planes,
+run the OSG decoder, composite (MipRayMarcher2), without ever storing per-sample features.
 
 Public functions (shapes: N batch, M rays, S samples per ray, C plane channels, CO decoder
 feature channels, 32 in every preset):
 
     render_triplane(planes, plane_axes, decoder_params, ray_origins, ray_dirs, depths, box_warp,
-                    white_back=False, impl='cuda') -> (rgb [N,M,CO], depth [N,M,1], weight_sum [N,M,1])
+                    white_back=False, impl='auto') -> (rgb [N,M,CO], depth [N,M,1], weight_sum [N,M,1])
     render_triplane_full(...)     the same plus final_transmittance [N,M,1] (a `TriplaneRender`)
     render_triplane_weights(...)  compositing weights [N,M,S-1,1], no gradient (coarse pass)
-    query_triplane(planes, plane_axes, decoder_params, coordinates, box_warp, impl='cuda')
-                                  -> (rgb [N,K,CO], sigma [N,K,1]): the point query of run_model
-    osg_decoder_params(decoder)   (w1, b1, w2, b2) with the equalized-lr gains applied, or None
+    query_triplane(planes, plane_axes, decoder_params, coordinates, box_warp, impl='auto')
+                                  -> (rgb [N,K,CO], sigma [N,K,1]): the renderer's point query
 
 planes [N, 3, C, H, W]; plane_axes a [3, 3, 3] tensor or 'correct' | 'legacy'; decoder_params
-(w1 [64, C], b1 [64], w2 [1+CO, 64], b2 [1+CO]) as the decoder uses them at run time (weight
-times lr_mul/sqrt(fan_in), bias times lr_mul); ray_origins, ray_dirs [N, M, 3]; depths
-[N, M, S, 1] sorted ray distances; box_warp the side of the cube the planes cover.
+(w1 [64, C], b1 [64], w2 [1+CO, 64], b2 [1+CO]) as `OSGDecoder.params()` gives them;
+ray_origins, ray_dirs [N, M, 3]; depths [N, M, S, 1] sorted ray distances; box_warp the side
+of the cube the planes cover.
 
-impl: 'ref' the PyTorch reference (`_render_ref`, composed from the renderer's own
-`sample_from_planes`, the OSG decoder formula and `march_rays`); 'cuda' (default) the Triton
-kernel when every tensor is on a CUDA device; 'triton' always try the kernel (CPU only under
-TRITON_INTERPRET=1). `POF3D_IMPL=ref` forces the reference. The kernel needs fp32 tensors; a
-load or launch failure means one warning and the reference (torch_utils/custom_ops.py).
+impl (training/rendering/options.py): 'auto' the kernel when every tensor is a CUDA float32
+tensor; 'torch' never; 'triton' always try it (CPU only under TRITON_INTERPRET=1). Where the
+kernel does not run, or fails to load or launch (one warning, torch_utils/custom_ops.py), the
+same stages run in PyTorch (the package's own bodies). `POF3D_IMPL=ref` forces PyTorch.
 
 Kernel coverage: forward and first-order backward w.r.t. planes, decoder params, ray origins,
 ray directions and depths (render), and planes, decoder params and points (query). Plane axes
 carry no gradient. No double backward (nothing in training needs it through the renderer).
-The kernel never materialises [N, M, S, C] tensors; see `_triton_triplane_render.py`.
+The kernel never materialises [N, M, S, C] tensors; see `_triton_triplane.py`.
 """
 
 import importlib
-from typing import NamedTuple, Optional, Sequence, Tuple, Union
+from typing import NamedTuple, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 
 from torch_utils import custom_ops, misc
+from training.rendering.compositing import coarse_weights, finish_rays, march_rays
+from training.rendering.field import decode_triplane
+from training.rendering.planes import cached_planes
+from training.rendering.rays import ray_points
 
 KERNEL_NAME = 'triplane_render'
-_RGB_SCALE = 1 + 2 * 0.001  # OSG decoder: sigmoid(x) * (1 + 2*0.001) - 0.001 (SPEC §4.5)
+_OPS_IMPL = {'auto': 'cuda', 'torch': 'ref', 'triton': 'triton', 'cuda': 'cuda', 'ref': 'ref'}   # custom_ops' names
 
 
 class TriplaneRender(NamedTuple):
@@ -55,7 +57,7 @@ def _load_kernel():
 
 
 def _self_check(kern, device: torch.device, tol: float = 1e-4) -> None:
-    """Compare the compiled kernel with the reference on a tiny random problem, forward and
+    """Compare the compiled kernel with the PyTorch stages on a tiny random problem, forward and
     backward, the first time it loads on a GPU. Raising here makes custom_ops switch the
     kernel off with one warning: a miscompiled kernel must never train silently."""
     g = torch.Generator(device='cpu').manual_seed(0)
@@ -69,7 +71,7 @@ def _self_check(kern, device: torch.device, tol: float = 1e-4) -> None:
     results = []
     for fn in (lambda: _finish(kern.render_sums(planes, _projection(axes), *params, origins, dirs,
                                                 depths.squeeze(-1), 2.0), depths, False),
-               lambda: _render_ref(planes, axes, tuple(params), origins, dirs, depths, 1.0, False)):
+               lambda: _render_torch(planes, axes, tuple(params), origins, dirs, depths, 1.0, False)):
         out = fn()
         grad, = torch.autograd.grad((out.rgb.sum() + out.depth.sum()), planes)
         results.append((out.rgb.detach(), out.depth.detach(), grad))
@@ -80,7 +82,6 @@ def _self_check(kern, device: torch.device, tol: float = 1e-4) -> None:
 
 
 def _plane_axes(plane_axes: Union[str, torch.Tensor], planes: torch.Tensor) -> torch.Tensor:
-    from training.rendering.planes import cached_planes
     if isinstance(plane_axes, str):
         if plane_axes not in ('correct', 'legacy'):
             raise ValueError(f"plane_axes must be 'correct', 'legacy' or a [3, 3, 3] tensor, got {plane_axes!r}")
@@ -115,7 +116,7 @@ def _check(planes, decoder_params, points, dirs=None, depths=None):
 def _kernel(impl: str, planes, decoder_params, *tensors):
     """The loaded kernel module when this call should (and can) use it, else None."""
     all_tensors = [planes, *decoder_params, *tensors]
-    if not custom_ops.wants_kernel(impl, *all_tensors):
+    if not custom_ops.wants_kernel(_ops_impl(impl), *all_tensors):
         return None
     if any(t.dtype != torch.float32 for t in all_tensors) or len({t.device for t in all_tensors}) != 1:
         return None
@@ -126,77 +127,68 @@ def _kernel(impl: str, planes, decoder_params, *tensors):
 
 def kernel_ready(impl: str, *tensors: torch.Tensor) -> bool:
     """Would a call with `impl` on these tensors run the kernel (loading it if needed)?"""
-    if not custom_ops.wants_kernel(impl, *tensors) or any(t.dtype != torch.float32 for t in tensors):
+    if not custom_ops.wants_kernel(_ops_impl(impl), *tensors) or any(t.dtype != torch.float32 for t in tensors):
         return False
     return custom_ops.get_kernel(KERNEL_NAME, _load_kernel) is not None and not custom_ops.is_disabled(KERNEL_NAME)
 
+def _ops_impl(impl: str) -> str:
+    if impl not in _OPS_IMPL:
+        raise ValueError(f"impl must be 'auto', 'torch' or 'triton', got {impl!r}")
+    return _OPS_IMPL[impl]
+
 # ----------------------------------------------------------------------------------------
-# Reference: the existing renderer pieces, in the order ImportanceRenderer uses them.
+# The same stages in PyTorch (where the kernel does not run).
 
 
-def decode_ref(features: torch.Tensor, decoder_params: Sequence[torch.Tensor]):
-    """OSGDecoder.forward with explicit parameters: features [N, P, K, C] ->
-    (rgb [N, K, CO], sigma [N, K, 1]). Same ops as FullyConnectedLayer (addmm), bit-exact."""
-    w1, b1, w2, b2 = decoder_params
-    x = features.mean(dim=1)
-    N, K, C = x.shape
-    x = torch.addmm(b2.unsqueeze(0), F.softplus(torch.addmm(b1.unsqueeze(0), x.reshape(N * K, C), w1.t())),
-                    w2.t()).reshape(N, K, -1)
-    return torch.sigmoid(x[..., 1:]) * _RGB_SCALE - 0.001, x[..., 0:1]
-
-
-def _points(ray_origins, ray_dirs, depths):
+def _decode_rays(planes, axes, decoder_params, ray_origins, ray_dirs, depths, box_warp):
+    """(rgb [N, M, S, CO], sigma [N, M, S, 1]) at the ray samples."""
     N, M, S, _ = depths.shape
-    return (ray_origins.unsqueeze(-2) + depths * ray_dirs.unsqueeze(-2)).reshape(N, M * S, 3)
+    rgb, sigma = decode_triplane(planes, axes, decoder_params, ray_points(ray_origins, ray_dirs, depths), box_warp)
+    return rgb.reshape(N, M, S, -1), sigma.reshape(N, M, S, 1)
 
 
-def _march_ref(planes, axes, decoder_params, ray_origins, ray_dirs, depths, box_warp, white_back):
-    from training.rendering.compositing import march_rays
-    from training.rendering.planes import sample_from_planes
-    N, M, S, _ = depths.shape
-    features = sample_from_planes(axes, planes, _points(ray_origins, ray_dirs, depths), box_warp=box_warp)
-    rgb, sigma = decode_ref(features, decoder_params)
-    return march_rays(rgb.reshape(N, M, S, -1), sigma.reshape(N, M, S, 1), depths, white_back=white_back)
-
-
-def _render_ref(planes, axes, decoder_params, ray_origins, ray_dirs, depths, box_warp, white_back):
-    res = _march_ref(planes, axes, decoder_params, ray_origins, ray_dirs, depths, box_warp, white_back)
+def _render_torch(planes, axes, decoder_params, ray_origins, ray_dirs, depths, box_warp, white_back):
+    rgb, sigma = _decode_rays(planes, axes, decoder_params, ray_origins, ray_dirs, depths, box_warp)
+    res = march_rays(rgb, sigma, depths, white_back=white_back)
     return TriplaneRender(res.features, res.depth, res.weights.sum(dim=2), res.final_transmittance)
+
+
+def _axes_for_torch(plane_axes, axes):
+    """The PyTorch stages take the axis-set name where there is one (the plane-mean gather)."""
+    return plane_axes if isinstance(plane_axes, str) else axes
 
 
 def _finish(sums, depths, white_back) -> TriplaneRender:
     """The marcher's epilogue on the kernel's raw sums (autograd flows through it)."""
     feat, dsum, wsum, tfin = sums
     wsum = wsum.unsqueeze(-1)
-    depth = torch.nan_to_num(dsum.unsqueeze(-1) / wsum, nan=float('inf'))  # empty ray: 0/0 -> far end
-    depth = torch.clamp(depth, torch.min(depths), torch.max(depths))
-    if white_back:
-        feat = feat + 1 - wsum
-    return TriplaneRender(feat * 2 - 1, depth, wsum, tfin.unsqueeze(-1))
+    rgb, depth = finish_rays(feat, dsum.unsqueeze(-1), wsum, depths, white_back)
+    return TriplaneRender(rgb, depth, wsum, tfin.unsqueeze(-1))
 
 # ----------------------------------------------------------------------------------------
 # Public API.
 
 
 def render_triplane_full(planes, plane_axes, decoder_params, ray_origins, ray_dirs, depths, box_warp,
-                         white_back: bool = False, impl: str = 'cuda') -> TriplaneRender:
+                         white_back: bool = False, impl: str = 'auto') -> TriplaneRender:
     """`render_triplane` plus the final transmittance; see the module docstring."""
     _check(planes, decoder_params, ray_origins, ray_dirs, depths)
     axes = _plane_axes(plane_axes, planes)
-    args = (planes, axes, tuple(decoder_params), ray_origins, ray_dirs, depths, float(box_warp), bool(white_back))
+    args = (planes, _axes_for_torch(plane_axes, axes), tuple(decoder_params), ray_origins, ray_dirs, depths,
+            float(box_warp), bool(white_back))
     kern = _kernel(impl, planes, decoder_params, ray_origins, ray_dirs, depths)
     if kern is None:
-        return _render_ref(*args)
+        return _render_torch(*args)
 
     def run():
         sums = kern.render_sums(planes, _projection(axes), *decoder_params, ray_origins, ray_dirs,
                                 depths.squeeze(-1), 2 / float(box_warp))
         return _finish(sums, depths, white_back)
-    return custom_ops.call(KERNEL_NAME, run, lambda: _render_ref(*args))
+    return custom_ops.call(KERNEL_NAME, run, lambda: _render_torch(*args))
 
 
 def render_triplane(planes, plane_axes, decoder_params, ray_origins, ray_dirs, depths, box_warp,
-                    white_back: bool = False, impl: str = 'cuda') -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    white_back: bool = False, impl: str = 'auto') -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Volume-render tri-plane features along rays -> (rgb [N,M,CO], depth [N,M,1], weight_sum [N,M,1])."""
     out = render_triplane_full(planes, plane_axes, decoder_params, ray_origins, ray_dirs, depths, box_warp,
                                white_back=white_back, impl=impl)
@@ -205,12 +197,13 @@ def render_triplane(planes, plane_axes, decoder_params, ray_origins, ray_dirs, d
 
 @torch.no_grad()
 def render_triplane_weights(planes, plane_axes, decoder_params, ray_origins, ray_dirs, depths, box_warp,
-                            impl: str = 'cuda') -> torch.Tensor:
+                            impl: str = 'auto') -> torch.Tensor:
     """Compositing weights [N, M, S-1, 1] of the coarse pass (importance sampling), no gradient."""
     _check(planes, decoder_params, ray_origins, ray_dirs, depths)
     axes = _plane_axes(plane_axes, planes)
-    args = (planes, axes, tuple(decoder_params), ray_origins, ray_dirs, depths, float(box_warp), False)
-    ref = lambda: _march_ref(*args).weights  # noqa: E731
+    args = (planes, _axes_for_torch(plane_axes, axes), tuple(decoder_params), ray_origins, ray_dirs, depths,
+            float(box_warp))
+    ref = lambda: coarse_weights(_decode_rays(*args)[1], depths)  # noqa: E731
     kern = _kernel(impl, planes, decoder_params, ray_origins, ray_dirs, depths)
     if kern is None:
         return ref()
@@ -220,40 +213,16 @@ def render_triplane_weights(planes, plane_axes, decoder_params, ray_origins, ray
 
 
 def query_triplane(planes, plane_axes, decoder_params, coordinates, box_warp,
-                   impl: str = 'cuda') -> Tuple[torch.Tensor, torch.Tensor]:
+                   impl: str = 'auto') -> Tuple[torch.Tensor, torch.Tensor]:
     """Decoder output at points: coordinates [N, K, 3] -> (rgb [N, K, CO], sigma [N, K, 1] raw)."""
-    from training.rendering.planes import sample_from_planes
     _check(planes, decoder_params, coordinates)
     axes = _plane_axes(plane_axes, planes)
 
     def ref():
-        return decode_ref(sample_from_planes(axes, planes, coordinates, box_warp=float(box_warp)), decoder_params)
+        return decode_triplane(planes, _axes_for_torch(plane_axes, axes), decoder_params, coordinates,
+                               float(box_warp))
     kern = _kernel(impl, planes, decoder_params, coordinates)
     if kern is None:
         return ref()
     return custom_ops.call(KERNEL_NAME, lambda: kern.query(planes, _projection(axes), *decoder_params, coordinates,
                                                            2 / float(box_warp)), ref)
-
-
-def osg_decoder_params(decoder: torch.nn.Module) -> Optional[Tuple[torch.Tensor, ...]]:
-    """(w1, b1, w2, b2) of an OSG decoder as its forward uses them, or None for any other
-    module (the renderer then keeps calling the module itself).
-
-    Recognised: a class named OSGDecoder (also when reloaded from a pickle) whose `net` is
-    [FullyConnectedLayer(linear), Softplus(beta=1, threshold=20), FullyConnectedLayer(linear)].
-    The expressions repeat FullyConnectedLayer.forward, so the values are bit-identical.
-    """
-    net = getattr(decoder, 'net', None)
-    if type(decoder).__name__ != 'OSGDecoder' or not isinstance(net, torch.nn.Sequential) or len(net) != 3:
-        return None
-    fc1, act, fc2 = net
-    if not isinstance(act, torch.nn.Softplus) or act.beta != 1 or act.threshold != 20:
-        return None
-    params = []
-    for fc in (fc1, fc2):
-        if getattr(fc, 'activation', None) != 'linear' or getattr(fc, 'bias', None) is None:
-            return None
-        w = fc.weight.to(torch.float32) * fc.weight_gain
-        b = fc.bias.to(torch.float32)
-        params += [w, b * fc.bias_gain if fc.bias_gain != 1 else b]
-    return tuple(params)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from torch_utils import fastpath, misc
+from torch_utils import misc
 from torch_utils.ops import grid_sample_gradfix
 
 # Rows of each 3x3 matrix are the plane's (u, v, normal) axes in world coordinates; a point
@@ -39,27 +39,16 @@ def cached_planes(legacy: bool, dtype: torch.dtype, device: torch.device) -> tor
     return generate_planes(legacy, dtype=dtype, device=device)
 
 
-def project_onto_planes(planes: torch.Tensor, coordinates: torch.Tensor) -> torch.Tensor:
-    """2-D coordinates of every point on every plane.
+def project_onto_planes(planes: torch.Tensor, coordinates: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """2-D coordinates (times scale) of every point on every plane: planes [P, 3, 3],
+    coordinates [N, M, 3] -> [N*P, M, 2] (row b*P + k is plane k of sample b).
 
-    planes [n_planes, 3, 3], coordinates [N, M, 3] -> [N*n_planes, M, 2] (batch-major: row
-    b*n_planes + k is plane k of sample b).
-    """
+    A point projects as coords @ inv(axes)[:, :2], computed as ONE [N*M, 3] x [3, 2P] product
+    (the reference broadcasts the points over the planes and drops a column). For the
+    permutation matrices of both axis sets every output is one coordinate times scale."""
     N, M, _ = coordinates.shape
     n_planes = planes.shape[0]
     # inv_ex: no singularity check, hence no host-device sync on GPU (the axes are permutations).
-    inv_planes = torch.linalg.inv_ex(planes.to(coordinates.dtype)).inverse     # [P, 3, 3]
-    projected = coordinates.unsqueeze(1) @ inv_planes.unsqueeze(0)              # [N, P, M, 3]
-    return projected[..., :2].reshape(N * n_planes, M, 2)
-
-
-def _project_scaled(planes: torch.Tensor, coordinates: torch.Tensor, scale: float) -> torch.Tensor:
-    """`project_onto_planes(planes, coordinates * scale)` as ONE [N*M, 3] x [3, 2P] product
-    (the fast path): the reference broadcasts the points over the planes (a copy), multiplies
-    by all three inverse columns, then drops one. For the permutation matrices of both axis
-    sets every output is one coordinate times scale, exactly as in the reference."""
-    N, M, _ = coordinates.shape
-    n_planes = planes.shape[0]
     inv_planes = torch.linalg.inv_ex(planes.to(coordinates.dtype)).inverse            # [P, 3, 3]
     weight = (inv_planes[:, :, :2] * scale).permute(1, 0, 2).reshape(3, n_planes * 2)  # [3, P*2]
     projected = coordinates.reshape(N * M, 3).mm(weight).reshape(N, M, n_planes, 2)
@@ -87,17 +76,14 @@ def sample_from_planes(plane_axes: torch.Tensor, plane_features: torch.Tensor, c
     misc.assert_shape(plane_axes, [P, 3, 3])
     misc.assert_shape(coordinates, [N, None, 3])
     M = coordinates.shape[1]
-    if fastpath.enabled():
-        grid = _project_scaled(plane_axes, coordinates, 2 / box_warp).unsqueeze(1)
-    else:
-        grid = project_onto_planes(plane_axes, coordinates * (2 / box_warp)).unsqueeze(1)  # [N*P, 1, M, 2]
+    grid = project_onto_planes(plane_axes, coordinates, 2 / box_warp).unsqueeze(1)      # [N*P, 1, M, 2]
     sampled = _grid_sample(plane_features.reshape(N * P, C, H, W), grid.to(plane_features.dtype),
                            mode, padding_mode)                                      # [N*P, C, 1, M]
     return sampled.reshape(N, P, C, M).permute(0, 1, 3, 2)
 
 
 # ---------------------------------------------------------------------------------------------
-# Fast path: sampling and plane mean in one weighted gather (torch_utils.fastpath).
+# Sampling and plane mean in one weighted gather (the OSG decoder's input rows).
 
 @functools.lru_cache(maxsize=None)
 def plane_columns(legacy: bool):
@@ -219,7 +205,7 @@ def plane_mean_supported(plane_features: torch.Tensor) -> bool:
 def sample_plane_mean(legacy: bool, plane_features: torch.Tensor, coordinates: torch.Tensor,
                       box_warp: float) -> torch.Tensor:
     """`sample_from_planes(generate_planes(legacy), ...).mean(dim=1)` (bilinear, zeros padding)
-    as rows [N*M, C] (fast path: `_PlaneMeanSample`). plane_features [N, P, C, H, W], square,
+    as rows [N*M, C] (`_PlaneMeanSample`). plane_features [N, P, C, H, W], square,
     fewer than 2^24 texels; coordinates [N, M, 3]. Same bilinear weights as grid_sample,
     summed in another order (float rounding only)."""
     N, P, C, H, W = plane_features.shape

@@ -8,7 +8,7 @@ every sampler takes either the uniform draws themselves or a `torch.Generator`.
 import torch
 import torch.nn.functional as F
 
-from torch_utils import fastpath, misc
+from torch_utils import misc
 from training.rendering.math_utils import linspace
 
 
@@ -36,15 +36,12 @@ def smooth_weights(weights: torch.Tensor) -> torch.Tensor:
     """EG3D's blur of coarse weights before importance sampling: [R, S-1] -> [R, S-1].
 
     Max-pool (kernel 2, stride 1, pad 1) -> length S, then average-pool (kernel 2, stride 1)
-    -> length S-1, then + 0.01 so that every interval keeps some probability.
+    -> length S-1, then + 0.01 so that every interval keeps some probability. Written as the
+    max / mean of neighbours: the same values bit for bit, ~3x faster than the pooling ops.
     """
-    if fastpath.enabled():   # the same max / mean of neighbours (bit for bit), ~3x faster than pooling
-        padded = F.pad(weights, [1, 1], value=-float('inf'))
-        w = torch.maximum(padded[:, :-1], padded[:, 1:])
-        return (w[:, :-1] + w[:, 1:]) / 2 + 0.01
-    w = F.max_pool1d(weights.unsqueeze(1), kernel_size=2, stride=1, padding=1)
-    w = F.avg_pool1d(w, kernel_size=2, stride=1)
-    return w.squeeze(1) + 0.01
+    padded = F.pad(weights, [1, 1], value=-float('inf'))
+    w = torch.maximum(padded[:, :-1], padded[:, 1:])
+    return (w[:, :-1] + w[:, 1:]) / 2 + 0.01
 
 
 def sample_pdf(bins: torch.Tensor, weights: torch.Tensor, n_samples: int, u: torch.Tensor = None,
@@ -101,18 +98,3 @@ def sample_importance(depths: torch.Tensor, weights: torch.Tensor, n_importance:
         u = u.reshape(N * M, n_importance)
     fine = sample_pdf(bins, w[:, 1:-1], n_importance, u=u, generator=generator)
     return fine.reshape(N, M, n_importance, 1)
-
-
-def unify_samples(depths1, colors1, densities1, depths2, colors2, densities2):
-    """Merge two sample sets of each ray and sort them by depth.
-
-    depths [N, M, S_k, 1], colors [N, M, S_k, C], densities [N, M, S_k, 1] for k = 1, 2.
-    Returns (depths [N, M, S_1+S_2, 1], colors [..., C], densities [..., 1]), sorted by t.
-    """
-    depths = torch.cat([depths1, depths2], dim=-2)
-    colors = torch.cat([colors1, colors2], dim=-2)
-    densities = torch.cat([densities1, densities2], dim=-2)
-    depths, order = torch.sort(depths, dim=-2)
-    colors = torch.gather(colors, -2, order.expand(-1, -1, -1, colors.shape[-1]))
-    densities = torch.gather(densities, -2, order)
-    return depths, colors, densities
