@@ -12,13 +12,11 @@ where sums are regrouped. Tolerances, and why:
   compared for exact equality.
 """
 
-import itertools
-
 import pytest
 import torch
 
 from torch_utils import fastpath
-from torch_utils.ops import conv2d_gradfix, upfirdn2d
+from torch_utils.ops import conv2d_gradfix
 from training import decoder as decoder_module
 from training.decoder import OSGDecoder
 from training.volumetric_rendering import samplers
@@ -55,55 +53,6 @@ def test_switch_resolution_order(monkeypatch):
     finally:
         fastpath.set_enabled(None)
     assert not fastpath.enabled()
-
-
-# ---------------------------------------------------------------------------------------------
-# upfirdn2d as grouped convolutions.
-
-FILTERS = {'none': None, '4-tap 2-D': upfirdn2d.setup_filter([1, 3, 3, 1]),
-           '4-tap 1-D': upfirdn2d.setup_filter([1, 3, 3, 1], separable=True),
-           'odd 1-D': torch.tensor([0.2, 0.5, 0.1, 0.7, 0.3]), 'odd 2-D 3x5': torch.rand(3, 5)}
-
-
-@pytest.mark.parametrize('fname', list(FILTERS))
-def test_upfirdn2d_grouped_equals_reference(fname):
-    # Same products, summed by another convolution algorithm: float64 agreement to 1e-12.
-    f = None if FILTERS[fname] is None else FILTERS[fname].to(F64)
-    x = torch.randn(2, 3, 7, 9, dtype=F64)
-    cases = itertools.product([1, 2, (2, 1), 3], [1, 2, (1, 2)], [0, 1, 3, -1, [2, -1, 0, 4]], [False, True])
-    checked = 0
-    for up, down, pad, flip in cases:
-        kwargs = dict(up=up, down=down, padding=pad, flip_filter=flip, gain=1.7)
-        try:
-            ref = upfirdn2d.upfirdn2d(x, f, impl='ref', **kwargs)
-        except ValueError:   # empty output for this padding
-            continue
-        with fastpath.override(True):
-            fast = upfirdn2d.upfirdn2d(x, f, **kwargs)
-        torch.testing.assert_close(fast, ref, rtol=0, atol=1e-12, msg=f'{fname} {kwargs}')
-        checked += 1
-    assert checked > 100
-
-
-def test_upfirdn2d_grouped_second_order():
-    # R1 differentiates D's FIR downsampling twice; the grouped form must support it.
-    f = upfirdn2d.setup_filter([1, 3, 3, 1]).to(F64)
-    x = torch.randn(1, 2, 6, 6, dtype=F64, requires_grad=True)
-    with fastpath.override(True):
-        for up, down in ((2, 1), (1, 2)):
-            fn = lambda t, u=up, d=down: upfirdn2d.upfirdn2d(t, f, up=u, down=d, padding=[2, 1, 2, 1])  # noqa: E731
-            assert torch.autograd.gradcheck(fn, (x,))
-            assert torch.autograd.gradgradcheck(fn, (x,))
-
-
-def test_impl_ref_always_runs_the_reference(monkeypatch):
-    calls = []
-    monkeypatch.setattr(upfirdn2d, '_upfirdn2d_fast', lambda *a: calls.append(a))
-    with fastpath.override(True):
-        upfirdn2d.upfirdn2d(torch.randn(1, 1, 4, 4), None, impl='ref')
-        assert not calls
-        upfirdn2d.upfirdn2d(torch.randn(1, 1, 4, 4), None)
-        assert calls
 
 
 # ---------------------------------------------------------------------------------------------
