@@ -128,6 +128,8 @@ OPTIONS = [
     (('--pose_gd_weight',), NONNEG_FLOAT, "Weight pulling G's pose toward D's estimate [preset]"),
     (('--pose_gd_start_kimg',), NONNEG_FLOAT, 'kimg before that pull starts (extension) [default: 0]'),
     (('--pose_gd_debias',), B, "That pull's target corrected by D's head fit on fakes (extension) [default: False]"),
+    (('--share_render',), B, 'L1/L3 and L4/L5 share one render and D pass (one noise draw; False: one per term '
+                             'as the reference) [default: True]'),
     (('--sym_weight',), NONNEG_FLOAT, 'Mirror-symmetry consistency weight (extension) [default: 0]'),
     (('--symmetry',), click.Choice(['none', 'planes', 'density']),
      "Canonical mirror symmetry of G's field: planes (exact), density (soft loss) [default: none]"),
@@ -254,6 +256,8 @@ def check_config(c) -> None:
         raise click.UsageError('--blur_mode reference needs --pose_source learned')
     if c.loss.sym_weight > 0 and m.pose_source != 'learned':
         raise click.UsageError('--sym_weight > 0 needs --pose_source learned')
+    if m.pose_source != 'learned' and not c.loss.share_render:
+        raise click.UsageError('--share_render False changes the PoF3D loss, which needs --pose_source learned')
     if m.pose_source != 'learned' and (c.loss.pose_gd_debias or c.loss.pose_gd_start_kimg > 0):
         raise click.UsageError('--pose_gd_debias and --pose_gd_start_kimg change L3, which needs --pose_source learned')
     head_trained = c.loss.dis_cam_weight + c.loss.pose_gd_weight > 0

@@ -10,21 +10,26 @@ where sums are regrouped. Tolerances, and why:
   <= 2e-5 relative (Gmain, the worst), so the bounds leave a 10x margin;
 - operations that only move data (merging samples, the plane mean, the one-pass D) are
   compared for exact equality.
+The StyleGAN2 layers and upfirdn2d have no switch: tests/test_fastpath_layers.py compares them
+with the port kept in tests/reference/; so do the loss-phase checks here for D's passes.
 """
 
-import itertools
+import contextlib
+from unittest import mock
 
 import pytest
 import torch
 
+from reference import losses as reference_losses   # tests/reference/losses.py
 from torch_utils import fastpath
-from torch_utils.ops import conv2d_gradfix, upfirdn2d
+from torch_utils.ops import conv2d_gradfix
 from training.rendering import decoder as decoder_module
 from training.rendering.decoder import OSGDecoder
 from training.rendering import samplers
 from training.rendering.compositing import coarse_weights, march_importance, march_rays
 
 from fastpath_helpers import F64, assert_all_close, both   # tests/fastpath_helpers.py
+from training.losses.common import DInput
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 
@@ -55,55 +60,6 @@ def test_switch_resolution_order(monkeypatch):
     finally:
         fastpath.set_enabled(None)
     assert not fastpath.enabled()
-
-
-# ---------------------------------------------------------------------------------------------
-# upfirdn2d as grouped convolutions.
-
-FILTERS = {'none': None, '4-tap 2-D': upfirdn2d.setup_filter([1, 3, 3, 1]),
-           '4-tap 1-D': upfirdn2d.setup_filter([1, 3, 3, 1], separable=True),
-           'odd 1-D': torch.tensor([0.2, 0.5, 0.1, 0.7, 0.3]), 'odd 2-D 3x5': torch.rand(3, 5)}
-
-
-@pytest.mark.parametrize('fname', list(FILTERS))
-def test_upfirdn2d_grouped_equals_reference(fname):
-    # Same products, summed by another convolution algorithm: float64 agreement to 1e-12.
-    f = None if FILTERS[fname] is None else FILTERS[fname].to(F64)
-    x = torch.randn(2, 3, 7, 9, dtype=F64)
-    cases = itertools.product([1, 2, (2, 1), 3], [1, 2, (1, 2)], [0, 1, 3, -1, [2, -1, 0, 4]], [False, True])
-    checked = 0
-    for up, down, pad, flip in cases:
-        kwargs = dict(up=up, down=down, padding=pad, flip_filter=flip, gain=1.7)
-        try:
-            ref = upfirdn2d.upfirdn2d(x, f, impl='ref', **kwargs)
-        except ValueError:   # empty output for this padding
-            continue
-        with fastpath.override(True):
-            fast = upfirdn2d.upfirdn2d(x, f, **kwargs)
-        torch.testing.assert_close(fast, ref, rtol=0, atol=1e-12, msg=f'{fname} {kwargs}')
-        checked += 1
-    assert checked > 100
-
-
-def test_upfirdn2d_grouped_second_order():
-    # R1 differentiates D's FIR downsampling twice; the grouped form must support it.
-    f = upfirdn2d.setup_filter([1, 3, 3, 1]).to(F64)
-    x = torch.randn(1, 2, 6, 6, dtype=F64, requires_grad=True)
-    with fastpath.override(True):
-        for up, down in ((2, 1), (1, 2)):
-            fn = lambda t, u=up, d=down: upfirdn2d.upfirdn2d(t, f, up=u, down=d, padding=[2, 1, 2, 1])  # noqa: E731
-            assert torch.autograd.gradcheck(fn, (x,))
-            assert torch.autograd.gradgradcheck(fn, (x,))
-
-
-def test_impl_ref_always_runs_the_reference(monkeypatch):
-    calls = []
-    monkeypatch.setattr(upfirdn2d, '_upfirdn2d_fast', lambda *a: calls.append(a))
-    with fastpath.override(True):
-        upfirdn2d.upfirdn2d(torch.randn(1, 1, 4, 4), None, impl='ref')
-        assert not calls
-        upfirdn2d.upfirdn2d(torch.randn(1, 1, 4, 4), None)
-        assert calls
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,18 +301,30 @@ def test_generator_forward_and_backward_match(tiny):
 
 def test_discriminator_one_pass_equals_reference_two_passes(tiny):
     config, _, D, loss, _ = tiny
-    from training.losses.common import DInput
     img = {'image': torch.rand(4, 3, 16, 16) * 2 - 1, 'image_raw': torch.rand(4, 3, 16, 16) * 2 - 1}
 
-    def run():
+    def run(score_fn):
         D.requires_grad_(True)
         D.zero_grad(set_to_none=True)
-        score, _ = DInput('single').score(D, img, 0.0)
+        score, _ = score_fn(DInput('single'), D, img, 0.0)
         score.square().sum().backward()
         D.requires_grad_(False)
         return [score.detach()] + _grads(D)
-    ref, fast = both(run)
-    assert_all_close(ref, fast, rtol=1e-6, atol=1e-7)   # same trunk on the same input
+    ref, got = run(reference_losses.score), run(DInput.score)
+    assert_all_close(ref, got, rtol=1e-6, atol=1e-7)   # same trunk on the same input
+
+
+@contextlib.contextmanager
+def _reference_port(loss, on):
+    """With on: a loss phase as the reference port runs it: the renderer's reference (fast path
+    off), D's two passes (tests/reference/losses.py) and a render per term (share_render off)."""
+    if not on:
+        with fastpath.override(True):
+            yield
+        return
+    with fastpath.override(False), mock.patch.object(DInput, 'score', reference_losses.score), \
+            mock.patch.object(loss, 'share_render', False):
+        yield
 
 
 @pytest.mark.parametrize('phase', ['Gmain', 'Greg', 'Dmain', 'Dreg'])
@@ -370,23 +338,24 @@ def test_loss_phase_gradients_match(tiny, phase, monkeypatch):
     c = torch.zeros(4, 25)
     c[:, 16:25] = torch.tensor([2.6, 0, 0.5, 0, 2.6, 0.5, 0, 0, 1])
 
-    # Every render draws the same noise and jitter (the fast path shares L1/L3 and L4/L5 renders
+    # Every render draws the same noise and jitter (share_render shares L1/L3 and L4/L5 renders
     # where the reference draws anew: same expectation, and here the same numbers).
     forward = G.forward
     monkeypatch.setattr(G, 'forward', lambda *a, **k: (torch.manual_seed(5), forward(*a, **k))[1])
     calls = []
     monkeypatch.setattr(D, '_features', _counted(D._features, calls))   # one call = one trunk pass
 
-    def run():
+    def run(reference):
         torch.manual_seed(5)
         loss.mirror.rng.seed(0)
         module.zero_grad(set_to_none=True)
         module.requires_grad_(True)
         calls.clear()
-        loss.accumulate_gradients(phase, real, c, z, c, gain=1, cur_nimg=0)   # cur_nimg 0: blur on
+        with _reference_port(loss, reference):
+            loss.accumulate_gradients(phase, real, c, z, c, gain=1, cur_nimg=0)   # cur_nimg 0: blur on
         module.requires_grad_(False)
         return _grads(module), len(calls)
-    (ref, ref_calls), (fast, fast_calls) = both(run)
+    (ref, ref_calls), (fast, fast_calls) = run(True), run(False)
     _close_in_norm(ref, fast, 2e-4)
     # D trunk passes: the reference's 5 + 7 per iteration (two per scored image, one per pose
     # label) against 2 + 3 (one-pass D, shared renders). R1 (Dreg) is one pass on both paths.
@@ -400,23 +369,28 @@ def _counted(fn, calls):
     return wrapper
 
 
-@pytest.mark.parametrize('phase, ref_renders, fast_renders', [('Gmain', 3, 2), ('Dmain', 3, 2)])
-def test_shared_renders_save_one_render_per_phase(tiny, phase, ref_renders, fast_renders, monkeypatch):
-    config, G, D, loss, _ = tiny
+@pytest.mark.parametrize('phase', ['Gmain', 'Dmain'])
+def test_share_render_saves_one_render_per_phase(tiny, phase, monkeypatch):
+    # The loss config's share_render (default on) reaches the loss and saves a render per phase.
+    config, G, D, _, _ = tiny
+    from training import config as config_lib
+    from training.losses import loss_class_for
     renders = []
     monkeypatch.setattr(G, 'forward', _counted(G.forward, renders))
     z = torch.randn(4, G.z_dim)
     c = torch.zeros(4, 25)
     c[:, 16:25] = torch.tensor([2.6, 0, 0.5, 0, 2.6, 0.5, 0, 0, 1])
     counts = []
-    for enabled in (False, True):
+    for share in (False, True):
+        kwargs = config_lib.replace(config, share_render=share).loss_kwargs()
+        loss = loss_class_for('learned')(device=torch.device('cpu'), G=G, D=D, seed=0, **kwargs)
+        assert loss.shared_renders() == share
         renders.clear()
-        with fastpath.override(enabled):
-            loss.accumulate_gradients(phase, torch.zeros(4, 3, 16, 16), c, z, c, gain=1, cur_nimg=0)
+        loss.accumulate_gradients(phase, torch.zeros(4, 3, 16, 16), c, z, c, gain=1, cur_nimg=0)
         counts.append(len(renders))
     G.zero_grad(set_to_none=True)
     D.zero_grad(set_to_none=True)
-    assert counts == [ref_renders, fast_renders]
+    assert counts == [3, 2]
 
 
 def test_fast_path_is_deterministic(tiny):

@@ -14,7 +14,7 @@ import math
 import pytest
 import torch
 
-from torch_utils import fastpath, training_stats
+from torch_utils import training_stats
 from training import schedules
 from training.cameras import FOV_to_intrinsics, LookAtPose
 from training.dual_discriminator import DualDiscriminator
@@ -211,27 +211,26 @@ def test_r1_closed_form(blur_mode, sigma):
 
 
 def test_blur_modes_d_calls():
-    # One D pass for 'single' is the fast path, training's default (torch_utils.fastpath);
-    # the reference port (POF3D_FASTPATH=0) makes the same score with pose_only + score_given.
-    with fastpath.override(True):
-        x = {'image': torch.randn(2, 3, 32, 32), 'image_raw': torch.randn(2, 3, 16, 16)}
-        once = schedules.gaussian_blur(x['image'], 2.0)
-        twice = schedules.gaussian_blur(once, 2.0)
-        D = StubD(a=0.1)
-        DInput('single').score(D, x, 2.0)
-        assert [k for k, _ in D.calls] == ['forward']
-        torch.testing.assert_close(D.calls[0][1]['image'], once)
-        assert D.calls[0][1]['image_raw'] is x['image_raw']                # raw never blurred here
-        D = StubD(a=0.1)
-        DInput('reference').score(D, x, 2.0)
-        assert [k for k, _ in D.calls] == ['pose_only', 'score_given']      # label from B x, score on B(B x)
-        torch.testing.assert_close(D.calls[0][1]['image'], once)
-        torch.testing.assert_close(D.calls[1][1]['image'], twice)
-        D = StubD(a=0.1)
-        DInput('reference').score(D, x, 0.3)                                # floor(3 sigma) = 0: one pass
-        assert [k for k, _ in D.calls] == ['forward']
-        with pytest.raises(ValueError):
-            DInput('double')
+    # One D pass for 'single' (the reference's two passes, label then score, give the same score:
+    # tests/test_fastpath.py checks it on the real D).
+    x = {'image': torch.randn(2, 3, 32, 32), 'image_raw': torch.randn(2, 3, 16, 16)}
+    once = schedules.gaussian_blur(x['image'], 2.0)
+    twice = schedules.gaussian_blur(once, 2.0)
+    D = StubD(a=0.1)
+    DInput('single').score(D, x, 2.0)
+    assert [k for k, _ in D.calls] == ['forward']
+    torch.testing.assert_close(D.calls[0][1]['image'], once)
+    assert D.calls[0][1]['image_raw'] is x['image_raw']                # raw never blurred here
+    D = StubD(a=0.1)
+    DInput('reference').score(D, x, 2.0)
+    assert [k for k, _ in D.calls] == ['pose_only', 'score_given']      # label from B x, score on B(B x)
+    torch.testing.assert_close(D.calls[0][1]['image'], once)
+    torch.testing.assert_close(D.calls[1][1]['image'], twice)
+    D = StubD(a=0.1)
+    DInput('reference').score(D, x, 0.3)                                # floor(3 sigma) = 0: one pass
+    assert [k for k, _ in D.calls] == ['forward']
+    with pytest.raises(ValueError):
+        DInput('double')
 
 
 def test_mirror_coin_is_seeded_and_resumable():

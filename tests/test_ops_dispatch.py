@@ -87,7 +87,7 @@ def test_upfirdn2d_kernel_passes(monkeypatch, taps, passes):
 
     def kernel(x, f2d, upx, upy, downx, downy, px0, px1, py0, py1):
         calls.append((tuple(f2d.shape), upx, upy, downx, downy, px0, px1, py0, py1))
-        return ud._upfirdn2d_ref_2d(x, f2d, upx, upy, downx, downy, px0, px1, py0, py1)
+        return ud._upfirdn2d_torch_2d(x, f2d, upx, upy, downx, downy, px0, px1, py0, py1)
     _fake(monkeypatch, 'upfirdn2d', types.SimpleNamespace(upfirdn2d=kernel))
     f = torch.tensor(taps)
     x = torch.randn(2, 3, 5, 6)

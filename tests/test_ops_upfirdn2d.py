@@ -1,5 +1,5 @@
 """upfirdn2d reference: golden values, a brute-force loop definition, the kernel contract
-(`_upfirdn2d_ref_2d`), gradcheck/gradgradcheck, validation. CPU."""
+(`_upfirdn2d_torch_2d`), gradcheck/gradgradcheck, validation. CPU."""
 
 import numpy as np
 import pytest
@@ -121,7 +121,7 @@ def test_matches_brute_force(taps, up, down, padding, flip, gain):
 
 @pytest.mark.parametrize('taps, up, down, padding, flip, gain', CASES)
 def test_kernel_contract_plan(taps, up, down, padding, flip, gain):
-    """Executing the kernel plan pass by pass with _upfirdn2d_ref_2d equals the public API."""
+    """Executing the kernel plan pass by pass with _upfirdn2d_torch_2d equals the public API."""
     x = torch.randn(1, 2, 5, 4)
     f = _filter(taps)
     up, down, padding = ud._parse_scaling(up), ud._parse_scaling(down), ud._parse_padding(padding)
@@ -130,8 +130,8 @@ def test_kernel_contract_plan(taps, up, down, padding, flip, gain):
     y = x
     for f2d, *args in plan:
         assert f2d.ndim == 2 and f2d.dtype == x.dtype
-        y = ud._upfirdn2d_ref_2d(y, f2d, *args)
-    torch.testing.assert_close(y, ud._upfirdn2d_ref(x, f, up, down, padding, flip, gain))
+        y = ud._upfirdn2d_torch_2d(y, f2d, *args)
+    torch.testing.assert_close(y, ud._upfirdn2d_torch(x, f, up, down, padding, flip, gain))
 
 
 @pytest.mark.parametrize('taps, up, down, padding, flip, gain', CASES[1:])

@@ -26,14 +26,17 @@ def test_symmetry_and_pose_dist_run_and_resume_bit_identically(dataset, tmp_path
 
 
 def test_runs_saved_before_an_option_existed_still_resume(tmp_path):
-    """A training_options.json without the fields added since (here the issue-15 ones) matches a
-    config that leaves them at their defaults, and only that config."""
+    """A training_options.json without the fields added since (here the issue-15 ones and
+    issue 17's share_render) matches a config that leaves them at their defaults, and only that config."""
     from training import checkpoint, config as config_lib
     config = config_lib.build_config('synthetic').to_dict()
     saved = json.loads(json.dumps(config))
-    for section, key in (('model', 'symmetry'), ('loss', 'pose_dist_weight'), ('loss', 'pose_gd_debias')):
+    for section, key in (('model', 'symmetry'), ('loss', 'pose_dist_weight'), ('loss', 'pose_gd_debias'),
+                         ('loss', 'share_render')):
         del saved[section][key]
     (tmp_path / 'training_options.json').write_text(json.dumps({'config': saved}))
     assert checkpoint.options_mismatch(str(tmp_path), config) == []
     changed = config_lib.build_config('synthetic', symmetry='planes').to_dict()
     assert checkpoint.options_mismatch(str(tmp_path), changed) == ['model.symmetry']
+    changed = config_lib.build_config('synthetic', share_render=False).to_dict()
+    assert checkpoint.options_mismatch(str(tmp_path), changed) == ['loss.share_render']

@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 import dnnlib
-from torch_utils import fastpath
 
 # ----------------------------------------------------------------------------
 # Cached constant tensors (avoid re-uploading the same small tensor every call)
@@ -79,10 +78,10 @@ def assert_shape(tensor: torch.Tensor, ref_shape: Sequence[Optional[int]]) -> No
 
 def profiled_function(fn):
     """Decorator: run `fn` inside a torch.autograd.profiler.record_function named after it.
-    The fast path (torch_utils.fastpath) skips the label while no profiler runs: entering
-    and leaving it costs ~25 us per call on CPU, ~0.3 ms of a batch-1 generator forward."""
+    The label is skipped while no profiler runs: entering and leaving it costs ~25 us per
+    call on CPU, ~0.3 ms of a batch-1 generator forward."""
     def decorator(*args, **kwargs):
-        if not torch.autograd._profiler_enabled() and fastpath.enabled():
+        if not torch.autograd._profiler_enabled():
             return fn(*args, **kwargs)
         with torch.autograd.profiler.record_function(fn.__name__):
             return fn(*args, **kwargs)

@@ -108,6 +108,7 @@ class LossConfig:
     blur_init_sigma: float = 10.0         # initial std of D's input blur
     blur_fade_kimg: float = 200.0         # blur fade length at batch 32 (scaled by batch/32)
     blur_mode: str = 'single'             # single (one D pass) | reference (double-blur quirk, §6.5)
+    share_render: bool = True             # L1/L3 and L4/L5 share one render (one noise draw; learned, single blur)
     gpc_reg_prob: float = 0.0             # EG3D pose-conditioning swap probability (gen_pose_cond)
     gpc_reg_fade_kimg: float = 1000.0     # fade of the swap probability
 
@@ -247,7 +248,7 @@ class TrainConfig:
                           detach_pose=ls.detach_pose, blur_mode=ls.blur_mode, sym_weight=ls.sym_weight,
                           pose_dist_weight=ls.pose_dist_weight, pose_dist_start_kimg=ls.pose_dist_start_kimg,
                           pose_dist_min_slope=ls.pose_dist_min_slope, pose_gd_start_kimg=ls.pose_gd_start_kimg,
-                          pose_gd_debias=ls.pose_gd_debias)
+                          pose_gd_debias=ls.pose_gd_debias, share_render=ls.share_render)
         else:
             kwargs.update(flip_type=ls.flip_type, gpc_reg_prob=ls.gpc_reg_prob if self.model.gen_pose_cond else None,
                           gpc_reg_fade_kimg=0 if from_pickle else ls.gpc_reg_fade_kimg)

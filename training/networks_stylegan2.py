@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from torch_utils import fastpath, misc, persistence
+from torch_utils import misc, persistence
 from torch_utils.ops import bias_act, conv2d_gradfix, conv2d_resample, fma, upfirdn2d
 
 
@@ -66,13 +66,11 @@ def _modconv_scaled(x, weight, styles, dcoefs, noise, resample_kwargs):
 def _modulate(weight, styles):
     """weight [O, I, kh, kw] * styles [N, I] per input channel -> [N, O, I, kh, kw].
 
-    The fast path (torch_utils.fastpath) multiplies over the flattened [O, I*kh*kw] weight by
-    the styles repeated per tap: the same products, but PyTorch's CPU broadcast over a tiny
-    inner kh*kw dimension costs ~1.7x more (N 4: 112 -> 65 us per 64x64x3x3 layer).
+    Multiplies over the flattened [O, I*kh*kw] weight by the styles repeated per tap: the
+    products of the plain broadcast (tests/reference/stylegan2_layers.py), which on CPU costs
+    ~1.7x more over the tiny inner kh*kw dimension (N 4: 112 -> 65 us per 64x64x3x3 layer).
     """
     N, (O, I, kh, kw) = styles.shape[0], weight.shape
-    if not fastpath.enabled():
-        return weight.unsqueeze(0) * styles.reshape(N, 1, I, 1, 1)
     taps = styles.repeat_interleave(kh * kw, dim=1).unsqueeze(1)                   # [N, 1, I*kh*kw]
     return (weight.reshape(1, O, I * kh * kw) * taps).reshape(N, O, I, kh, kw)
 
@@ -108,9 +106,11 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
 
 
 # ----------------------------------------------------------------------------------------
-# Fast path (torch_utils.fastpath): the same layer functions in fewer PyTorch calls. At the
-# tri-plane backbone's sizes (4²-32², 64 channels, batch 1-4) a layer's arithmetic takes
-# tens of microseconds and each extra op or Python check costs several, so these matter.
+# The common layer cases in fewer PyTorch calls than the StyleGAN2 composition (kept below for
+# fp16, unfused and odd shapes; tests/reference/stylegan2_layers.py holds the straightforward
+# port the tests compare against). At the tri-plane backbone's sizes (4²-32², 64 channels,
+# batch 1-4) a layer's arithmetic takes tens of microseconds and each extra op or Python
+# check costs several, so these matter.
 
 
 def _fc_fast(layer, x):
@@ -139,9 +139,9 @@ def _act_gain_fast(y, act, gain, clamp):
 def _synthesis_layer_fast(layer, x, w, noise_mode, gain):
     """SynthesisLayer (fused modulated conv, not fp16) x [N, I, h, h] -> [N, O, res, res].
 
-    The reference's ops, fewer and cheaper: demodulation coefficients in place on the fresh
-    sum, the bias inside the convolution (up = 1; added after the upsampling conv else),
-    noise added and activation applied in place. Only additions are regrouped.
+    The StyleGAN2 composition's ops, fewer and cheaper: demodulation coefficients in place on
+    the fresh sum, the bias inside the convolution (up = 1; added after the upsampling conv
+    else), noise added and activation applied in place. Only additions are regrouped.
     """
     N, (O, I, kh, kw) = x.shape[0], layer.weight.shape
     styles = layer.affine(w)
@@ -202,7 +202,7 @@ class FullyConnectedLayer(torch.nn.Module):
         self.bias_gain = lr_multiplier
 
     def forward(self, x):
-        if fastpath.enabled() and x.ndim == 2 and x.dtype == self.weight.dtype and self.bias is not None:
+        if x.ndim == 2 and x.dtype == self.weight.dtype and self.bias is not None:
             return _fc_fast(self, x)
         w = self.weight.to(x.dtype) * self.weight_gain
         b = self.bias
@@ -379,7 +379,7 @@ class SynthesisLayer(torch.nn.Module):
     def forward(self, x, w, noise_mode='random', fused_modconv=True, gain=1):
         in_resolution = self.resolution // self.up
         misc.assert_shape(x, [None, self.in_channels, in_resolution, in_resolution])
-        if fused_modconv and fastpath.enabled() and x.dtype == self.weight.dtype != torch.float16:
+        if fused_modconv and x.dtype == self.weight.dtype != torch.float16:
             return _synthesis_layer_fast(self, x, w, noise_mode, gain)
         styles = self.affine(w)
         x = modulated_conv2d(x=x, weight=self.weight, styles=styles, noise=self._noise(x, noise_mode),
@@ -415,7 +415,7 @@ class ToRGBLayer(torch.nn.Module):
         self.weight_gain = 1 / np.sqrt(in_channels * (kernel_size ** 2))
 
     def forward(self, x, w, fused_modconv=True):
-        if fastpath.enabled() and self.weight.shape[2:] == (1, 1) and x.dtype == self.weight.dtype != torch.float16:
+        if self.weight.shape[2:] == (1, 1) and x.dtype == self.weight.dtype != torch.float16:
             return _torgb_fast(self, x, w)   # both convolution forms compute this function
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x=x, weight=self.weight, styles=styles, demodulate=False, fused_modconv=fused_modconv)

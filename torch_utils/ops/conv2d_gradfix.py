@@ -17,8 +17,6 @@ from typing import List, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from torch_utils import fastpath
-
 enabled = False                     # route convolutions through the custom Function
 weight_gradients_disabled = False   # set by no_weight_gradients(); read during backward
 
@@ -76,11 +74,9 @@ class _Conv2d(torch.autograd.Function):
 
 
 def _plain(input, weight, bias) -> bool:
-    """True when the plain torch function can run even with `enabled`: the fast path
-    (torch_utils.fastpath) skips the custom Function (~15 us per call) when no gradient can
-    flow, where `no_weight_gradients` has nothing to act on. Same convolution."""
-    if not fastpath.enabled():
-        return False
+    """True when the plain torch function can run even with `enabled`: the custom Function
+    costs ~15 us per call, and when no gradient can flow `no_weight_gradients` has nothing
+    to act on. Same convolution."""
     return not (torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad
                                              or (bias is not None and bias.requires_grad)))
 

@@ -13,9 +13,9 @@ axes contributes `gain` overall, as a 2-D filter does.
 
 Dispatch: the Triton kernel (`_triton_upfirdn2d.py`) gets a 2-D correlation weight with the
 flip and gain folded in (`_prepare_filter_2d`); a 1-D filter becomes two kernel passes.
-`_upfirdn2d_ref_2d` is the pure-PyTorch version of that exact kernel contract;
-`_upfirdn2d_grouped_2d` computes the same with one grouped convolution per pass (the fast
-path of `torch_utils.fastpath`, taken when no kernel runs).
+`_upfirdn2d_torch_2d` is the pure-PyTorch version of that exact kernel contract, one grouped
+convolution per pass, run when no kernel does. The straightforward port it replaced (channels
+folded into the batch) lives in tests/reference/upfirdn2d.py for the equivalence tests.
 """
 
 import importlib
@@ -24,7 +24,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from torch_utils import custom_ops, fastpath
+from torch_utils import custom_ops
 
 Pad = Union[int, Sequence[int]]
 
@@ -125,26 +125,6 @@ def _plan(x, f, up, down, padding, flip_filter, gain):
     return [(fx, upx, 1, downx, 1, px0, px1, 0, 0), (fy, 1, upy, 1, downy, 0, 0, py0, py1)]
 
 
-def _upfirdn2d_ref_2d(x: torch.Tensor, f2d: torch.Tensor, upx: int, upy: int, downx: int,
-                      downy: int, padx0: int, padx1: int, pady0: int, pady1: int) -> torch.Tensor:
-    """Reference for the kernel contract. x [N, C, H, W], f2d [fh, fw] correlation weight.
-
-    Returns [N, C, (H*upy + pady0 + pady1 - fh + 1 + downy - 1) // downy, (same for x)].
-    """
-    n, c, h, w = x.shape
-    fh, fw = f2d.shape
-    if upx > 1 or upy > 1:  # zero insertion: each sample followed by up-1 zeros
-        x = F.pad(x.reshape(n, c, h, 1, w, 1), [0, upx - 1, 0, 0, 0, upy - 1])
-        x = x.reshape(n, c, h * upy, w * upx)
-    x = F.pad(x, [padx0, padx1, pady0, pady1])  # negative pads crop
-    hp, wp = x.shape[2], x.shape[3]
-    if hp < fh or wp < fw:
-        raise ValueError(f'upfirdn2d: padded input {hp}x{wp} is smaller than the {fh}x{fw} filter')
-    weight = f2d.to(x.dtype).reshape(1, 1, fh, fw)
-    y = F.conv2d(x.reshape(n * c, 1, hp, wp), weight, stride=(downy, downx))
-    return y.reshape(n, c, y.shape[2], y.shape[3])
-
-
 def _crop_or_pad(y: torch.Tensor, dim: int, start: int, length: int) -> torch.Tensor:
     """y[start:start+length] along `dim` (3 = width, 2 = height), zeros where out of range."""
     size = y.shape[dim]
@@ -154,12 +134,13 @@ def _crop_or_pad(y: torch.Tensor, dim: int, start: int, length: int) -> torch.Te
     return F.pad(y, pad if dim == 3 else [0, 0] + pad)
 
 
-def _upfirdn2d_grouped_2d(x: torch.Tensor, f2d: torch.Tensor, upx: int, upy: int, downx: int,
-                          downy: int, padx0: int, padx1: int, pady0: int, pady1: int) -> torch.Tensor:
-    """`_upfirdn2d_ref_2d` as one grouped (depthwise) convolution: the fast path (torch_utils.fastpath).
+def _upfirdn2d_torch_2d(x: torch.Tensor, f2d: torch.Tensor, upx: int, upy: int, downx: int,
+                        downy: int, padx0: int, padx1: int, pady0: int, pady1: int) -> torch.Tensor:
+    """The kernel contract in PyTorch: x [N, C, H, W], f2d [fh, fw] correlation weight ->
+    [N, C, (H*upy + pady0 + pady1 - fh + 1 + downy - 1) // downy, (same for x)].
 
-    The reference folds channels into the batch ([N*C, 1, H, W]), a shape for which the CPU
-    convolution backends are 20-90x slower than for the same work as a depthwise conv.
+    One grouped (depthwise) convolution: the straightforward port folds channels into the
+    batch ([N*C, 1, H, W]), a shape for which the CPU convolution backends are 20-90x slower.
     Zero insertion followed by correlation with f is a strided transposed convolution with
     the flipped f: its full output T (length (H-1)*up + fh) relates to the reference's by
     out[o] = T[o + fh - 1 - pad0], so the padding becomes a crop (or zero pad) of T; the
@@ -182,21 +163,11 @@ def _upfirdn2d_grouped_2d(x: torch.Tensor, f2d: torch.Tensor, upx: int, upy: int
     return y
 
 
-def _upfirdn2d_fast(x, f, up, down, padding, flip_filter, gain):
-    """The fast path: the reference's passes (`_plan`), each as a grouped convolution."""
+def _upfirdn2d_torch(x, f, up, down, padding, flip_filter, gain):
+    """Pure-PyTorch upfirdn2d (differentiable to all orders): the kernel's passes (`_plan`),
+    each by `_upfirdn2d_torch_2d`. up, down, padding as parsed by `_parse_*`."""
     for args in _plan(x, f, up, down, padding, flip_filter, gain):
-        x = _upfirdn2d_grouped_2d(x, *args)
-    return x
-
-
-def _upfirdn2d_ref(x: torch.Tensor, f: Optional[torch.Tensor], up: Union[int, Sequence[int]] = 1,
-                   down: Union[int, Sequence[int]] = 1, padding: Pad = 0,
-                   flip_filter: bool = False, gain: float = 1) -> torch.Tensor:
-    """Pure-PyTorch upfirdn2d with the public-API semantics (differentiable to all orders)."""
-    plan = _plan(x, f, _parse_scaling(up, 'up'), _parse_scaling(down, 'down'),
-                 _parse_padding(padding), flip_filter, gain)
-    for args in plan:
-        x = _upfirdn2d_ref_2d(x, *args)
+        x = _upfirdn2d_torch_2d(x, *args)
     return x
 
 
@@ -216,9 +187,8 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: Union[int, Sequenc
         padding: int, [px, py] or [px0, px1, py0, py1], in upsampled pixels; negative crops.
         flip_filter: False = convolution (filter flipped), True = correlation.
         gain:    overall gain, folded into the filter as gain ** (f.ndim / 2).
-        impl:    'ref', 'cuda' (kernel when x is on CUDA) or 'triton'. Without a kernel,
-                 'cuda'/'triton' take the grouped-convolution fast path when
-                 `torch_utils.fastpath.enabled()`; 'ref' always runs the reference.
+        impl:    'ref' (PyTorch only), 'cuda' (kernel when x is on CUDA) or 'triton'; without
+                 a kernel the PyTorch implementation (`_upfirdn2d_torch`) runs.
 
     Returns:
         [N, C, H', W'], H' = (H*upy + py0 + py1 - fh + downy) // downy (same for W').
@@ -234,16 +204,14 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: Union[int, Sequenc
     if out_h < 1 or out_w < 1:
         raise ValueError(f'upfirdn2d: empty output ({out_h}x{out_w}) for x {tuple(x.shape)}, '
                          f'filter {fh}x{fw}, up {up}, down {down}, padding {padding}')
-    ref = lambda: _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain)  # noqa: E731
-    # The kernel has no gradient w.r.t. the filter, so a trainable filter stays on the reference.
+    torch_impl = lambda: _upfirdn2d_torch(x, f, up, down, padding, flip_filter, gain)  # noqa: E731
+    # The kernel has no gradient w.r.t. the filter, so a trainable filter stays on PyTorch.
     if custom_ops.wants_kernel(impl, x) and (f is None or not f.requires_grad):
         kern = custom_ops.get_kernel('upfirdn2d', _load_kernel)
         if kern is not None:
             return custom_ops.call('upfirdn2d', lambda: _run_kernel(kern, x, f, up, down, padding,
-                                                                    flip_filter, gain), ref)
-    if impl != 'ref' and fastpath.enabled():
-        return _upfirdn2d_fast(x, f, up, down, padding, flip_filter, gain)
-    return ref()
+                                                                    flip_filter, gain), torch_impl)
+    return torch_impl()
 
 
 def _run_kernel(kern, x, f, up, down, padding, flip_filter, gain):

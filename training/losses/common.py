@@ -9,9 +9,9 @@ Our DualDiscriminator is one-pass (project decision), so the choice is explicit:
 
 - `blur_mode='single'` (default): one D pass on B(x); the score and the pose label both see
   the image blurred once. Same cost as EG3D; differs from the reference only while sigma > 0
-  (the first `blur_fade_kimg` kimg). With `torch_utils.fastpath` off (the reference port
-  that bench/throughput.py compares against) the same values come from the reference's
-  two passes, D.pose_only then D.score_given.
+  (the first `blur_fade_kimg` kimg). The score equals that of the reference's two passes
+  (D.pose_only, then D.score_given on the detached label); tests/reference/losses.py keeps
+  them for the equivalence test.
 - `blur_mode='reference'`: reproduces the quirk. ĉ = sg(D.pose_only(B x)) and
   s = D.score_given(B(B x), ĉ): two trunk passes per scored image while blurring, one pass
   (= 'single') once floor(3 sigma) = 0.
@@ -33,7 +33,7 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from torch_utils import fastpath, training_stats
+from torch_utils import training_stats
 from training import schedules
 
 ImagePair = Dict[str, torch.Tensor]  # {'image': [N,3,H,H], 'image_raw': [N,3,R,R]}
@@ -108,10 +108,7 @@ class DInput:
         """
         x = self.prepare(img, blur_sigma)
         if self.blur_mode == 'single' or schedules.blur_kernel(blur_sigma) is None:
-            if fastpath.enabled() or not getattr(D, 'self_condition', False):
-                return D(x, c, update_emas=update_emas)['score'], x
-            # Fast path off: the reference's two trunk passes, label then score (same values).
-            return D.score_given(x, D.pose_only(x).detach()), x
+            return D(x, c, update_emas=update_emas)['score'], x
         if c is not None:
             raise ValueError("blur_mode='reference' is for a self-conditioned D (its own pose is the label)")
         label = D.pose_only(x).detach()                                  # ĉ from B x

@@ -16,12 +16,14 @@ of cur_nimg (`training/schedules.py`).
 Choices (see `common.py` and `fakes.py`): blur_mode 'single' (default, one D pass on B x) or
 'reference' (the double-blur quirk of SPEC §6.5); the mirror coin comes from a
 `random.Random(seed)` owned by this object (the reference's is unseeded); `state_dict()`
-holds its state for resume. On the fast path (`shared_renders`) L1 and L3 share one render
-and one D pass, and so do L4 and L5: per iteration 4 renders and 5 D trunk passes instead of
-the reference's 6 and 12 (tests/test_fastpath.py counts them).
+holds its state for resume. With `share_render` (the default; `--share_render`, single blur
+mode) L1 and L3 share one render and one D pass, and so do L4 and L5: per iteration 4 renders
+and 5 D trunk passes instead of the reference's 6 and 12 (tests/test_fastpath.py counts them).
+A behaviour choice, not only a speed one: the paired terms see one noise/jitter draw where
+the reference draws twice (same expectation), and w_avg is updated once per Dmain, not twice.
 """
 
-from torch_utils import fastpath, training_stats
+from torch_utils import training_stats
 from training import schedules
 from training.losses.adversarial import DiscriminatorFake, DiscriminatorReal, GeneratorAdversarial
 from training.losses.common import DInput, Step, backward, check_unsupported, effective_phase, real_pair
@@ -40,7 +42,8 @@ class PoF3DLoss:
     self-conditioned (c_dim 2). Defaults follow the FFHQ script where the reference CLI
     default would not train (dis_cam_weight 2, pose_gd_weight 1). blur_fade_kimg is in kimg
     as given (the training loop scales it by batch / 32, SPEC §4.7). seed: seeds the mirror
-    coin; pass seed * num_gpus + rank.
+    coin; pass seed * num_gpus + rank. share_render: L1/L3 and L4/L5 share a render (module
+    docstring); False draws a render per term as the reference does.
     """
 
     def __init__(self, device, G, D, augment_pipe=None, r1_gamma=10, dis_cam_weight=2.0, pose_gd_weight=1.0,
@@ -50,7 +53,7 @@ class PoF3DLoss:
                  neural_rendering_resolution_initial=64, neural_rendering_resolution_final=None,
                  neural_rendering_resolution_fade_kimg=1000, style_mixing_prob=0, pl_weight=0, seed=0,
                  sym_weight=0.0, symmetry_density_weight=0.0, pose_dist_weight=0.0, pose_dist_start_kimg=0.0,
-                 pose_dist_min_slope=0.5, pose_gd_start_kimg=0.0, pose_gd_debias=False):
+                 pose_dist_min_slope=0.5, pose_gd_start_kimg=0.0, pose_gd_debias=False, share_render=True):
         check_unsupported(style_mixing_prob, pl_weight)
         if (dis_cam_weight > 0 or pose_gd_weight > 0) and getattr(D, 'pose_head', True) is None:
             raise ValueError('dis_cam_weight / pose_gd_weight > 0 need a discriminator with a pose head')
@@ -62,6 +65,7 @@ class PoF3DLoss:
                     neural_rendering_resolution_fade_kimg)
 
         self.blur_mode = blur_mode
+        self.share_render = bool(share_render)
         d_input = DInput(blur_mode, augment_pipe)
         self.mirror = MirrorCamera(flip_type, seed)
         plain, flipped = PoF3DFakes(), PoF3DFakes(self.mirror, detach_pose)
@@ -113,11 +117,11 @@ class PoF3DLoss:
             backward(self.D_r1(D, real, None, step), gain)
 
     def shared_renders(self) -> bool:
-        """Fast path (torch_utils.fastpath, single blur mode): L1 and L3 share G's render and D's
-        pass in Gmain, L4 and L5 in Dmain: 2 renders per phase instead of 3. Same terms and
-        expectations; the reference draws new noise and jitter for every render (SPEC §6), here
-        the paired terms see the same draw, and w_avg is updated once per Dmain, not twice."""
-        return fastpath.enabled() and self.blur_mode == 'single'
+        """`share_render` in single blur mode: L1 and L3 share G's render and D's pass in Gmain,
+        L4 and L5 in Dmain: 2 renders per phase instead of 3. Same terms and expectations; the
+        reference draws new noise and jitter for every render (SPEC §6), here the paired terms
+        see the same draw, and w_avg is updated once per Dmain, not twice."""
+        return self.share_render and self.blur_mode == 'single'
 
     def _g_main(self, G, D, z, c, step, gain) -> None:
         """L1, L2, L3 and the symmetry extension, each back-propagated (L1 + L3 together when shared)."""
