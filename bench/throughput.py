@@ -1,16 +1,18 @@
-"""Training throughput and memory: the straightforward reference port vs the fast paths.
+"""Training throughput and memory of this tree, optionally beside another git revision.
 
-    python bench/throughput.py                           # synthetic preset, ref | fast | speedup
+    python bench/throughput.py                           # synthetic preset, this tree
     python bench/throughput.py --configs synthetic,ffhq  # + FFHQ-256 at batch 2 (minutes on CPU)
-    python bench/throughput.py --impl fast --threads 2   # one column, two intra-op threads
+    python bench/throughput.py --baseline 77bb11e        # before | after | speedup, same machine
+    python bench/throughput.py --baseline 77bb11e --baseline-impl ref   # vs the reference port
     python bench/throughput.py --smoke                   # tiny synthetic, 1 repeat (CI)
 
-`--impl ref` switches every fast path off: `POF3D_IMPL=ref` (Triton kernels) and
-`torch_utils.fastpath` off (reference PyTorch formulations: two-pass D, flat-batch FIR
-convolutions, gather-based sample merging, autograd through the decoder, ...). `--impl fast`
-is the default of training. `--impl both` (default) measures the two in one process,
-alternating ref and fast within every repeat so that load from other processes hits both
-alike, and reports medians.
+`--baseline REV` checks REV out into a temporary git worktree and runs its own
+bench/throughput.py with the same options in a subprocess, config by config, just before
+measuring this tree; the table then has both columns and their ratio. Revisions up to 77bb11e
+still carry the straightforward port of the reference algorithm behind a switch
+(`--baseline-impl ref`: `POF3D_IMPL=ref` and `torch_utils.fastpath` off); since then the port
+lives only beside the tests (tests/reference/), so "vs the port" means that baseline. It is our
+port, not EG3D's own code (docs/performance.md gives the measured ratio of the two).
 
 Rows (one markdown table per config; the networks are the preset's, random-initialized):
 - G forward, s/image, no grad, eval mode, const noise, at batch 1 and 4; the breakdown
@@ -28,13 +30,13 @@ Rows (one markdown table per config; the networks are the preset's, random-initi
 """
 
 import argparse
-import contextlib
 import json
 import math
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -43,7 +45,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import dnnlib  # noqa: E402
 from dnnlib.cli import finite_float  # noqa: E402
-from torch_utils import fastpath  # noqa: E402
 from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix  # noqa: E402
 from training import config as config_lib, training_loop  # noqa: E402
 from training.cameras import Camera, FOV_to_intrinsics, LookAtPose  # noqa: E402
@@ -51,29 +52,12 @@ from training.distributed import DistContext  # noqa: E402
 from training.losses import loss_class_for  # noqa: E402
 from training.losses.common import DInput, real_pair  # noqa: E402
 
-IMPLS = ('ref', 'fast')
+THIS = 'this tree'
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_BATCH = {'ffhq': 2, 'cats': 2, 'shapenet': 2}   # others: the preset's batch
 SMOKE = dict(dataset_resolution=16, neural_rendering_resolution_initial=16, z_dim=16, w_dim=16, plane_resolution=16,
              plane_channels=8, cbase=256, cmax=16, depth_resolution=4, depth_resolution_importance=4,
              pose_head_channels=32)
-
-
-@contextlib.contextmanager
-def impl_context(impl):
-    """'ref': POF3D_IMPL=ref and torch_utils.fastpath off; 'fast': the training default."""
-    old = os.environ.get('POF3D_IMPL')
-    if impl == 'ref':
-        os.environ['POF3D_IMPL'] = 'ref'
-    else:
-        os.environ.pop('POF3D_IMPL', None)
-    try:
-        with fastpath.override(impl == 'fast'):
-            yield
-    finally:
-        if old is None:
-            os.environ.pop('POF3D_IMPL', None)
-        else:
-            os.environ['POF3D_IMPL'] = old
 
 
 def sync(device):
@@ -185,14 +169,13 @@ def time_interleaved(fn_for, impls, repeats, device, warmup=1):
     times = {impl: [] for impl in impls}
     for rep in range(warmup + repeats):
         for impl in impls:
-            with impl_context(impl):
-                fn = fn_for(impl)
-                sync(device)
-                t0 = time.perf_counter()
-                fn()
-                sync(device)
-                if rep >= warmup:
-                    times[impl].append(time.perf_counter() - t0)
+            fn = fn_for(impl)
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            if rep >= warmup:
+                times[impl].append(time.perf_counter() - t0)
     return {impl: statistics.median(ts) for impl, ts in times.items()}
 
 
@@ -219,31 +202,29 @@ def memory_probe(args):
     config, device = make_config(args.configs, args.batch, args.smoke), torch.device(args.device)
     G, D, loss, phases = build(config, device)
     steps = phase_steps(config, G, D, loss, phases, steady_nimg(loss, args.cur_kimg), device)
-    with impl_context(args.impl):
-        try:
-            with open('/proc/self/clear_refs', 'w') as f:
-                f.write('5')   # reset the peak RSS to the current RSS
-        except OSError:
-            pass
-        base, _ = read_rss_mb()
-        for fn, _ in steps.values():
-            fn()
-        _, peak = read_rss_mb()
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')   # reset the peak RSS to the current RSS
+    except OSError:
+        pass
+    base, _ = read_rss_mb()
+    for fn, _ in steps.values():
+        fn()
+    _, peak = read_rss_mb()
     print(json.dumps(dict(base=base, peak=peak)))
 
 
-def measure_memory(args, name, batch, impl, device, one_iteration):
+def measure_memory(args, name, batch, device, one_iteration):
     """Peak memory of one full iteration: CUDA in process, CPU in a fresh child process."""
     if device.type == 'cuda':
-        with impl_context(impl):
-            torch.cuda.synchronize(device)
-            torch.cuda.reset_peak_memory_stats(device)
-            before = torch.cuda.memory_allocated(device)
-            one_iteration()
-            torch.cuda.synchronize(device)
-            peak = torch.cuda.max_memory_allocated(device) / 2 ** 20
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        one_iteration()
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device) / 2 ** 20
         return peak - before / 2 ** 20, peak
-    cmd = [sys.executable, os.path.abspath(__file__), '--memory-probe', '--configs', name, '--impl', impl,
+    cmd = [sys.executable, os.path.abspath(__file__), '--memory-probe', '--configs', name,
            '--threads', str(args.threads), '--device', 'cpu']
     cmd += ['--batch', str(batch)] + (['--smoke'] if args.smoke else [])
     cmd += ['--cur-kimg', str(args.cur_kimg)] if args.cur_kimg is not None else []
@@ -287,18 +268,17 @@ def bench_config(args, name, impls, device):
     rows[f'training iteration (batch {config.batch}, amortized), s'] = total
     rows['training images/s'] = {k: config.batch / v for k, v in total.items()}
     if not args.no_memory:
-        mem = {impl: measure_memory(args, name, config.batch, impl, device,
-                                    lambda: [fn() for fn, _ in steps.values()]) for impl in impls}
+        mem = {impl: measure_memory(args, name, config.batch, device, lambda: [fn() for fn, _ in steps.values()])
+               for impl in impls}
         unit = 'CUDA max allocated' if device.type == 'cuda' else 'RSS'
         rows[f'peak {unit} increment, one iteration, MB'] = {k: v[0] for k, v in mem.items()}
         rows[f'peak {unit}, MB'] = {k: v[1] for k, v in mem.items()}
     params = {'G': sum(p.numel() for p in G.parameters()), 'D': sum(p.numel() for p in D.parameters())}
-    return config, rows, params, {'G': g_flops, 'D': d_flops}
+    return config, rows, params, {'G': g_flops[THIS], 'D': d_flops[THIS]}
 
 
 def count_flops_impl(impl, fn):
-    with impl_context(impl):
-        return count_flops(fn)
+    return count_flops(fn)
 
 
 def d_forward_flops(D, loss, config, cur_nimg, device, impls):
@@ -333,24 +313,65 @@ def print_table(name, config, rows, params, flops, impls):
           f'{config.rendering.depth_resolution}+{config.rendering.depth_resolution_importance} samples, '
           f'batch {config.batch}\n')
     both = len(impls) == 2
-    print('| measurement | ' + ' | '.join(impls) + (' | speedup (ref/fast) |' if both else ' |'))
+    print('| measurement | ' + ' | '.join(impls) + (f' | speedup ({impls[0]} / {impls[1]}) |' if both else ' |'))
     print('|---|' + '---:|' * (len(impls) + both))
     for key, values in rows.items():
-        line = f'| {key} | ' + ' | '.join(fmt(values[i], key) for i in impls)
-        if both:
-            ratio = values['ref'] / values['fast']
+        line = f'| {key} | ' + ' | '.join(fmt(values[i], key) if i in values else 'n/a' for i in impls)
+        if both and all(i in values for i in impls):
+            ratio = values[impls[0]] / values[impls[1]]
             better = ratio if ('FLOP/s' not in key and 'images/s' not in key) else 1 / ratio
-            line += f' | {better:.2f}x' if 'MB' not in key else f' | {1 / ratio:.2f} of ref'
+            line += f' | {better:.2f}x' if 'MB' not in key else f' | {1 / ratio:.2f} of {impls[0]}'
+        elif both:
+            line += ' | |'
         print(line + ' |')
     print(f"\nparameters: G {params['G'] / 1e6:.2f} M, D {params['D'] / 1e6:.2f} M; FLOPs per image "
-          f"(matmul + conv, FlopCounterMode): " + ', '.join(
-              f"{impl}: G {flops['G'][impl] / 1e9:.3f} G, D {flops['D'][impl] / 1e9:.3f} G" for impl in impls))
+          f"(matmul + conv, FlopCounterMode): G {flops['G'] / 1e9:.3f} G, D {flops['D'] / 1e9:.3f} G")
+
+
+# ---------------------------------------------------------------------------------------------
+# Another revision, measured by its own script.
+
+def parse_table(text):
+    """{measurement: value} of the first markdown table an earlier throughput.py printed
+    (its last value column; '1.23 G' is read as 1.23e9)."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip('|').split('|')]
+        if not line.startswith('| ') or cells[0] in ('measurement', '') or cells[0].startswith('---'):
+            continue
+        values = [c for c in cells[1:] if c and not c.endswith(('x', 'of ref'))]
+        if values:
+            number = values[-1].split()[0]
+            rows[cells[0]] = float(number) * (1e9 if values[-1].endswith(' G') else 1)
+    return rows
+
+
+def baseline_rows(args, name):
+    """{measurement: value} of revision args.baseline on config `name` (a temporary worktree)."""
+    tmp = tempfile.mkdtemp(prefix='throughput-baseline-')
+    subprocess.run(['git', '-C', REPO, 'worktree', 'add', '--detach', tmp, args.baseline], check=True,
+                   capture_output=True)
+    try:
+        script = os.path.join(tmp, 'bench', 'throughput.py')
+        cmd = [sys.executable, script, '--configs', name, '--repeats', str(args.repeats), '--threads',
+               str(args.threads), '--device', args.device]
+        if '--impl' in open(script).read():
+            cmd += ['--impl', args.baseline_impl]
+        cmd += ['--batch', str(args.batch)] if args.batch else []
+        cmd += ['--cur-kimg', str(args.cur_kimg)] if args.cur_kimg is not None else []
+        cmd += (['--no-memory'] if args.no_memory else []) + (['--smoke'] if args.smoke else [])
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+        return parse_table(subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout)
+    finally:
+        subprocess.run(['git', '-C', REPO, 'worktree', 'remove', '--force', tmp], capture_output=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--configs', default='synthetic', help='comma list of presets: ' + ','.join(config_lib.PRESETS))
-    parser.add_argument('--impl', default='both', choices=['ref', 'fast', 'both'])
+    parser.add_argument('--baseline', default=None, help='git revision to measure beside this tree')
+    parser.add_argument('--baseline-impl', default='fast', choices=['ref', 'fast'],
+                        help="the baseline's switch where it has one (up to 77bb11e): ref = the reference port")
     parser.add_argument('--batch', type=int, default=None, help='training batch (default: preset; ffhq/cats: 2)')
     parser.add_argument('--repeats', type=int, default=3, help='timed repeats per measurement (median)')
     parser.add_argument('--threads', type=int, default=1, help='torch intra-op threads')
@@ -366,7 +387,8 @@ def main():
         return memory_probe(args)
     if args.smoke:
         args.repeats = 1
-    impls = IMPLS if args.impl == 'both' else (args.impl,)
+    label = f'{args.baseline}' + (' (port)' if args.baseline_impl == 'ref' else '') if args.baseline else None
+    impls = (label, THIS) if args.baseline else (THIS,)
     device = torch.device(args.device)
     names = [n for n in args.configs.split(',') if n]
     unknown = [n for n in names if n not in config_lib.PRESETS]
@@ -376,7 +398,11 @@ def main():
     print(f'device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, '
           f'load average at start {os.getloadavg()[0]:.2f}{note}')
     for name in names:
-        config, rows, params, flops = bench_config(args, name, impls, device)
+        before = baseline_rows(args, name) if args.baseline else {}
+        config, rows, params, flops = bench_config(args, name, (THIS,), device)
+        ours = {key.strip(): key for key in rows}   # the parsed table lost the indentation
+        for key, value in before.items():
+            rows.setdefault(ours.get(key, key), {})[label] = value
         print_table(name + (' (smoke)' if args.smoke else ''), config, rows, params, flops, impls)
     print(f'\nload average at end {os.getloadavg()[0]:.2f}')
 

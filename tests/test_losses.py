@@ -212,7 +212,7 @@ def test_r1_closed_form(blur_mode, sigma):
 
 def test_blur_modes_d_calls():
     # One D pass for 'single' (the reference's two passes, label then score, give the same score:
-    # tests/test_fastpath.py checks it on the real D).
+    # tests/test_model_equivalence.py checks it on the real D).
     x = {'image': torch.randn(2, 3, 32, 32), 'image_raw': torch.randn(2, 3, 16, 16)}
     once = schedules.gaussian_blur(x['image'], 2.0)
     twice = schedules.gaussian_blur(once, 2.0)

@@ -254,7 +254,8 @@ def test_renderer_options_and_determinism():
     planes, decoder, _, _, origins, dirs = _scene(seed=1)
     with torch.no_grad():
         def run(seed=5, **kw):
-            return _render(planes, decoder, origins, dirs, _options(**kw), generator=torch.Generator().manual_seed(seed))
+            return _render(planes, decoder, origins, dirs, _options(**kw),
+                           generator=torch.Generator().manual_seed(seed))
         a, b = run(), run()
         torch.testing.assert_close(a.features, b.features, rtol=0, atol=0)
         assert not torch.equal(a.features, run(seed=6).features)

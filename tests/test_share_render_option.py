@@ -1,6 +1,6 @@
 """The loss config's `share_render` (issue 17: a loss choice is a config field, not a speed
 switch): it round-trips through the config, reaches the PoF3D loss, and train.py parses it.
-tests/test_fastpath.py counts the renders it saves; tests/test_train_pose_options.py resumes
+tests/test_model_equivalence.py counts the renders it saves; tests/test_train_pose_options.py resumes
 a run saved before it existed."""
 
 import json

@@ -1,11 +1,11 @@
-"""Fused tri-plane rendering (torch_utils/ops/triplane_render.py + _triton_triplane_render.py).
+"""Fused tri-plane rendering (training/rendering/fused.py + _triton_triplane.py).
 
-1. The reference (`impl='ref'`) IS the renderer: sample_from_planes -> OSGDecoder -> march_rays,
-   bit for bit.
-2. The Triton kernel equals the reference, forward (rgb, depth, weight_sum, final
+1. Without the kernel (`impl='torch'`) the fused op IS the renderer's stages (field query ->
+   march_rays), bit for bit, and matches the reference port (tests/reference/rendering.py).
+2. The Triton kernel equals the PyTorch stages, forward (rgb, depth, weight_sum, final
    transmittance, coarse weights, point query) and first-order backward (planes, decoder
    params, ray origins, directions, depths, query points).
-3. Fallback: a failing load or launch gives one RuntimeWarning and the reference result.
+3. Fallback: a failing load or launch gives one RuntimeWarning and the PyTorch result.
 
 On CPU the kernels run under the Triton interpreter (TRITON_INTERPRET=1, tests/conftest.py),
 so sizes are tiny: N <= 2, M <= 8 rays, S <= 6 samples, C <= 6 channels, 8x8 planes. Kernel
@@ -28,14 +28,17 @@ import warnings
 import pytest
 import torch
 
-from torch_utils import custom_ops, fastpath
-from training.rendering import fused as tr
+from reference import rendering as reference   # tests/reference/rendering.py
+from torch_utils import custom_ops
 from training.cameras import FOV_to_intrinsics, LookAtPose
-from training.rendering.decoder import OSGDecoder
+from training.rendering import fused as tr
 from training.rendering.compositing import march_rays
+from training.rendering.decoder import OSGDecoder
+from training.rendering.field import TriplaneField
+from training.rendering.options import RenderingOptions
+from training.rendering.planes import cached_planes
 from training.rendering.rays import sample_rays
 from training.rendering.renderer import ImportanceRenderer
-from training.rendering.planes import cached_planes, sample_from_planes
 
 triton = pytest.importorskip('triton')
 
@@ -91,50 +94,42 @@ def _close(a, b, tol):
     torch.testing.assert_close(a, b, **tol)
 
 # ----------------------------------------------------------------------------------------
-# 1. The reference is the renderer.
+# 1. Without the kernel, the fused op is the renderer's stages.
 
 
 @pytest.mark.parametrize('axes', ['correct', 'legacy'])
 @pytest.mark.parametrize('white_back', [False, True])
-@pytest.mark.parametrize('fast', [False, True])
-def test_reference_equals_renderer_pieces(axes, white_back, fast):
-    # Bit for bit against the reference port; the renderer's fast path (torch_utils.fastpath:
-    # one weighted gather for sampling + plane mean, split output GEMMs) to float32 rounding.
-    with fastpath.override(fast):
-        _check_reference_equals_renderer_pieces(axes, white_back, equal=not fast)
-
-
-def _check_reference_equals_renderer_pieces(axes, white_back, equal):
-    def same(a, b):
-        if equal:
-            assert torch.equal(a, b)
-        else:
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+def test_torch_path_equals_renderer_stages_and_reference(axes, white_back):
     planes, decoder, origins, dirs, depths = _scene()
     N, M, S, _ = depths.shape
+    field = TriplaneField(planes, decoder, axes, BOX)
+    coords = torch.addcmul(origins.unsqueeze(-2), depths, dirs.unsqueeze(-2)).reshape(N, M * S, 3)
+    rgb, sigma = field.query(coords)
+    march = march_rays(rgb.reshape(N, M, S, -1), sigma.reshape(N, M, S, 1), depths, white_back=white_back)
+    params = decoder.params()
+    got = tr.render_triplane_full(planes, axes, params, origins, dirs, depths, BOX, white_back, impl='torch')
+    expected = (march.features, march.depth, march.weights.sum(dim=2), march.final_transmittance)
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b)
+    assert torch.equal(tr.render_triplane_weights(planes, axes, params, origins, dirs, depths, BOX, impl='torch'),
+                       march.weights)
+    q_rgb, q_sigma = tr.query_triplane(planes, axes, params, coords, BOX, impl='torch')
+    assert torch.equal(q_rgb, rgb) and torch.equal(q_sigma, sigma)
+    # The reference port (grid_sample, plain MLP, interval colours): float32 rounding only.
     plane_axes = cached_planes(axes == 'legacy', planes.dtype, planes.device)
-    coords = (origins.unsqueeze(-2) + depths * dirs.unsqueeze(-2)).reshape(N, M * S, 3)
-    out = decoder(sample_from_planes(plane_axes, planes, coords, box_warp=BOX), None)
-    march = march_rays(out['rgb'].reshape(N, M, S, -1), out['sigma'].reshape(N, M, S, 1), depths,
-                       white_back=white_back)
-    params = tr.osg_decoder_params(decoder)
-    got = tr.render_triplane_full(planes, axes, params, origins, dirs, depths, BOX, white_back, impl='ref')
-    for a, b in zip(got, (march.features, march.depth, march.weights.sum(dim=2), march.final_transmittance)):
-        same(a, b)
-    same(tr.render_triplane_weights(planes, plane_axes, params, origins, dirs, depths, BOX, impl='ref'),
-         march.weights)
-    rgb, sigma = tr.query_triplane(planes, axes, params, coords, BOX, impl='ref')
-    ref = ImportanceRenderer().run_model(planes, decoder, coords, None, dict(box_warp=BOX, plane_axes=axes))
-    same(rgb, ref['rgb'])
-    same(sigma, ref['sigma'])
+    ref = reference.render_planes(planes, plane_axes, params, origins, dirs, depths, BOX, white_back)
+    for a, b in zip(got, (ref.features, ref.depth, ref.weights.sum(dim=2), ref.final_transmittance)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_osg_params_and_argument_checks():
     planes, decoder, origins, dirs, depths = _scene()
-    w1, b1, w2, b2 = tr.osg_decoder_params(decoder)
+    w1, b1, w2, b2 = decoder.params()
     assert w1.shape == (64, 6) and w2.shape == (5, 64)
     _close(b2, decoder.net[2].bias * 0.5, dict(atol=0, rtol=0))
-    assert tr.osg_decoder_params(torch.nn.Linear(3, 3)) is None
+    assert TriplaneField(planes, torch.nn.Linear(3, 3), 'correct', BOX).kernel_inputs() is None
+    with pytest.raises(ValueError, match='impl'):
+        tr.render_triplane(planes, 'correct', (w1, b1, w2, b2), origins, dirs, depths, BOX, impl='cuda-fast')
     with pytest.raises(ValueError, match='plane_axes'):
         tr.render_triplane(planes, 'xyz', (w1, b1, w2, b2), origins, dirs, depths, BOX)
     with pytest.raises(ValueError, match=r'\[N, 3, C, H, W\]'):
@@ -146,7 +141,8 @@ def test_force_reference_env(monkeypatch):
     monkeypatch.setenv('POF3D_IMPL', 'ref')
     assert not tr.kernel_ready('triton', planes, origins)
     monkeypatch.delenv('POF3D_IMPL')
-    assert not tr.kernel_ready('cuda', planes, origins)  # CPU tensors: reference by default
+    assert not tr.kernel_ready('auto', planes, origins)  # CPU tensors: PyTorch by default
+    assert not tr.kernel_ready('torch', planes, origins)
 
 # ----------------------------------------------------------------------------------------
 # 2. Kernel == reference.
@@ -156,12 +152,12 @@ def test_force_reference_env(monkeypatch):
 @pytest.mark.parametrize('axes,white_back', [('correct', False), ('legacy', True)])
 def test_kernel_forward(device, axes, white_back, kernel_only):
     planes, decoder, origins, dirs, depths = _scene(device)
-    params = tr.osg_decoder_params(decoder)
+    params = decoder.params()
     with torch.no_grad():
         got = tr.render_triplane_full(planes, axes, params, origins, dirs, depths, BOX, white_back, impl='triton')
-        ref = tr.render_triplane_full(planes, axes, params, origins, dirs, depths, BOX, white_back, impl='ref')
+        ref = tr.render_triplane_full(planes, axes, params, origins, dirs, depths, BOX, white_back, impl='torch')
         w = tr.render_triplane_weights(planes, axes, params, origins, dirs, depths, BOX, impl='triton')
-        w_ref = tr.render_triplane_weights(planes, axes, params, origins, dirs, depths, BOX, impl='ref')
+        w_ref = tr.render_triplane_weights(planes, axes, params, origins, dirs, depths, BOX, impl='torch')
     assert 0.05 < ref.weight_sum.min() and ref.weight_sum.max() < 0.999  # neither empty nor opaque
     for a, b in zip(got, ref):
         assert a.shape == b.shape
@@ -177,11 +173,11 @@ def test_kernel_forward(device, axes, white_back, kernel_only):
 ])
 def test_kernel_backward(device, axes, white_back, ray_grad, density_bias, kernel_only):
     planes, decoder, origins, dirs, depths = _scene(device, density_bias=density_bias)
-    params = [p.detach() for p in tr.osg_decoder_params(decoder)]
+    params = [p.detach() for p in decoder.params()]
     inputs = [planes, *params] + ([origins, dirs, depths] if ray_grad else [])
     g = torch.Generator().manual_seed(1)
     results = []
-    for impl in ('triton', 'ref'):
+    for impl in ('triton', 'torch'):
         leaves = _leaves(*inputs)
         rays = leaves[5:] if ray_grad else [origins, dirs, depths]
         out = tr.render_triplane_full(leaves[0], axes, leaves[1:5], *rays, BOX, white_back, impl=impl)
@@ -204,9 +200,9 @@ def test_kernel_backward(device, axes, white_back, ray_grad, density_bias, kerne
 def test_kernel_point_query(device, kernel_only):
     planes, decoder, *_ = _scene(device, N=2, C=5, CO=3)
     coords = (torch.rand(2, 7, 3, generator=torch.Generator().manual_seed(3)) - 0.5).to(device) * 1.4
-    params = [p.detach() for p in tr.osg_decoder_params(decoder)]
+    params = [p.detach() for p in decoder.params()]
     results = []
-    for impl in ('triton', 'ref'):
+    for impl in ('triton', 'torch'):
         leaves = _leaves(planes, *params, coords)
         rgb, sigma = tr.query_triplane(leaves[0], 'legacy', leaves[1:5], leaves[5], BOX, impl=impl)
         loss = (rgb * torch.linspace(-1, 1, rgb.numel(), device=device).reshape(rgb.shape)).sum() + sigma.square().sum()
@@ -220,20 +216,20 @@ def test_kernel_point_query(device, kernel_only):
 @pytest.mark.parametrize('device', DEVICES)
 def test_renderer_fused_path(device, kernel_only):
     """ImportanceRenderer with impl='triton' (coarse weights kernel -> importance -> fine kernel;
-    run_model through the point-query kernel) == impl='ref', gradients to the pose included."""
+    run_model through the point-query kernel) == impl='torch', gradients to the pose included."""
     planes, decoder, *_ = _scene(device, N=1, C=4, CO=4)
     opts = dict(ray_start=0.9, ray_end=1.9, box_warp=BOX, depth_resolution=4, depth_resolution_importance=2)
     results = []
-    for impl in ('triton', 'ref'):
+    for impl in ('triton', 'torch'):
         p = _leaves(planes)[0]
         h = torch.full([1, 1], 1.7, device=device, requires_grad=True)
         v = torch.full([1, 1], 1.4, device=device, requires_grad=True)
         origins, dirs = sample_rays(LookAtPose(h, v, [0, 0, 0], 1.4), FOV_to_intrinsics(30.0, device=device)[None], 2)
-        renderer = ImportanceRenderer()
-        o = renderer.render(p, decoder, origins, dirs, dict(opts, impl=impl),
-                            generator=torch.Generator(device).manual_seed(2))
-        q = renderer.run_model(p, decoder, origins[:, :3] * 0.3, dirs[:, :3], dict(opts, impl=impl))
-        loss = o.features.square().sum() + o.depth.sum() + o.weight_sum.sum() + q['sigma'].sum()
+        renderer = ImportanceRenderer(RenderingOptions(**opts, impl=impl))
+        field = TriplaneField(p, decoder, 'correct', BOX)
+        o = renderer(field, origins, dirs, generator=torch.Generator(device).manual_seed(2))
+        q_sigma = renderer.query(field, origins[:, :3] * 0.3, dirs[:, :3])[1]
+        loss = o.features.square().sum() + o.depth.sum() + o.weight_sum.sum() + q_sigma.sum()
         results.append((o, torch.autograd.grad(loss, [p, h, v, *decoder.parameters()])))
     for a, b in zip(results[0][0], results[1][0]):
         _close(a, b, FWD_TOL)
@@ -247,7 +243,7 @@ def test_opcheck(device, kernel_only):
     planes, decoder, origins, dirs, depths = _scene(device, N=1, M=3, S=3, C=4, CO=2)
     k = tr._load_kernel()
     proj = tr._projection(cached_planes(False, torch.float32, planes.device)).contiguous()
-    params = [p.detach().contiguous() for p in tr.osg_decoder_params(decoder)]
+    params = [p.detach().contiguous() for p in decoder.params()]
     cl = planes.permute(0, 1, 3, 4, 2).contiguous()
     t = depths.squeeze(-1).contiguous()
     torch.library.opcheck(torch.ops.pof3d.triplane_render.default,
@@ -285,11 +281,11 @@ def test_fallback_when_loading_fails(monkeypatch):
         raise ImportError('simulated: triton is broken')
     monkeypatch.setattr(tr, '_load_kernel', loader)
     planes, decoder, origins, dirs, depths = _scene()
-    params = tr.osg_decoder_params(decoder)
+    params = decoder.params()
     run = lambda: tr.render_triplane(planes, 'correct', params, origins, dirs, depths, BOX, impl='triton')  # noqa: E731
     out, caught = _record(run)
     assert len(caught) == 1 and 'simulated' in str(caught[0].message)
-    ref = tr.render_triplane(planes, 'correct', params, origins, dirs, depths, BOX, impl='ref')
+    ref = tr.render_triplane(planes, 'correct', params, origins, dirs, depths, BOX, impl='torch')
     assert all(torch.equal(a, b) for a, b in zip(out, ref))
     assert _record(run)[1] == []
 
@@ -300,7 +296,7 @@ def test_fallback_when_launch_fails(monkeypatch, which):
     k = tr._load_kernel()
     monkeypatch.setattr(k, which, _FailingKernel())
     planes, decoder, origins, dirs, depths = _scene(N=1, M=4, S=4, C=4)
-    params = [p.detach() for p in tr.osg_decoder_params(decoder)]
+    params = [p.detach() for p in decoder.params()]
 
     def run(impl):
         leaves = _leaves(planes, *params, origins)
@@ -309,7 +305,7 @@ def test_fallback_when_launch_fails(monkeypatch, which):
     (out, grads), caught = _record(lambda: run('triton'))
     assert len(caught) == 1 and 'simulated launch failure' in str(caught[0].message)
     assert custom_ops.is_disabled(tr.KERNEL_NAME)
-    out_ref, grads_ref = run('ref')
+    out_ref, grads_ref = run('torch')
     for a, b in zip(list(out) + list(grads), list(out_ref) + list(grads_ref)):
         _close(a, b, BWD_TOL)
     assert _record(lambda: run('triton'))[1] == []

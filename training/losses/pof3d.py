@@ -18,7 +18,7 @@ Choices (see `common.py` and `fakes.py`): blur_mode 'single' (default, one D pas
 `random.Random(seed)` owned by this object (the reference's is unseeded); `state_dict()`
 holds its state for resume. With `share_render` (the default; `--share_render`, single blur
 mode) L1 and L3 share one render and one D pass, and so do L4 and L5: per iteration 4 renders
-and 5 D trunk passes instead of the reference's 6 and 12 (tests/test_fastpath.py counts them).
+and 5 D trunk passes instead of the reference's 6 and 12 (tests/test_model_equivalence.py counts them).
 A behaviour choice, not only a speed one: the paired terms see one noise/jitter draw where
 the reference draws twice (same expectation), and w_avg is updated once per Dmain, not twice.
 """

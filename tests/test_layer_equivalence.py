@@ -2,7 +2,7 @@
 straightforward port they replaced (tests/reference/): weight modulation, the one-addmm
 fully connected layer, the lean fused SynthesisLayer / ToRGB, conv2d_gradfix's no-grad bypass
 and the FIR filter as grouped convolutions. float64, so 1e-10..1e-12: these forms only move
-the gains onto products and regroup the adds (tests/test_fastpath.py states the tolerance policy).
+the gains onto products and regroup the adds (tolerance policy: tests/test_model_equivalence.py).
 """
 
 import itertools
@@ -10,13 +10,19 @@ import itertools
 import pytest
 import torch
 
-from fastpath_helpers import F64, assert_all_close
 from reference import stylegan2_layers as ref_layers
 from reference import upfirdn2d as ref_upfirdn2d
 from torch_utils.ops import conv2d_gradfix, upfirdn2d
 from training import networks_stylegan2 as nets
 
 pytestmark = pytest.mark.usefixtures('single_thread')
+
+F64 = torch.float64
+
+
+def assert_all_close(expected, got, **tol):
+    for a, b in zip(expected, got):
+        torch.testing.assert_close(b, a, **tol)
 
 
 def test_modulation_unchanged():
