@@ -105,6 +105,9 @@ OPTIONS = [
      "G's camera: learned (PoF3D), dataset (EG3D labels), prior, prior_residual [default: learned]"),
     (('--plane_axes',), click.Choice(['correct', 'legacy']),
      "Tri-plane axes; 'legacy' = EG3D/PoF3D's bi-plane quirk, used by the paper recipes [default: correct]"),
+    (('--render_impl',), click.Choice(['auto', 'torch', 'triton']),
+     "Renderer: 'auto' (fused Triton kernel for CUDA float32 tensors, else PyTorch), 'torch', 'triton' "
+     "[default: auto]"),
     (('--blur_mode',), click.Choice(['single', 'reference']),
      "D input blur: 'single' (one D pass) or 'reference' (the reference's double blur) [default: single]"),
     (('--dataset_resolution',), POS_INT, 'Training resolution; images are resized on load [preset]'),

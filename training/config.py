@@ -86,6 +86,7 @@ class RenderingConfig:
     density_reg_every: int = 4            # Greg interval (lazy regularization)
     density_reg_p_dist: float = 0.004     # std of the density-regularizer perturbation
     decoder_lr_mul: float = 1.0           # learning-rate multiplier of the OSG decoder
+    render_impl: str = 'auto'             # auto (Triton kernel for CUDA float32) | torch | triton
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,6 +197,7 @@ class TrainConfig:
                     'white_back', 'avg_camera_radius', 'h_mean', 'clamp_h', 'clamp_v', 'safe_pose_clamp',
                     'plane_axes'):
             kwargs[key] = getattr(r, key)
+        kwargs['impl'] = r.render_impl
         kwargs['avg_camera_pivot'] = list(r.avg_camera_pivot)
         return kwargs
 

@@ -116,8 +116,14 @@ class TriPlaneGenerator(torch.nn.Module):
         if self.superresolution is None and neural_rendering_resolution != img_resolution:
             raise ValueError(f'without a superresolution_module the neural rendering resolution '
                              f'({neural_rendering_resolution}) must equal img_resolution ({img_resolution})')
-        # Default R for synthesis (SPEC §4.7); the training loop may set it, synthesis never does.
+        # Default R for synthesis (SPEC §4.7): see set_neural_rendering_resolution.
         self.neural_rendering_resolution = int(neural_rendering_resolution)
+
+    def set_neural_rendering_resolution(self, resolution: int) -> None:
+        """The default R of `synthesis` (what inference renders at; the pickle records it). The
+        training loop records its schedule's current R here at every tick; training itself
+        passes R to every forward as an argument."""
+        self.neural_rendering_resolution = int(resolution)
 
     def _apply_rendering_kwargs(self):
         """Build the renderer (its typed options, checked once) and the plane mirror of

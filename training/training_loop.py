@@ -179,15 +179,13 @@ def run_phase(ctx, config, phase, phase_idx, loss, reals, latents, counters):
 
 
 @torch.no_grad()
-def update_ema(config, G, G_ema, cur_nimg, ema_rampup, resolution):
-    """G_ema <- G + beta (G_ema - G) for parameters; buffers and rendering settings copied."""
-    G.neural_rendering_resolution = G_ema.neural_rendering_resolution = resolution
+def update_ema(config, G, G_ema, cur_nimg, ema_rampup):
+    """G_ema <- G + beta (G_ema - G) for parameters; buffers copied."""
     beta = schedules.ema_beta(cur_nimg, config.batch, config.ema_kimg(), ema_rampup)
     for p_ema, p in zip(G_ema.parameters(), G.parameters()):
         p_ema.copy_(p.lerp(p_ema, beta))
     for b_ema, b in zip(G_ema.buffers(), G.buffers()):
         b_ema.copy_(b)
-    G_ema.rendering_kwargs = dict(G.rendering_kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,6 +259,11 @@ def maintenance(run, counters, reals, done):
     fields = reporting.report_tick(tick, counters.cur_nimg, run.start_time, run.tick_start_time,
                                    counters.tick_start_nimg, run.maintenance_sec, ctx.device)
     maintenance_start = time.time()
+    # The schedule's R of the last iteration becomes the networks' default for inference and
+    # the pickles (SPEC §4.7); training passes R to every forward as an argument.
+    resolution = run.loss.step(counters.cur_nimg - config.batch).resolution
+    for name in ('G', 'G_ema'):
+        run.nets[name].set_neural_rendering_resolution(resolution)
     counters = dataclasses.replace(counters, cur_tick=tick + 1, tick_start_nimg=counters.cur_nimg)
     run.stats.update()
     if ctx.rank == 0:
@@ -321,7 +324,7 @@ def training_loop(ctx, config, run_dir, plan):
                 latents = phase_latents(ctx, config, training_set, counters.batch_idx, phase_idx, G.z_dim)
                 run_phase(ctx, config, phase, phase_idx, loss, reals, latents, counters)
         # EMA, counters.
-        update_ema(config, G, G_ema, counters.cur_nimg, ema_rampup, loss.step(counters.cur_nimg).resolution)
+        update_ema(config, G, G_ema, counters.cur_nimg, ema_rampup)
         counters.cur_nimg += config.batch
         counters.batch_idx += 1
         line = None if run.progress is None else run.progress.line(counters.cur_nimg, {
