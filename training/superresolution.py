@@ -14,7 +14,7 @@ from img_resolution (identical at those sizes) and `w_dim` / `block_channels` ar
 arguments (defaults = EG3D), so tiny configurations can be built for tests.
 
 Resizing to the input resolution is bilinear, align_corners=False, *without* antialias
-(PoF3D change, SPEC §4.6, §12.4); `sr_antialias` is accepted and recorded but not used.
+(PoF3D change, SPEC §4.6, §12.4); EG3D's `sr_antialias` is accepted (pickles carry it) and ignored.
 Nothing here writes into a tensor autograd may have saved: EG3D adds the ToRGB output into
 the incoming rgb in place, which breaks backward when rgb is a view of the feature image and
 no resize happens (neural rendering res == SR input res, SPEC "Project decisions").
@@ -109,14 +109,14 @@ class _SuperresolutionHybrid(torch.nn.Module):
                  channel_base=None, channel_max=None, w_dim=512, block_channels=None, **block_kwargs):
         # num_fp16_res, conv_clamp, channel_base, channel_max: part of EG3D's sr_kwargs, ignored
         # there too (fp16 and the clamp follow sr_num_fp16_res; the widths are fixed per class).
-        del num_fp16_res, conv_clamp, channel_base, channel_max
+        # sr_antialias: EG3D's, ignored because PoF3D resizes never antialias (SPEC §12.4).
+        del num_fp16_res, conv_clamp, channel_base, channel_max, sr_antialias
         if img_resolution < 8 or img_resolution & (img_resolution - 1) != 0:
             raise ValueError(f'{type(self).__name__}: img_resolution must be a power of two >= 8, '
                              f'got {img_resolution}')
         super().__init__()
         self.img_resolution = img_resolution
         self.input_resolution = img_resolution // self.input_divisor
-        self.sr_antialias = bool(sr_antialias)   # recorded only: resizes never antialias (SPEC §12.4)
         self.w_dim = w_dim
         use_fp16 = sr_num_fp16_res > 0
         c0, c1 = block_channels if block_channels is not None else self.default_block_channels
