@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch_utils import misc, persistence
 from torch_utils.ops import upfirdn2d
 
+PROJECT_MODULE = 'pof3d-clean-room'  # marks this source as this project's in network pickles (legacy.py)
 POSE_DIM = 2  # (h, v) raw radians (SPEC §4.1, §5.2)
 
 

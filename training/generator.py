@@ -29,6 +29,7 @@ from training.symmetry import check_symmetry, plane_flip_dims, symmetrize_planes
 from training.volumetric_rendering.ray_sampler import RaySampler
 from training.volumetric_rendering.renderer import ImportanceRenderer, check_rendering_options, resolve_plane_axes
 
+PROJECT_MODULE = 'pof3d-clean-room'  # marks this source as this project's in network pickles (legacy.py)
 DECODER_OUTPUT_DIM = 32   # decoder feature channels; the first 3 are RGB (SPEC §4.5)
 
 # Optional rendering_kwargs and their values when absent (EG3D names; SPEC §8.2, §4.1, §12.9).

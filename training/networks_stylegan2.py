@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch_utils import fastpath, misc, persistence
 from torch_utils.ops import bias_act, conv2d_gradfix, conv2d_resample, fma, upfirdn2d
 
+PROJECT_MODULE = 'pof3d-clean-room'  # marks this source as this project's in network pickles (legacy.py)
+
 
 @misc.profiled_function
 def normalize_2nd_moment(x, dim=1, eps=1e-8):

@@ -27,6 +27,8 @@ from torch_utils import misc, persistence
 from torch_utils.ops import upfirdn2d
 from training.networks_stylegan2 import SynthesisBlock
 
+PROJECT_MODULE = 'pof3d-clean-room'  # marks this source as this project's in network pickles (legacy.py)
+
 
 @persistence.persistent_class
 class SynthesisBlockNoUp(SynthesisBlock):
