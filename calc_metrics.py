@@ -21,7 +21,7 @@ import dnnlib
 import legacy
 from metrics import metric_main, metric_utils
 from torch_utils import safe_pickle
-from training.dataset import one_line
+from dnnlib.util import one_line
 
 _KEEP_FROM_TRAINING = ('create_label_fov', 'pad_long')   # image preprocessing that --data keeps
 

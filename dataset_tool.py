@@ -39,7 +39,8 @@ import PIL.Image
 
 import dnnlib
 from dnnlib import cli
-from training.dataset import LABELS_FNAME, is_image_name, make_square, one_line, parse_labels, resize_square
+from dnnlib.util import one_line
+from training.dataset_format import LABELS_FNAME, is_image_name, make_square, parse_labels, resize_square
 
 TRANSFORMS = ('center-crop', 'center-crop-wide', 'pad')
 WHITE = 255

@@ -13,8 +13,12 @@ else the pickle names). `load_network_pkl` never does:
    is a one-line `safe_pickle.UnsafePickleError` (a pickle.UnpicklingError) that names it.
 2. Records are mapped onto *our* classes, built from the pickled constructor kwargs
    (`_init_kwargs`), and the tensors are copied by name:
-   - our own snapshots (a record whose source is one of this project's modules): the class of
-     the same name (TriPlaneGenerator, DualDiscriminator, networks_stylegan2.*, ...);
+   - our own snapshots: the class of the same name (TriPlaneGenerator, DualDiscriminator,
+     networks_stylegan2.*, ...). A record is ours when its module source (text, never
+     executed) has the line `PROJECT_MODULE = 'pof3d-clean-room'` at the start of a line, which
+     every network module of this project defines. Pickles written before that line existed
+     are recognised by the fallback: their sources cite the design spec ('SPEC §'), which
+     EG3D/PoF3D sources never do;
    - official EG3D `TriPlaneGenerator` / PoF3D `TriPlaneGeneratorPose` G pickles: our
      TriPlaneGenerator (pose source 'dataset' / 'learned') with EG3D's plane axes
      (plane_axes='legacy' unless the pickle says wrong=False), planes sized from the backbone,
@@ -33,10 +37,10 @@ returned as they are. Use it only for files you trust.
 """
 
 import functools
-import hashlib
 import inspect
 import math
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -44,20 +48,20 @@ import torch
 
 import dnnlib
 from torch_utils import misc, safe_pickle
-from torch_utils.safe_pickle import Record, RestrictedUnpickler  # noqa: F401 (public names of this module)
+from torch_utils.safe_pickle import Record
 
-_OUR_SOURCE_MARKER = 'SPEC §'   # every module of this project cites the design spec; EG3D/PoF3D never do
+_OUR_SOURCE_LINE = re.compile(r"^PROJECT_MODULE = 'pof3d-clean-room'", re.MULTILINE)   # see the docstring
+_PRE_MARKER_CITATION = 'SPEC §'   # fallback for pickles whose sources predate PROJECT_MODULE
 _OFFICIAL_G = ('TriPlaneGenerator', 'TriPlaneGeneratorPose')
 
 
 # ---------------------------------------------------------------------------------------------
 # Records -> our classes.
 
-@functools.lru_cache(maxsize=None)
-def _our_classes():
-    """({class name: class} of this project's network modules, {sha256 of their sources})."""
+def _our_modules():
+    """This project's network modules: the ones whose classes a snapshot of ours holds."""
+    from training import dual_discriminator, generator, networks_stylegan2, pose_head, pose_sources
     from training.rendering import decoder
-    from training import dual_discriminator, generator, networks_stylegan2, pose_head, pose_sources  # noqa: I001
     from training import superresolution
     modules = [networks_stylegan2, superresolution, decoder, pose_head, pose_sources, dual_discriminator, generator]
     try:
@@ -65,19 +69,26 @@ def _our_classes():
         modules.append(augment)
     except ImportError:
         pass
+    return modules
+
+
+@functools.lru_cache(maxsize=None)
+def _our_classes():
+    """{class name: class} of this project's network modules."""
     classes = {}
-    for mod in modules:
+    for mod in _our_modules():
         for name, obj in vars(mod).items():
             if isinstance(obj, type) and issubclass(obj, torch.nn.Module) and obj.__module__ == mod.__name__:
                 classes[name] = obj
-    return classes, {hashlib.sha256(inspect.getsource(m).encode()).hexdigest() for m in modules}
+    return classes
 
 
 def is_our_record(rec: Record) -> bool:
-    """True when the record's (never executed) source is one of this project's modules."""
+    """True when the record's (never executed) source is one of this project's modules (the
+    rule: see the module docstring)."""
     if rec.module_src is None:
         return False
-    return rec.src_hash in _our_classes()[1] or _OUR_SOURCE_MARKER in rec.module_src
+    return bool(_OUR_SOURCE_LINE.search(rec.module_src)) or _PRE_MARKER_CITATION in rec.module_src
 
 
 def _accepted(cls):
@@ -141,8 +152,7 @@ def _finish(module, rec, unused, what):
 
 
 def _build_ours(rec, what, force_fp16):
-    classes, _ = _our_classes()
-    cls = classes.get(rec.class_name)
+    cls = _our_classes().get(rec.class_name)
     if cls is None:
         raise ValueError(f'{what}: unknown class {rec.class_name!r} in a snapshot of this project')
     kwargs = rec.init_kwargs

@@ -32,7 +32,8 @@ import torch
 from dnnlib import cli
 from gen_samples_pose import DATASETS, dataset_intrinsics, frontal_label, pick_device, save_bytes, save_json
 from training.cameras import cam2world_to_pose
-from training.dataset import ImageFolderDataset, load_ground_truth
+from training.dataset import ImageFolderDataset
+from training.dataset_gt import load_ground_truth
 
 
 def wrap_h(h, center):

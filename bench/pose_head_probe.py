@@ -35,7 +35,8 @@ import legacy  # noqa: E402
 import run_files  # noqa: E402
 from metrics import pose_metrics  # noqa: E402
 from training import schedules  # noqa: E402
-from training.dataset import ImageFolderDataset, one_line  # noqa: E402
+from dnnlib.util import one_line  # noqa: E402
+from training.dataset import ImageFolderDataset  # noqa: E402
 from training.losses.common import DInput, fake_pair, real_pair  # noqa: E402
 
 

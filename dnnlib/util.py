@@ -397,3 +397,10 @@ def write_atomic(path: str, data: bytes) -> None:
     """Write `data` to `path` atomically (see atomic_output)."""
     with atomic_output(path) as tmp, open(tmp, 'wb') as f:
         f.write(data)
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message squeezed onto one line (for one-line user-facing errors)."""
+    if type(err).__name__ == 'UnidentifiedImageError':  # PIL's message is the repr of a BytesIO
+        return 'not an image PIL can decode (corrupt or unknown format)'
+    return ' '.join(str(err).split()) or type(err).__name__

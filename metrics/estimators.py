@@ -40,7 +40,8 @@ import torch.nn.functional as F
 import dnnlib
 from metrics import metric_utils, pose_metrics
 from torch_utils import safe_pickle
-from training.dataset import ImageFolderDataset, load_ground_truth
+from training.dataset import ImageFolderDataset
+from training.dataset_gt import load_ground_truth
 
 KINDS = ('pose', 'depth')
 MAX_RESOLUTION = 64

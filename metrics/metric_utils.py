@@ -27,7 +27,7 @@ import torch
 
 import dnnlib
 from torch_utils import safe_pickle
-from training.dataset import ground_truth_path, load_ground_truth
+from training.dataset_gt import ground_truth_path, load_ground_truth
 
 DEFAULT_DETECTOR_URL = ('https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/'
                         'metrics/inception-2015-12-05.pkl')   # TorchScript Inception-v3, SPEC §10.1
@@ -98,7 +98,7 @@ def path_md5(path: str) -> str:
 
 
 def ground_truth_file(dataset_path: str) -> Optional[str]:
-    """The ground-truth sidecar of a dataset (training.dataset.ground_truth_path), or None."""
+    """The ground-truth sidecar of a dataset (training.dataset_gt.ground_truth_path), or None."""
     path = ground_truth_path(dataset_path)
     return path if os.path.isfile(path) else None
 

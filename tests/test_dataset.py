@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import training.dataset as dataset_module
-from training.dataset import ImageFolderDataset, fov_label, load_ground_truth
+from training.dataset import ImageFolderDataset, fov_label
+from training.dataset_gt import load_ground_truth
 
 RNG = np.random.RandomState(123)
 
@@ -279,7 +280,7 @@ def test_get_pose_labels_in_item_order_even_without_use_labels(tmp_path):
 
 def test_ground_truth_sidecar_shared_by_labeled_and_unlabeled_zips(tmp_path):
     # make_synthetic.py writes NAME_labeled.zip, NAME_unlabeled.zip and one NAME_gt.npz.
-    from training.dataset import ground_truth_path
+    from training.dataset_gt import ground_truth_path
     np.savez(tmp_path / 'car32_gt.npz', pose=np.zeros((3, 2), np.float32))
     for name in ('car32_labeled.zip', 'car32_unlabeled.zip'):
         assert ground_truth_path(str(tmp_path / name)) == str(tmp_path / 'car32_gt.npz')

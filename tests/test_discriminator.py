@@ -212,9 +212,11 @@ def test_filtered_resizing_modes():
     x = torch.randn(2, 3, 16, 16)
     f = make_D().resample_filter
     plain = F.interpolate(x, size=(32, 32), mode='bilinear', align_corners=False, antialias=False)
-    # PoF3D: 'antialiased' is plain bilinear without antialias (SPEC §12.4).
-    assert torch.equal(filtered_resizing(x, 32, f), plain)
-    assert torch.equal(filtered_resizing(x, 32, f, filter_mode='none'), plain)
+    assert torch.equal(filtered_resizing(x, 32, f), plain)                  # default 'none'
+    # PoF3D never antialiases (SPEC §12.4): EG3D's 'antialiased' is the same plain resize.
+    assert torch.equal(filtered_resizing(x, 32, f, filter_mode='antialiased'), plain)
+    antialiased = F.interpolate(x[..., ::2, ::2], size=(4, 4), mode='bilinear', align_corners=False, antialias=True)
+    assert not torch.equal(filtered_resizing(x[..., ::2, ::2], 4, f, filter_mode='antialiased'), antialiased)
     classic = filtered_resizing(x, 32, f, filter_mode='classic')
     assert classic.shape == (2, 3, 32, 32) and torch.isfinite(classic).all()
     # A constant image stays constant away from the zero-padded border.

@@ -322,10 +322,11 @@ def test_forward_mutates_neither_inputs_nor_module_state():
 # ----------------------------------------------------------------------------------------
 # Super-resolution modules.
 
-def _sr(name, img_resolution=32, **kwargs):
+def _sr(name, img_resolution=32, sr_antialias=True, **kwargs):
     torch.manual_seed(0)
     return superresolution.SR_MODULES[name](channels=32, img_resolution=img_resolution, sr_num_fp16_res=0,
-                                            sr_antialias=True, w_dim=W_DIM, block_channels=(16, 8), **kwargs)
+                                            sr_antialias=sr_antialias, w_dim=W_DIM, block_channels=(16, 8),
+                                            **kwargs)
 
 
 @pytest.mark.parametrize('name,render_res', [('SuperresolutionHybrid2X', 16), ('SuperresolutionHybrid2X', 8),
@@ -338,6 +339,16 @@ def test_sr_shapes_and_last_w_only(name, render_res):
     assert img.shape == (N, 3, 32, 32)
     other = torch.cat([torch.randn(N, 5, W_DIM), ws[:, -1:]], dim=1)   # SPEC §4.6: only ws[:, -1] matters
     assert torch.equal(img, sr(x[:, :3], x, other, noise_mode='none'))
+
+
+def test_sr_antialias_is_accepted_and_ignored():
+    # EG3D's flag (its pickles carry it); PoF3D resizes never antialias (SPEC §12.4), so a
+    # downsampled render (64 -> 16) gives the same image either way.
+    x = torch.randn(N, 32, 64, 64, generator=seeded())
+    ws = torch.randn(N, 6, W_DIM, generator=seeded(1))
+    a, b = (_sr('SuperresolutionHybrid2X', sr_antialias=flag)(x[:, :3], x, ws, noise_mode='none')
+            for flag in (True, False))
+    assert torch.equal(a, b)
 
 
 def test_sr_hybrid2x_backward_without_resize_in_float32():

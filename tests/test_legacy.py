@@ -1,6 +1,8 @@
 """legacy.load_network_pkl: network pickles load without executing anything they carry.
 
 - our own snapshots round-trip (equal outputs) and loading leaves the global RNG alone;
+- our snapshots are told from official ones by the documented rule (the PROJECT_MODULE line,
+  or for older pickles the 'SPEC §' citations), whatever else their sources say;
 - a pickle whose embedded module sources raise when executed still loads (nothing executed);
 - a pickle naming a forbidden global is refused with a one-line UnpicklingError naming it;
 - official-format G pickles (EG3D `TriPlaneGenerator`, PoF3D `TriPlaneGeneratorPose`, built
@@ -9,10 +11,12 @@
 """
 
 import collections
+import inspect
 import io
 import math
 import os
 import pickle
+import re
 import subprocess
 import sys
 import warnings
@@ -22,6 +26,7 @@ import torch
 
 import legacy
 from torch_utils import persistence
+from torch_utils.safe_pickle import Record
 from training.cameras import FOV_to_intrinsics, LookAtPose
 from training.dual_discriminator import DualDiscriminator
 from training.generator import TriPlaneGenerator
@@ -99,17 +104,22 @@ def test_own_snapshot_round_trip():
     assert torch.equal(a['score'], b['score']) and torch.equal(a['pose'], b['pose'])
 
 
-def test_embedded_source_is_never_executed(tmp_path):
-    """Every persistent class pickles its module source with a raising first line."""
-    G = tiny_G()
+def snapshot_with_sources(G, D, edit):
+    """snapshot_bytes(G, D) with every persistent class's pickled module source edited."""
     saved = {cls: cls._orig_module_src for cls in persistence._decorators}
     try:
         for cls in saved:
-            cls._orig_module_src = POISON + saved[cls]
-        data = snapshot_bytes(G, tiny_D())
+            cls._orig_module_src = edit(saved[cls])
+        return snapshot_bytes(G, D)
     finally:
         for cls, src in saved.items():
             cls._orig_module_src = src
+
+
+def test_embedded_source_is_never_executed(tmp_path):
+    """Every persistent class pickles its module source with a raising first line."""
+    G = tiny_G()
+    data = snapshot_with_sources(G, tiny_D(), lambda src: POISON + src)
     out = load(data)
     assert type(out['G_ema']) is TriPlaneGenerator
     for (name, a), (name_b, b) in zip(G.named_parameters(), out['G_ema'].named_parameters()):
@@ -121,6 +131,28 @@ def test_embedded_source_is_never_executed(tmp_path):
     res = subprocess.run([sys.executable, '-c', f'import pickle; pickle.load(open({str(path)!r}, "rb"))'],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and 'executed!' in res.stderr
+
+
+@pytest.mark.parametrize('edit, gone', [
+    # Written now: the PROJECT_MODULE line alone marks the sources as ours.
+    (lambda src: src.replace('SPEC §', 'the spec, section '), 'SPEC §'),
+    # Written before that line existed: the fallback, sources that cite the spec.
+    (lambda src: re.sub(r"^PROJECT_MODULE = .*\n", '', src, flags=re.MULTILINE), 'PROJECT_MODULE'),
+])
+def test_our_snapshots_are_recognised_by_the_documented_rule(edit, gone):
+    G, D = tiny_G(), tiny_D()
+    data = snapshot_with_sources(G, D, edit)
+    assert gone.encode() not in data
+    out = load(data)
+    assert type(out['G_ema']) is TriPlaneGenerator and type(out['D']) is DualDiscriminator
+    assert_same_G(G, out['G_ema'])
+
+
+def test_every_network_module_carries_the_project_line():
+    for module in legacy._our_modules():
+        src = inspect.getsource(module).replace('SPEC §', 'the spec, section ')
+        assert legacy.is_our_record(Record('X', module_src=src)), module.__name__
+    assert not legacy.is_our_record(Record('TriPlaneGenerator', module_src=FOREIGN_SRC))
 
 
 def test_forbidden_global_is_refused(tmp_path):

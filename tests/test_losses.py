@@ -1,4 +1,4 @@
-"""Tests for training/schedules.py and training/losses/ (SPEC §4.7, §6, §7).
+"""Tests for training/schedules.py, training/blur.py and training/losses/ (SPEC §4.7, §6, §7).
 
 - schedules: golden values (blur sigma, the sigma = 1 kernel taps, EMA beta, lazy-reg Adam);
 - each loss term on a stub D (contract of docs/model_api.md) for its sign / direction, R1
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from torch_utils import training_stats
-from training import schedules
+from training import blur, schedules
 from training.cameras import FOV_to_intrinsics, LookAtPose
 from training.dual_discriminator import DualDiscriminator
 from training.generator import TriPlaneGenerator
@@ -126,20 +126,20 @@ def test_blur_kernel_sigma_1_taps():
     # sigma = 1: K = floor(3) = 3, taps k = -3..3, weights 2^(-k^2) = 1/512, 1/16, 1/2, 1, 1/2, 1/16, 1/512;
     # sum = 1 + 2 (0.5 + 0.0625 + 0.001953125) = 2.12890625.
     raw = torch.tensor([1 / 512, 1 / 16, 1 / 2, 1, 1 / 2, 1 / 16, 1 / 512])
-    torch.testing.assert_close(schedules.blur_kernel(1.0), raw / 2.12890625)
-    assert schedules.blur_kernel(0.3) is None and schedules.blur_kernel(0) is None   # floor(3 sigma) = 0
-    assert schedules.blur_kernel(2.0).shape == (13,)
+    torch.testing.assert_close(blur.blur_kernel(1.0), raw / 2.12890625)
+    assert blur.blur_kernel(0.3) is None and blur.blur_kernel(0) is None   # floor(3 sigma) = 0
+    assert blur.blur_kernel(2.0).shape == (13,)
 
 
 def test_gaussian_blur_separable_out_of_place_identity():
     x = torch.zeros(1, 1, 9, 9)
     x[0, 0, 4, 4] = 1
     before = x.clone()
-    y = schedules.gaussian_blur(x, 1.0)
-    f = schedules.blur_kernel(1.0)
+    y = blur.gaussian_blur(x, 1.0)
+    f = blur.blur_kernel(1.0)
     torch.testing.assert_close(y[0, 0, 1:8, 1:8], f[:, None] * f[None, :])   # impulse -> outer product
     assert torch.equal(x, before)                                             # out of place
-    assert schedules.gaussian_blur(x, 0.3) is x                               # identity below floor(3 sigma) = 1
+    assert blur.gaussian_blur(x, 0.3) is x                               # identity below floor(3 sigma) = 1
 
 
 def test_neural_rendering_resolution_and_swapping_prob():
@@ -214,8 +214,8 @@ def test_blur_modes_d_calls():
     # One D pass for 'single' (the reference's two passes, label then score, give the same score:
     # tests/test_model_equivalence.py checks it on the real D).
     x = {'image': torch.randn(2, 3, 32, 32), 'image_raw': torch.randn(2, 3, 16, 16)}
-    once = schedules.gaussian_blur(x['image'], 2.0)
-    twice = schedules.gaussian_blur(once, 2.0)
+    once = blur.gaussian_blur(x['image'], 2.0)
+    twice = blur.gaussian_blur(once, 2.0)
     D = StubD(a=0.1)
     DInput('single').score(D, x, 2.0)
     assert [k for k, _ in D.calls] == ['forward']

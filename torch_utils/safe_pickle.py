@@ -19,7 +19,6 @@ runs. Errors are one line and name the file (`load_file`, `load_torch`).
 
 import collections
 import functools
-import hashlib
 import io
 import pickle
 import re
@@ -50,10 +49,6 @@ class Record:
 
     def __setstate__(self, state):      # BUILD opcode: store, never interpret
         self.state = state
-
-    @property
-    def src_hash(self):
-        return None if self.module_src is None else hashlib.sha256(self.module_src.encode()).hexdigest()
 
     def _get(self, key, default):
         return self.state.get(key, default) if isinstance(self.state, dict) else default

@@ -191,8 +191,7 @@ class TrainConfig:
         kwargs = dict(image_resolution=self.data.dataset_resolution, disparity_space_sampling=False,
                       clamp_mode='softplus', superresolution_module=sr, c_gen_conditioning_zero=not m.gen_pose_cond,
                       c_scale=1, superresolution_noise_mode=m.sr_noise_mode, density_reg=r.density_reg,
-                      density_reg_p_dist=r.density_reg_p_dist, reg_type='l1', decoder_lr_mul=r.decoder_lr_mul,
-                      sr_antialias=True)
+                      density_reg_p_dist=r.density_reg_p_dist, reg_type='l1', decoder_lr_mul=r.decoder_lr_mul)
         for key in ('depth_resolution', 'depth_resolution_importance', 'ray_start', 'ray_end', 'box_warp',
                     'white_back', 'avg_camera_radius', 'h_mean', 'clamp_h', 'clamp_v', 'safe_pose_clamp',
                     'plane_axes'):

@@ -1,10 +1,8 @@
 """Image datasets with the EG3D API, plus the PoF3D loading options (SPEC §2).
 
-A dataset is a folder or a .zip of images. Every file whose extension PIL knows is an image;
-images are ordered by their relative path ('/'-separated, so a folder and its zip agree). An
-optional `dataset.json` at the root holds `{"labels": [[relpath, [25 numbers]], ...]}` (or
-`{"labels": null}`); a label is cam2world (4x4, row-major) ++ normalized intrinsics (3x3,
-row-major), SPEC §3.1.
+A dataset is a folder or a .zip of images with an optional `dataset.json` of labels, in the
+format of training/dataset_format.py (SPEC §2.1, §3.1); images are ordered by their relative
+path ('/'-separated, so a folder and its zip agree).
 
 Items are `(image, label)`: image uint8 [C, H, W], label float32 [label_dim]. Like EG3D, the
 dataset does not convert colour modes: grayscale gives C = 1, RGBA gives C = 4, and images
@@ -20,8 +18,6 @@ check is exact (H == W == resolution) and made per image, so every item has one 
 """
 
 import io
-import json
-import math
 import os
 import zipfile
 
@@ -30,57 +26,14 @@ import PIL.Image
 import torch
 
 import dnnlib
+from dnnlib.util import one_line
 from training.cameras import FOV_to_intrinsics
-
-LABEL_DIM = 25          # cam2world (16) ++ intrinsics (9), SPEC §3.1
-LABELS_FNAME = 'dataset.json'
-
-# ----------------------------------------------------------------------------
-# Helpers shared with dataset_tool.py.
+from training.dataset_format import LABEL_DIM, LABELS_FNAME, is_image_name, make_square, parse_labels, resize_square
+from training.dataset_gt import load_ground_truth
 
 
 class BadImageError(IOError):
     """An image of the dataset cannot be read; the message (one line) names the file and member."""
-
-
-def one_line(err) -> str:
-    """An exception's message squeezed onto one line (for one-line user-facing errors)."""
-    if isinstance(err, PIL.UnidentifiedImageError):     # its message is the repr of a BytesIO
-        return 'not an image PIL can decode (corrupt or unknown format)'
-    return ' '.join(str(err).split()) or type(err).__name__
-
-
-def is_image_name(fname: str) -> bool:
-    """True when PIL recognizes the file extension (SPEC §2.1)."""
-    PIL.Image.init()
-    return os.path.splitext(fname)[1].lower() in PIL.Image.EXTENSION
-
-
-def make_square(img: PIL.Image.Image, pad: bool = False, fill: int = 255) -> PIL.Image.Image:
-    """Square version of `img` (SPEC §2.2 step 1).
-
-    Center crop to the short side s, offsets ((H - s) // 2, (W - s) // 2); or, with `pad`,
-    paste the image centred on an s x s canvas of the long side filled with `fill` (white).
-    """
-    w, h = img.size
-    if w == h:
-        return img
-    if pad:
-        s = max(w, h)
-        color = fill if len(img.getbands()) == 1 else (fill,) * len(img.getbands())
-        canvas = PIL.Image.new(img.mode, (s, s), color)
-        canvas.paste(img, ((s - w) // 2, (s - h) // 2))
-        return canvas
-    s = min(w, h)
-    left, top = (w - s) // 2, (h - s) // 2
-    return img.crop((left, top, left + s, top + s))
-
-
-def resize_square(img: PIL.Image.Image, resolution: int) -> PIL.Image.Image:
-    """LANCZOS resize to resolution x resolution (a no-op when it already is)."""
-    if img.size == (resolution, resolution):
-        return img
-    return img.resize((resolution, resolution), PIL.Image.LANCZOS)
 
 
 def fov_label(fov_degrees: float) -> np.ndarray:
@@ -91,73 +44,6 @@ def fov_label(fov_degrees: float) -> np.ndarray:
     K = FOV_to_intrinsics(float(fov_degrees)).numpy().reshape(-1)
     return np.concatenate([np.zeros(16, dtype=np.float32), K.astype(np.float32)])
 
-
-def _label_entry(entry, source: str):
-    """Validate one `[relpath, [25 numbers]]` pair; returns (relpath, list of floats)."""
-    if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], str)):
-        raise ValueError(f'{source}: each label must be [relpath, [{LABEL_DIM} numbers]], got {str(entry)[:60]}')
-    name, values = entry
-    if not isinstance(values, (list, tuple)) or len(values) != LABEL_DIM:
-        got = f'{len(values)} values' if isinstance(values, (list, tuple)) else type(values).__name__
-        raise ValueError(f"{source}: label for '{name}' must be {LABEL_DIM} numbers, got {got}")
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(f"{source}: label for '{name}' holds {v!r}, not a finite number")
-    return name.replace('\\', '/'), [float(v) for v in values]
-
-
-def parse_labels(data, fnames, source: str):
-    """Labels float64 [len(fnames), 25] from the bytes/str of a dataset.json, or None.
-
-    None when the file says `"labels": null`. Raises ValueError naming `source` when the
-    JSON is invalid or malformed, and naming the first image in `fnames` without a label.
-    Entries for other files are ignored. float64 keeps the JSON values exact.
-    """
-    try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f'{source}: not valid JSON: {one_line(e)}') from e
-    if not isinstance(obj, dict) or 'labels' not in obj:
-        raise ValueError(f'{source}: expected a JSON object with a "labels" key')
-    if obj['labels'] is None:
-        return None
-    if not isinstance(obj['labels'], list):
-        raise ValueError(f'{source}: "labels" must be a list of [relpath, [{LABEL_DIM} numbers]] or null')
-    table = dict(_label_entry(entry, source) for entry in obj['labels'])
-    missing = [f for f in fnames if f not in table]
-    if missing:
-        raise ValueError(f"{source}: no label for image '{missing[0]}' ({len(missing)} images lack one)")
-    return np.array([table[f] for f in fnames], dtype=np.float64).reshape(len(fnames), LABEL_DIM)
-
-
-def ground_truth_path(path: str) -> str:
-    """Where the synthetic-data sidecar of a dataset lives: `<dir>/<stem>_gt.npz`, or, for
-    make_synthetic.py's `NAME_labeled.zip` / `NAME_unlabeled.zip`, the shared `NAME_gt.npz`.
-    Returns the first that exists (the plain `<stem>_gt.npz` name when neither does)."""
-    path = os.path.normpath(str(path))
-    folder, stem = os.path.dirname(path), os.path.splitext(os.path.basename(path))[0]
-    candidates = [stem] + [stem[:-len(suffix)] for suffix in ('_labeled', '_unlabeled') if stem.endswith(suffix)]
-    for name in candidates:
-        if os.path.isfile(os.path.join(folder, name + '_gt.npz')):
-            return os.path.join(folder, name + '_gt.npz')
-    return os.path.join(folder, stem + '_gt.npz')
-
-
-def load_ground_truth(path):
-    """Ground truth of a synthetic dataset as {key: ndarray}, or None when there is none.
-
-    `path` is the dataset (zip or folder; the sidecar `<stem>_gt.npz` beside it is read) or
-    the .npz itself. Any keys are accepted (e.g. 'pose' [N, 2], 'cam2world' [N, 4, 4],
-    'depth' [N, H, W]), arrays in raw image order. An unreadable sidecar is a ValueError.
-    """
-    npz = str(path) if str(path).endswith('.npz') else ground_truth_path(path)
-    if not os.path.isfile(npz):
-        return None
-    try:
-        with np.load(npz, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise ValueError(f'{npz}: cannot read ground-truth sidecar: {one_line(e)}') from e
 
 # ----------------------------------------------------------------------------
 

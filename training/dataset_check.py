@@ -19,7 +19,8 @@ from typing import Callable, List, Optional
 
 import PIL.Image
 
-from training.dataset import BadImageError, ImageFolderDataset, one_line
+from dnnlib.util import one_line
+from training.dataset import BadImageError, ImageFolderDataset
 
 _EIGHT_BIT_MODES = ('1', 'L', 'P', 'RGB', 'RGBA', 'CMYK', 'YCbCr', 'LAB', 'HSV', 'LA', 'PA', 'RGBX', 'RGBa', 'La')
 

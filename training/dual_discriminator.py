@@ -26,29 +26,31 @@ import torch.nn.functional as F
 from torch_utils import misc, persistence
 from torch_utils.ops import upfirdn2d
 
+PROJECT_MODULE = 'pof3d-clean-room'  # marks this source as this project's in network pickles (legacy.py)
 POSE_DIM = 2  # (h, v) raw radians (SPEC §4.1, §5.2)
 
 
-def filtered_resizing(image_orig_tensor, size, f, filter_mode='antialiased'):
-    """Resize [N, C, h, w] -> [N, C, size, size] (EG3D's helper, PoF3D semantics).
+def filtered_resizing(image_orig_tensor, size, f, filter_mode='none'):
+    """Resize [N, C, h, w] -> [N, C, size, size] (EG3D's helper; PoF3D never antialiases, SPEC §12.4).
 
     filter_mode:
-      'antialiased': PoF3D removed EG3D's antialias flag (SPEC §5.1, §12.4), so this is
-                     plain bilinear, align_corners=False, no antialias — the default and
-                     what DualDiscriminator uses.
-      'none':        the same plain bilinear resize.
+      'none':        plain bilinear, align_corners=False, no antialias — the default and
+                     what DualDiscriminator uses (SPEC §5.1).
+      'antialiased': EG3D's default, accepted so its callers run; PoF3D removed the antialias
+                     flag (SPEC §5.1, §12.4), so this is the same plain resize as 'none'.
       'classic':     FIR upsample ×2 with `f`, bilinear to 2·size, FIR downsample ×2 with `f`.
     `f` is the FIR filter from `upfirdn2d.setup_filter` (only read by 'classic').
     Out of place: the input is never modified.
     """
-    if filter_mode in ('antialiased', 'none'):
+    if filter_mode in ('none', 'antialiased'):
         return F.interpolate(image_orig_tensor, size=(size, size), mode='bilinear', align_corners=False,
                              antialias=False)
     if filter_mode == 'classic':
         x = upfirdn2d.upsample2d(image_orig_tensor, f, up=2)
         x = F.interpolate(x, size=(size * 2, size * 2), mode='bilinear', align_corners=False, antialias=False)
         return upfirdn2d.downsample2d(x, f, down=2)
-    raise ValueError(f"filter_mode must be 'antialiased', 'none' or 'classic', got {filter_mode!r}")
+    raise ValueError(f"filter_mode must be 'none', 'antialiased' (the same, SPEC §12.4) or 'classic', "
+                     f"got {filter_mode!r}")
 
 
 def _check_config(c_dim, img_resolution, pose_head, self_condition):

@@ -32,6 +32,7 @@ from training.rendering.renderer import ImportanceRenderer
 from training.superresolution import resolve_superresolution
 from training.symmetry import check_symmetry, plane_flip_dims, symmetrize_planes
 
+PROJECT_MODULE = 'pof3d-clean-room'  # marks this source as this project's in network pickles (legacy.py)
 DECODER_OUTPUT_DIM = 32   # decoder feature channels; the first 3 are RGB (SPEC §4.5)
 
 # Optional rendering_kwargs and their values when absent (EG3D names; SPEC §8.2, §4.1, §12.9).
@@ -41,7 +42,7 @@ DECODER_OUTPUT_DIM = 32   # decoder feature channels; the first 3 are RGB (SPEC 
 RENDERING_DEFAULTS = {
     'superresolution_module': None,      # None | SR class name (or EG3D dotted path)
     'superresolution_noise_mode': 'none',
-    'sr_antialias': False,               # accepted; PoF3D resizes never antialias (SPEC §12.4)
+    'sr_antialias': False,               # EG3D's; accepted, ignored: PoF3D never antialiases (§12.4)
     'decoder_lr_mul': 1,
     'c_gen_conditioning_zero': False,    # 'dataset' only: zero the mapping's label
     'c_scale': 1,                        # 'dataset' only: scale of the mapping's label

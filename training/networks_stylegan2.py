@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch_utils import misc, persistence
 from torch_utils.ops import bias_act, conv2d_gradfix, conv2d_resample, fma, upfirdn2d
 
+PROJECT_MODULE = 'pof3d-clean-room'  # marks this source as this project's in network pickles (legacy.py)
+
 
 @misc.profiled_function
 def normalize_2nd_moment(x, dim=1, eps=1e-8):
@@ -434,6 +436,7 @@ class SynthesisBlock(torch.nn.Module):
     (every block adds its ToRGB to the FIR-upsampled running image), 'resnet' (1×1
     upsampling shortcut, both branches × sqrt(0.5); ToRGB only in the last block).
     """
+    up = 2  # upsampling of conv0, the shortcut and the running image (1: superresolution.SynthesisBlockNoUp)
 
     def __init__(self, in_channels, out_channels, w_dim, resolution, img_channels, is_last, architecture='skip',
                  resample_filter=(1, 3, 3, 1), conv_clamp=256, use_fp16=False, fp16_channels_last=False,
@@ -458,7 +461,7 @@ class SynthesisBlock(torch.nn.Module):
         if in_channels == 0:
             self.const = torch.nn.Parameter(torch.randn([out_channels, resolution, resolution]))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, up=2, resample_filter=resample_filter,
+            self.conv0 = SynthesisLayer(in_channels, out_channels, up=self.up, resample_filter=resample_filter,
                                         **common, **layer_kwargs)
             self.num_conv += 1
         self.conv1 = SynthesisLayer(out_channels, out_channels, **common, **layer_kwargs)
@@ -468,7 +471,7 @@ class SynthesisBlock(torch.nn.Module):
                                     channels_last=self.channels_last)
             self.num_torgb += 1
         if in_channels != 0 and architecture == 'resnet':
-            self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2,
+            self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=self.up,
                                     resample_filter=resample_filter, channels_last=self.channels_last)
 
     def _features(self, x, w_iter, fused_modconv, layer_kwargs):
@@ -484,8 +487,8 @@ class SynthesisBlock(torch.nn.Module):
         return self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
 
     def forward(self, x, img, ws, force_fp32=False, fused_modconv=None, update_emas=False, **layer_kwargs):
-        """x: [N, in_channels, res/2, res/2] or None (4×4 block); img: [N, img_channels,
-        res/2, res/2] float32 or None; ws: [N, num_conv + num_torgb, w_dim].
+        """x: [N, in_channels, res/up, res/up] or None (4×4 block); img: [N, img_channels,
+        res/up, res/up] float32 or None; ws: [N, num_conv + num_torgb, w_dim].
         Returns (x [N, out_channels, res, res], img [N, img_channels, res, res] or None)."""
         del update_emas  # part of the common block interface; nothing to update here
         misc.assert_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim])
@@ -502,13 +505,14 @@ class SynthesisBlock(torch.nn.Module):
             x = self.const.to(dtype=dtype, memory_format=memory_format)
             x = x.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
         else:
-            misc.assert_shape(x, [None, self.in_channels, self.resolution // 2, self.resolution // 2])
+            misc.assert_shape(x, [None, self.in_channels, self.resolution // self.up, self.resolution // self.up])
             x = x.to(dtype=dtype, memory_format=memory_format)
         x = self._features(x, w_iter, fused_modconv, layer_kwargs)
 
         if img is not None:
-            misc.assert_shape(img, [None, self.img_channels, self.resolution // 2, self.resolution // 2])
-            img = upfirdn2d.upsample2d(img, self.resample_filter)
+            misc.assert_shape(img, [None, self.img_channels, self.resolution // self.up, self.resolution // self.up])
+            if self.up > 1:
+                img = upfirdn2d.upsample2d(img, self.resample_filter)
         if self.is_last or self.architecture == 'skip':
             y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
             y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)

@@ -15,6 +15,8 @@ import torch
 
 from torch_utils import misc, persistence
 
+PROJECT_MODULE = 'pof3d-clean-room'  # marks this source as this project's in network pickles (legacy.py)
+
 
 @persistence.persistent_class
 class PoseHead(torch.nn.Module):

@@ -37,6 +37,7 @@ from torch_utils import misc, persistence
 from training.cameras import V_EPS, Camera, LookAtPose, clamp_pose_v
 from training.networks_stylegan2 import FullyConnectedLayer, normalize_2nd_moment
 
+PROJECT_MODULE = 'pof3d-clean-room'  # marks this source as this project's in network pickles (legacy.py)
 POSE_SOURCES = ('learned', 'dataset', 'prior', 'prior_residual')
 PRIOR_DISTRIBUTIONS = ('gaussian', 'uniform')
 

@@ -2,18 +2,14 @@
 
 Nothing here keeps state; the training loop and the losses call these each step with the
 current `cur_nimg` (STYLE 6). Sources:
-- `blur_sigma`, `gaussian_blur`, `neural_rendering_resolution`: SPEC §4.7;
+- `blur_sigma` (the blur itself: training/blur.py), `neural_rendering_resolution`: SPEC §4.7;
 - `swapping_prob`: SPEC §6.1 (EG3D generator pose conditioning);
 - `ema_beta`, `lazy_reg_adam_kwargs`: SPEC §7.
 """
 
-import math
 from typing import Optional, Sequence
 
 import numpy as np
-import torch
-
-from torch_utils.ops import upfirdn2d
 
 
 def _fade_alpha(cur_nimg: float, fade_kimg: float) -> float:
@@ -29,26 +25,6 @@ def blur_sigma(cur_nimg: float, blur_init_sigma: float, blur_fade_kimg: float) -
     if blur_fade_kimg <= 0:
         return 0.0
     return max(1.0 - cur_nimg / (blur_fade_kimg * 1e3), 0.0) * blur_init_sigma
-
-
-def blur_kernel(sigma: float, device=None) -> Optional[torch.Tensor]:
-    """Normalized 1-D Gaussian taps [2K+1], K = floor(3 sigma), weights 2^(-(k/sigma)^2)
-    (SPEC §4.7); None when K = 0 (no blur)."""
-    size = math.floor(sigma * 3) if sigma > 0 else 0
-    if size <= 0:
-        return None
-    k = torch.arange(-size, size + 1, device=device, dtype=torch.float32)
-    f = k.div(sigma).square().neg().exp2()
-    return f / f.sum()
-
-
-def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Blur img [N, C, H, W] with the separable kernel of `blur_kernel` (same size, zero padding
-    as EG3D's `filter2d`). Out of place; returns `img` itself when the kernel is empty."""
-    f = blur_kernel(sigma, device=img.device)
-    if f is None:
-        return img
-    return upfirdn2d.filter2d(img, f.to(img.dtype))
 
 
 def neural_rendering_resolution(cur_nimg: float, initial: int, final: Optional[int] = None,

@@ -14,7 +14,7 @@ from img_resolution (identical at those sizes) and `w_dim` / `block_channels` ar
 arguments (defaults = EG3D), so tiny configurations can be built for tests.
 
 Resizing to the input resolution is bilinear, align_corners=False, *without* antialias
-(PoF3D change, SPEC §4.6, §12.4); `sr_antialias` is accepted and recorded but not used.
+(PoF3D change, SPEC §4.6, §12.4); EG3D's `sr_antialias` is accepted (pickles carry it) and ignored.
 Nothing here writes into a tensor autograd may have saved: EG3D adds the ToRGB output into
 the incoming rgb in place, which breaks backward when rgb is a view of the feature image and
 no resize happens (neural rendering res == SR input res, SPEC "Project decisions").
@@ -25,71 +25,30 @@ import torch.nn.functional as F
 
 from torch_utils import misc, persistence
 from torch_utils.ops import upfirdn2d
-from training.networks_stylegan2 import SynthesisBlock, SynthesisLayer, ToRGBLayer
+from training.networks_stylegan2 import SynthesisBlock
+
+PROJECT_MODULE = 'pof3d-clean-room'  # marks this source as this project's in network pickles (legacy.py)
 
 
 @persistence.persistent_class
-class SynthesisBlockNoUp(torch.nn.Module):
+class SynthesisBlockNoUp(SynthesisBlock):
     """A 'skip' synthesis block that keeps the resolution (EG3D's SynthesisBlockNoUp).
 
     x [N, in_channels, res, res], img [N, img_channels, res, res] or None, ws [N, 3, w_dim]
-    -> (x [N, out_channels, res, res], img + ToRGB(x)) — conv0 and conv1 are modulated 3×3
-    convs at `res`; the incoming img is added to the ToRGB output without upsampling.
-    Constructor mirrors `SynthesisBlock` (is_last / architecture are accepted for that reason).
+    -> (x [N, out_channels, res, res], img + ToRGB(x)): SynthesisBlock with `up = 1`, so
+    conv0 is a plain modulated 3×3 conv and the incoming img is not upsampled. The EG3D
+    parameter names (conv0, conv1, torgb, resample_filter) are SynthesisBlock's.
     """
+    up = 1
 
     def __init__(self, in_channels, out_channels, w_dim, resolution, img_channels, is_last, architecture='skip',
-                 resample_filter=(1, 3, 3, 1), conv_clamp=256, use_fp16=False, fp16_channels_last=False,
-                 fused_modconv_default=True, **layer_kwargs):
+                 **block_kwargs):
         if in_channels <= 0:
             raise ValueError(f'SynthesisBlockNoUp needs in_channels > 0 (no constant input), got {in_channels}')
         if architecture != 'skip':
             raise ValueError(f"SynthesisBlockNoUp supports only architecture='skip', got {architecture!r}")
-        super().__init__()
-        self.in_channels = in_channels
-        self.w_dim = w_dim
-        self.resolution = resolution
-        self.img_channels = img_channels
-        self.is_last = is_last
-        self.architecture = architecture
-        self.use_fp16 = use_fp16
-        self.channels_last = (use_fp16 and fp16_channels_last)
-        self.fused_modconv_default = fused_modconv_default
-        self.register_buffer('resample_filter', upfirdn2d.setup_filter(resample_filter))  # EG3D state-dict name
-        common = {'w_dim': w_dim, 'resolution': resolution, 'conv_clamp': conv_clamp,
-                  'channels_last': self.channels_last}
-        self.conv0 = SynthesisLayer(in_channels, out_channels, **common, **layer_kwargs)
-        self.conv1 = SynthesisLayer(out_channels, out_channels, **common, **layer_kwargs)
-        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp,
-                                channels_last=self.channels_last)
-        self.num_conv = 2
-        self.num_torgb = 1
-
-    def forward(self, x, img, ws, force_fp32=False, fused_modconv=None, update_emas=False, **layer_kwargs):
-        del update_emas  # common block interface; nothing to update
-        misc.assert_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim])
-        misc.assert_shape(x, [None, self.in_channels, self.resolution, self.resolution])
-        w0, w1, w2 = ws.unbind(dim=1)
-        use_fp16 = self.use_fp16 and not force_fp32 and ws.device.type == 'cuda'
-        dtype = torch.float16 if use_fp16 else torch.float32
-        memory_format = torch.channels_last if self.channels_last and use_fp16 else torch.contiguous_format
-        if fused_modconv is None:
-            fused_modconv = self.fused_modconv_default
-        if fused_modconv == 'inference_only':
-            fused_modconv = not self.training
-
-        x = x.to(dtype=dtype, memory_format=memory_format)
-        x = self.conv0(x, w0, fused_modconv=fused_modconv, **layer_kwargs)
-        x = self.conv1(x, w1, fused_modconv=fused_modconv, **layer_kwargs)
-        y = self.torgb(x, w2, fused_modconv=fused_modconv)
-        y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
-        if img is None:
-            return x, y
-        misc.assert_shape(img, [None, self.img_channels, self.resolution, self.resolution])
-        return x, img + y   # out of place: img may be a view autograd saved (SPEC "Project decisions")
-
-    def extra_repr(self):
-        return f'resolution={self.resolution:d}, architecture={self.architecture:s}'
+        super().__init__(in_channels, out_channels, w_dim, resolution, img_channels, is_last, architecture,
+                         **block_kwargs)
 
 
 def resize_bilinear(x: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -109,14 +68,14 @@ class _SuperresolutionHybrid(torch.nn.Module):
                  channel_base=None, channel_max=None, w_dim=512, block_channels=None, **block_kwargs):
         # num_fp16_res, conv_clamp, channel_base, channel_max: part of EG3D's sr_kwargs, ignored
         # there too (fp16 and the clamp follow sr_num_fp16_res; the widths are fixed per class).
-        del num_fp16_res, conv_clamp, channel_base, channel_max
+        # sr_antialias: EG3D's, ignored because PoF3D resizes never antialias (SPEC §12.4).
+        del num_fp16_res, conv_clamp, channel_base, channel_max, sr_antialias
         if img_resolution < 8 or img_resolution & (img_resolution - 1) != 0:
             raise ValueError(f'{type(self).__name__}: img_resolution must be a power of two >= 8, '
                              f'got {img_resolution}')
         super().__init__()
         self.img_resolution = img_resolution
         self.input_resolution = img_resolution // self.input_divisor
-        self.sr_antialias = bool(sr_antialias)   # recorded only: resizes never antialias (SPEC §12.4)
         self.w_dim = w_dim
         use_fp16 = sr_num_fp16_res > 0
         c0, c1 = block_channels if block_channels is not None else self.default_block_channels

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from torch_utils import training_stats
-from training import schedules
+from training.blur import blur_kernel, gaussian_blur
 
 ImagePair = Dict[str, torch.Tensor]  # {'image': [N,3,H,H], 'image_raw': [N,3,R,R]}
 
@@ -59,7 +59,7 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def real_pair(real_img: torch.Tensor, resolution: int, blur_sigma: float) -> ImagePair:
     """Reals [N, 3, H, H] in [-1, 1] -> {'image': x, 'image_raw': B(resize(x, R))} (SPEC §6.3.5)."""
-    raw = schedules.gaussian_blur(_resize(real_img, resolution), blur_sigma)
+    raw = gaussian_blur(_resize(real_img, resolution), blur_sigma)
     return {'image': real_img, 'image_raw': raw}
 
 
@@ -92,7 +92,7 @@ class DInput:
 
     def prepare(self, img: ImagePair, blur_sigma: float) -> ImagePair:
         """Blur `image` once (out of place), then augment. The caller's dict is untouched."""
-        out = {'image': schedules.gaussian_blur(img['image'], blur_sigma), 'image_raw': img['image_raw']}
+        out = {'image': gaussian_blur(img['image'], blur_sigma), 'image_raw': img['image_raw']}
         return self._augment(out) if self.augment_pipe is not None else out
 
     def pose(self, D, img: ImagePair, blur_sigma: float) -> torch.Tensor:
@@ -107,12 +107,12 @@ class DInput:
         unconditional D.
         """
         x = self.prepare(img, blur_sigma)
-        if self.blur_mode == 'single' or schedules.blur_kernel(blur_sigma) is None:
+        if self.blur_mode == 'single' or blur_kernel(blur_sigma) is None:
             return D(x, c, update_emas=update_emas)['score'], x
         if c is not None:
             raise ValueError("blur_mode='reference' is for a self-conditioned D (its own pose is the label)")
         label = D.pose_only(x).detach()                                  # ĉ from B x
-        x2 = {'image': schedules.gaussian_blur(x['image'], blur_sigma), 'image_raw': x['image_raw']}
+        x2 = {'image': gaussian_blur(x['image'], blur_sigma), 'image_raw': x['image_raw']}
         return D.score_given(x2, label), x2                               # s from B(B x)
 
     def score_and_pose(self, D, img: ImagePair, blur_sigma: float,
@@ -120,7 +120,7 @@ class DInput:
         """(score [N, 1], pose [N, 2] with its graph) of a self-conditioned D from ONE trunk pass
         on B x: the score conditioned on sg(pose) (SPEC §6 notation: s(x) and D_pose(B x)).
         Single blur mode only (the reference mode scores B(B x), another input than the pose's)."""
-        if self.blur_mode != 'single' and schedules.blur_kernel(blur_sigma) is not None:
+        if self.blur_mode != 'single' and blur_kernel(blur_sigma) is not None:
             raise ValueError("score_and_pose needs blur_mode 'single' (or no blur)")
         out = D(self.prepare(img, blur_sigma), None, update_emas=update_emas)
         return out['score'], out['pose']

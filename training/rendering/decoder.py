@@ -10,6 +10,8 @@ from torch.autograd.function import once_differentiable
 from torch_utils import persistence
 from training.networks_stylegan2 import FullyConnectedLayer
 
+PROJECT_MODULE = 'pof3d-clean-room'  # marks this source as this project's in network pickles (legacy.py)
+
 
 def plane_mean_rows(features: torch.Tensor) -> torch.Tensor:
     """Stored plane features [N, P, C, M] (contiguous) -> their mean over P as rows [N*M, C].
