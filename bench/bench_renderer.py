@@ -1,20 +1,20 @@
-"""Fused tri-plane rendering: PyTorch reference vs Triton kernel, time and memory.
+"""Tri-plane rendering: the PyTorch stages vs the fused Triton kernel, time and memory.
 
-    python bench/bench_renderer.py            # CUDA: ref vs triton table; CPU: reference only
+    python bench/bench_renderer.py            # CUDA: torch vs triton table; CPU: torch only
     python bench/bench_renderer.py --smoke    # tiny sizes, a few seconds (CI)
     python bench/bench_renderer.py --batch 8  # any size: --res, --coarse, --fine, --channels, --plane-res
 
 Rows (per call, median ms over repeats after a warm-up that also pays for Triton compilation):
   fine pass   `render_triplane` over S = coarse + fine sorted samples (the renderer's last pass)
-  renderer    `ImportanceRenderer.render`: coarse pass, importance sampling, fine pass
+  renderer    `ImportanceRenderer`: coarse pass, importance sampling, fine pass
 forward is under no_grad; forward+backward differentiates sum(rgb^2) + sum(depth) w.r.t.
 planes, decoder params and rays (the pose learner's path). On CUDA, "peak MB" is
 torch.cuda.max_memory_allocated during forward+backward minus what was allocated before.
 
 On CPU the kernel only runs under the Triton interpreter, whose timings mean nothing, so the
-script times the reference and prints the activation memory instead: analytic bytes per
-sample for both paths at the chosen size, and the reference's measured saved-for-backward
-bytes (autograd saved-tensor hooks, unique storages).
+script times the PyTorch stages and prints activation memory instead: the PyTorch stages'
+measured saved-for-backward bytes (autograd saved-tensor hooks, unique storages) and the
+kernel's analytic extra bytes at the chosen size.
 """
 
 import argparse
@@ -29,6 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from torch_utils import custom_ops  # noqa: E402
 from training.rendering import fused as tr  # noqa: E402
 from training.rendering.decoder import OSGDecoder  # noqa: E402
+from training.rendering.field import TriplaneField  # noqa: E402
+from training.rendering.options import RenderingOptions  # noqa: E402
 from training.rendering.renderer import ImportanceRenderer  # noqa: E402
 
 HIDDEN = 64  # OSG decoder hidden width
@@ -87,10 +89,10 @@ def bench_case(fwd, fwd_bwd, device, repeats):
 
 def cases(cfg, device, impl):
     planes, decoder, origins, dirs, depths = make_inputs(cfg, device)
-    params = tr.osg_decoder_params(decoder)
-    opts = dict(ray_start=2.25, ray_end=3.3, box_warp=1.0, depth_resolution=cfg['coarse'],
-                depth_resolution_importance=cfg['fine'], impl=impl)
-    renderer = ImportanceRenderer()
+    params = decoder.params()
+    renderer = ImportanceRenderer(RenderingOptions(ray_start=2.25, ray_end=3.3, box_warp=1.0,
+                                                   depth_resolution=cfg['coarse'],
+                                                   depth_resolution_importance=cfg['fine'], impl=impl))
 
     def fine(grad):
         p = planes.detach().requires_grad_(grad)
@@ -103,40 +105,28 @@ def cases(cfg, device, impl):
     def full(grad):
         p = planes.detach().requires_grad_(grad)
         o, d = origins.detach().requires_grad_(grad), dirs.detach().requires_grad_(grad)
-        out = renderer.render(p, decoder, o, d, opts, generator=torch.Generator(device).manual_seed(0))
+        field = TriplaneField(p, decoder, 'correct', 1.0)
+        out = renderer(field, o, d, generator=torch.Generator(device).manual_seed(0))
         if grad:
             (out.features.square().sum() + out.depth.sum()).backward()
     return {'fine pass': (lambda: fine(False), lambda: fine(True)),
             'renderer': (lambda: full(False), lambda: full(True))}
 
 
-def analytic_bytes(cfg):
-    """Activation bytes of one render with gradients (fp32): (reference saved, reference
-    forward transients, kernel extra), with P = batch x res^2 x (coarse + fine) points.
-
-    Reference, saved for backward per point (checked against `measured_saved_bytes`): the
-    grid_sample grid's storage (3 planes x 3), decoder input x (C), hidden pre-activation and
-    softplus output (2 x 64), sigmoid output (CO), colour midpoints of the marcher's product
-    (CO), ~8 density/depth/compositing scalars. In the renderer every coarse sample is decoded
-    with grad as well, so all coarse + fine samples count. Forward transients at the peak:
-    grid_sample output (3C), decoder output row (1+CO), rgb (CO), unify's cat + gather (2 CO).
-    Kernel: nothing per sample. Extra over the inputs: a channels-last copy of the planes,
-    per-ray sums (CO+3), and in backward per-program decoder-gradient partials (one program
-    per 16 rays). Both paths hold a plane-gradient buffer of the planes' size in backward.
-    """
+def kernel_bytes(cfg):
+    """(kernel extra bytes, P points) of one render with gradients (fp32), P = batch x res^2 x
+    (coarse + fine). The kernel stores nothing per sample: a channels-last copy of the planes,
+    per-ray sums (CO + 3) and, in backward, per-program decoder-gradient partials (one program
+    per 16 rays). Both paths hold a plane-gradient buffer of the planes' size in backward."""
     N, M, S, C, CO = cfg['batch'], cfg['res'] ** 2, cfg['coarse'] + cfg['fine'], cfg['channels'], cfg['out']
-    P = N * M * S
-    ref_saved = P * (9 + C + 2 * HIDDEN + 2 * CO + 8) * 4
-    ref_transient = P * (3 * C + (1 + CO) + CO + 2 * CO) * 4
     params = HIDDEN * (C + 1) + (1 + CO) * (HIDDEN + 1)
-    kernel = (N * 3 * C * cfg['plane_res'] ** 2 + N * M * (CO + 3) + -(-N * M // 16) * params) * 4
-    return ref_saved, ref_transient, kernel, P
+    return (N * 3 * C * cfg['plane_res'] ** 2 + N * M * (CO + 3) + -(-N * M // 16) * params) * 4, N * M * S
 
 
 def measured_saved_bytes(cfg):
-    """The reference's saved-for-backward bytes (unique storages) for one fine pass, on CPU."""
+    """The PyTorch stages' saved-for-backward bytes (unique storages) for one fine pass, on CPU."""
     planes, decoder, origins, dirs, depths = make_inputs(cfg, torch.device('cpu'))
-    params = [t.detach().requires_grad_() for t in tr.osg_decoder_params(decoder)]
+    params = [t.detach().requires_grad_() for t in decoder.params()]
     planes.requires_grad_()
     storages = {}
 
@@ -145,15 +135,15 @@ def measured_saved_bytes(cfg):
         storages[s.data_ptr()] = s.nbytes()
         return t
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        tr.render_triplane(planes, 'correct', params, origins.requires_grad_(), dirs, depths, 1.0, impl='ref')
-    inputs = planes.numel() * 4  # the planes are saved by grid_sample but exist anyway
+        tr.render_triplane(planes, 'correct', params, origins.requires_grad_(), dirs, depths, 1.0, impl='torch')
+    inputs = planes.numel() * 4  # the planes are saved for backward but exist anyway
     return sum(storages.values()) - inputs
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--impl', choices=['both', 'ref', 'triton'], default='both')
+    parser.add_argument('--impl', choices=['both', 'torch', 'triton'], default='both')
     parser.add_argument('--smoke', action='store_true', help='tiny sizes (CI)')
     parser.add_argument('--repeats', type=int, default=None)
     for key in FULL:
@@ -163,11 +153,11 @@ def main(argv=None):
     cfg.update({k: getattr(args, k) for k in FULL if getattr(args, k) is not None})
     repeats = args.repeats or (1 if args.smoke else 5)
     device = torch.device(args.device)
-    impls = ['ref', 'triton'] if args.impl == 'both' else [args.impl]
+    impls = ['torch', 'triton'] if args.impl == 'both' else [args.impl]
     if device.type != 'cuda' and 'triton' in impls:
         print('note: the Triton kernel needs a CUDA device (on CPU it only runs interpreted, whose '
-              'timings are meaningless); timing the reference only.')
-        impls = ['ref']
+              'timings are meaningless); timing the PyTorch stages only.')
+        impls = ['torch']
     print(f'device={device} torch={torch.__version__} size={cfg}')
     print('| case | impl | fwd ms | fwd+bwd ms | peak MB (fwd+bwd) |')
     print('|---|---|---|---|---|')
@@ -176,17 +166,14 @@ def main(argv=None):
             t_f, t_fb, peak = bench_case(fwd, fwd_bwd, device, repeats)
             fell = impl == 'triton' and custom_ops.is_disabled(tr.KERNEL_NAME)
             peak_s = f'{peak:.1f}' if peak is not None else 'n/a (CPU)'
-            print(f'| {name} | {impl}{" (fell back to ref)" if fell else ""} | {t_f:.2f} | {t_fb:.2f} | {peak_s} |')
-    ref_saved, ref_tr, ker_b, points = analytic_bytes(cfg)
-    print(f'\nactivation memory, analytic (fp32, P = {points} sample points = batch x res^2 x (coarse+fine)):')
-    print('| path | what | MB | bytes per point |\n|---|---|---|---|')
-    for path, what, b in [('reference', 'saved for backward', ref_saved),
-                          ('reference', '+ forward transients at the peak', ref_tr),
-                          ('kernel', 'planes copy + per-ray sums + bwd partials', ker_b)]:
-        print(f'| {path} | {what} | {b / 2 ** 20:.1f} | {b / points:.0f} |')
+            print(f'| {name} | {impl}{" (fell back to torch)" if fell else ""} | {t_f:.2f} | {t_fb:.2f} | {peak_s} |')
+    ker_b, points = kernel_bytes(cfg)
+    print(f'\nactivation memory (fp32, P = {points} sample points = batch x res^2 x (coarse+fine)):')
+    print(f'kernel, analytic (planes copy + per-ray sums + bwd partials): {ker_b / 2 ** 20:.1f} MB, '
+          f'{ker_b / points:.0f} B per point')
     if device.type != 'cuda':
         saved = measured_saved_bytes(cfg)
-        print(f'reference, measured saved-for-backward bytes of one fine pass: {saved} '
+        print(f'torch stages, measured saved-for-backward bytes of one fine pass: {saved} '
               f'({saved / 2 ** 20:.1f} MB, {saved / points:.0f} B per point; excludes transients)')
 
 

@@ -18,20 +18,20 @@ import torch
 import torch.nn.functional as F
 
 from torch_utils import training_stats
+from training.generator_output import GeneratorOutput
 from training.losses.common import DInput, ImagePair, Step, fake_pair, report_scores
 
 
-def report_pose_stats(out: dict) -> None:
+def report_pose_stats(out: GeneratorOutput) -> None:
     """Pose/{h,v}_{mean,std} and Pose/clamped_frac of the generator pose (SPEC §12.9)."""
-    pose = out.get('pose')
-    if pose is not None:
-        pose = pose.detach()
+    if out.pose is not None:
+        pose = out.pose.detach()
         for i, name in enumerate(('h', 'v')):
             x = pose[:, i]
             training_stats.report(f'Pose/{name}_mean', x.mean())
             training_stats.report(f'Pose/{name}_std', x.std() if x.numel() > 1 else torch.zeros_like(x[0]))
-    if out.get('clamped_frac') is not None:
-        training_stats.report('Pose/clamped_frac', out['clamped_frac'])
+    if out.clamped_frac is not None:
+        training_stats.report('Pose/clamped_frac', out.clamped_frac)
 
 
 class _FakeTerm:

@@ -34,9 +34,10 @@ import torch
 import torch.nn.functional as F
 
 from torch_utils import training_stats
+from training.generator_output import GeneratorOutput
 from training.blur import blur_kernel, gaussian_blur
 
-ImagePair = Dict[str, torch.Tensor]  # {'image': [N,3,H,H], 'image_raw': [N,3,R,R]}
+ImagePair = Dict[str, torch.Tensor]  # D's input as EG3D's D takes it: {'image': [N,3,H,H], 'image_raw': [N,3,R,R]}
 
 BLUR_MODES = ('single', 'reference')
 
@@ -63,9 +64,9 @@ def real_pair(real_img: torch.Tensor, resolution: int, blur_sigma: float) -> Ima
     return {'image': real_img, 'image_raw': raw}
 
 
-def fake_pair(out: dict) -> ImagePair:
-    """The two images of a generator output dict (no copy)."""
-    return {'image': out['image'], 'image_raw': out['image_raw']}
+def fake_pair(out: GeneratorOutput) -> ImagePair:
+    """D's input pair from a generator output (no copy)."""
+    return {'image': out.image, 'image_raw': out.image_raw}
 
 
 def report_scores(kind: str, score: torch.Tensor) -> None:

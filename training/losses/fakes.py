@@ -107,7 +107,7 @@ class EG3DFakes:
         out = dict(out, pose=pose.pose, clamped_frac=pose.clamped_frac)
         label = None
         if self.d_conditional:
-            label = Camera(out['cam2world'], Camera.from_label(c).intrinsics).to_label()
+            label = Camera(out.cam2world, Camera.from_label(c).intrinsics).to_label()
         return out, label
 
     def state_dict(self) -> dict:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from torch_utils import training_stats
+from training.generator_output import GeneratorOutput
 from training.losses.common import DInput, Step, fake_pair
 
 
@@ -76,12 +77,12 @@ class PoseHeadLoss:
             out = G(z, c, neural_rendering_resolution=step.resolution, update_emas=self.update_emas)
         return self.given_prediction(self.d_input.pose(D, fake_pair(out), step.blur_sigma), out)
 
-    def given_prediction(self, pred: torch.Tensor, out: dict) -> Optional[torch.Tensor]:
+    def given_prediction(self, pred: torch.Tensor, out: GeneratorOutput) -> Optional[torch.Tensor]:
         """L4 from D's prediction pred [N, 2] (with its graph) of the fake `out` (shared renders)."""
         if not self.weight:
             return None
-        loss = F.mse_loss(pred, out['pose'].detach()) * self.weight
+        loss = F.mse_loss(pred, out.pose.detach()) * self.weight
         training_stats.report('Loss/D/loss_Dcam', loss)
         if self.observer is not None:
-            self.observer(out['pose'].detach(), pred.detach())
+            self.observer(out.pose.detach(), pred.detach())
         return loss

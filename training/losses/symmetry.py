@@ -74,7 +74,7 @@ class MirrorSymmetry:
         cams = torch.cat([cam2world, flip_camera(cam2world, self.flip_type, True)])  # [2N, 4, 4]
         out = G(torch.cat([z, z]), torch.cat([c, c]), neural_rendering_resolution=step.resolution,
                 cam2world=cams, noise_mode='const')
-        plain, mirrored = out['image_raw'].chunk(2)                                 # [N, 3, R, R] each
+        plain, mirrored = out.image_raw.chunk(2)                                 # [N, 3, R, R] each
         loss = (mirrored - plain.flip(-1)).abs().mean() * self.weight
         training_stats.report('Loss/G/sym', loss)
         return loss

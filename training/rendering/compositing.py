@@ -19,12 +19,19 @@ class MarchResult(NamedTuple):
     final_transmittance: torch.Tensor    # [N, M, 1]  T after the last interval ("bg_lambda")
 
 
+def density_alpha(densities_mid: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+    """The alpha rule of NeRF / EG3D: raw density at the interval midpoints [N, M, S-1, 1] ->
+    sigma = softplus(raw - 1) (the -1 helps initialization) -> alpha = 1 - exp(-sigma delta).
+    Another rule (e.g. occupancy, alpha = the field's value) is a sibling of this function
+    (docs/architecture.md)."""
+    return 1 - torch.exp(-F.softplus(densities_mid - 1) * deltas)
+
+
 def _interval_weights(densities: torch.Tensor, depths: torch.Tensor):
     """(weights w_i [N, M, S-1, 1], final transmittance [N, M, 1]) of `march_rays`."""
     deltas = depths[:, :, 1:] - depths[:, :, :-1]                        # [N, M, S-1, 1]
     densities_mid = (densities[:, :, :-1] + densities[:, :, 1:]) / 2
-    sigma = F.softplus(densities_mid - 1)
-    alpha = 1 - torch.exp(-sigma * deltas)
+    alpha = density_alpha(densities_mid, deltas)
     # Transmittance factors; the 1e-10 keeps T > 0 behind fully opaque intervals (EG3D).
     survive = torch.cat([torch.ones_like(alpha[:, :, :1]), 1 - alpha + 1e-10], dim=-2)
     transmittance = torch.cumprod(survive, dim=-2)                       # [N, M, S, 1]
