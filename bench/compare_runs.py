@@ -33,6 +33,7 @@ def train(tree, outdir, data, args):
     cmd = [sys.executable, 'train.py', '--outdir', outdir, '--data', data, '--cfg', 'synthetic', '--kimg',
            str(args.kimg), '--tick', str(args.tick), '--snap', '1000', '--metrics', 'none', '--workers', '0',
            '--seed', str(args.seed), *shlex.split(args.extra)]
+    os.makedirs(outdir, exist_ok=True)
     run(cmd, tree, os.path.join(outdir, 'train.log'))
     (run_dir,) = [os.path.join(outdir, d) for d in os.listdir(outdir) if os.path.isdir(os.path.join(outdir, d))]
     with open(os.path.join(run_dir, 'stats.jsonl')) as f:
@@ -66,6 +67,7 @@ def main():
     parser.add_argument('--rtol', type=float, default=1e-4, help='largest relative difference accepted')
     args = parser.parse_args()
     out = os.path.abspath(args.outdir or tempfile.mkdtemp(prefix='compare-runs-'))
+    os.makedirs(out, exist_ok=True)
     data = os.path.join(out, 'data', 'car32_unlabeled.zip')
     if not os.path.exists(data):
         run([sys.executable, 'make_synthetic.py', '--outdir', os.path.dirname(data), '--num', '64', '--resolution',
