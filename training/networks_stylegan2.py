@@ -123,6 +123,20 @@ def _fc_fast(layer, x):
     return y if layer.activation == 'linear' else bias_act.bias_act(y, None, act=layer.activation)
 
 
+def _fc_general(layer, x):
+    """FullyConnectedLayer for any input (fp16, batched, no bias): the gain applied to the
+    weight, then the product, as the reference computes it."""
+    w = layer.weight.to(x.dtype) * layer.weight_gain
+    b = layer.bias
+    if b is not None:
+        b = b.to(x.dtype)
+        if layer.bias_gain != 1:
+            b = b * layer.bias_gain
+    if layer.activation == 'linear' and b is not None:
+        return torch.addmm(b.unsqueeze(0), x, w.t())
+    return bias_act.bias_act(x.matmul(w.t()), b, act=layer.activation)
+
+
 def _act_gain_fast(y, act, gain, clamp):
     """clamp(act(y) * gain) (`bias_act` without bias) on a tensor y that is no other op's
     saved input (a fresh conv output): lrelu runs in place, and without autograd so do the
@@ -206,15 +220,7 @@ class FullyConnectedLayer(torch.nn.Module):
     def forward(self, x):
         if x.ndim == 2 and x.dtype == self.weight.dtype and self.bias is not None:
             return _fc_fast(self, x)
-        w = self.weight.to(x.dtype) * self.weight_gain
-        b = self.bias
-        if b is not None:
-            b = b.to(x.dtype)
-            if self.bias_gain != 1:
-                b = b * self.bias_gain
-        if self.activation == 'linear' and b is not None:
-            return torch.addmm(b.unsqueeze(0), x, w.t())
-        return bias_act.bias_act(x.matmul(w.t()), b, act=self.activation)
+        return _fc_general(self, x)
 
     def extra_repr(self):
         return f'in_features={self.in_features:d}, out_features={self.out_features:d}, activation={self.activation:s}'

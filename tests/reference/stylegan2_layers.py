@@ -3,9 +3,9 @@ formulations in `training/networks_stylegan2.py` (weight modulation, FullyConnec
 fused SynthesisLayer, ToRGBLayer). Each function takes the package's layer for its
 parameters and computes its forward the way the StyleGAN2 code does."""
 
-import torch
 
 from torch_utils.ops import bias_act, conv2d_resample
+from training import networks_stylegan2 as nets
 
 
 def modulate(weight, styles):
@@ -35,16 +35,10 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, padding=0, resample_fi
 
 
 def fully_connected(layer, x):
-    """FullyConnectedLayer: the weight scaled by its gain first, then the product."""
-    w = layer.weight.to(x.dtype) * layer.weight_gain
-    b = layer.bias
-    if b is not None:
-        b = b.to(x.dtype)
-        if layer.bias_gain != 1:
-            b = b * layer.bias_gain
-    if layer.activation == 'linear' and b is not None:
-        return torch.addmm(b.unsqueeze(0), x, w.t())
-    return bias_act.bias_act(x.matmul(w.t()), b, act=layer.activation)
+    """FullyConnectedLayer as the port computes it: the weight scaled by its gain first, then the
+    product. The package keeps exactly this body for the inputs its lean form does not take
+    (fp16, batched, no bias), so the reference is that body."""
+    return nets._fc_general(layer, x)
 
 
 def synthesis_layer(layer, x, w, noise_mode='random', fused_modconv=True, gain=1):

@@ -1,5 +1,5 @@
 """Triton kernels for fused tri-plane volume rendering (SPEC §4.5), loaded lazily by
-`torch_utils/ops/triplane_render.py` through `custom_ops.get_kernel`. Importing this module
+`training/rendering/fused.py` through `custom_ops.get_kernel`. Importing this module
 raises when Triton cannot run here (no CUDA device and no TRITON_INTERPRET=1).
 
 One program owns BLOCK_R_FWD (BLOCK_R_BWD) rays and walks their S samples in order; per sample it projects the
@@ -12,7 +12,7 @@ Custom ops (`torch.library`), all on fp32 tensors; planes are channels-last [N, 
   pof3d::triplane_render           -> raw sums (feat [N,M,CO], dsum [N,M], wsum [N,M], tfin [N,M])
       feat = sum_i w_i c_mid_i, dsum = sum_i w_i t_mid_i, wsum = sum_i w_i, tfin = prod(1-a_i+1e-10).
       Differentiable (first order) w.r.t. planes, decoder params, origins, dirs and depths.
-      The caller (`triplane_render.py`) turns the sums into rgb/depth in PyTorch.
+      The caller (`fused.py`) turns the sums into rgb/depth (`compositing.finish_rays`).
   pof3d::triplane_render_weights   -> w_i [N, M, S-1] (coarse pass; not differentiable)
   pof3d::triplane_query            -> decoder output at points: rgb [N,M,CO], sigma [N,M,1]
       Differentiable (first order) w.r.t. planes, decoder params and the points.
@@ -21,21 +21,25 @@ interval i uses "suffix = total - running" (L = sum_k w_k e_k is known from the 
 outputs), plane gradients are scattered with bilinear atomic adds, and decoder-parameter
 gradients are summed per program in registers, written once per program to a partial buffer
 and reduced with `torch.sum` (deterministic, no contention on 4k hot addresses).
-Fallback (one warning, via `custom_ops.call`): a failing forward launch runs the PyTorch
-formulas below inside the op; the backward ops raise instead, and their autograd formulas
-(`_render_backward`, `_query_backward`) differentiate those formulas, since autograd does not
-record inside a custom op's implementation.
+Fallback (one warning, via `custom_ops.call`): a failing forward launch runs the package's
+PyTorch stages inside the op (planes.sample_projected -> decoder.decode_rows ->
+compositing.march_sums, the same contract); the backward ops raise instead, and their autograd
+formulas (`_render_backward`, `_query_backward`) differentiate those stages, since autograd
+does not record inside a custom op's implementation.
 """
 
 import os
 from typing import List, Tuple
 
 import torch
-import torch.nn.functional as F
 import triton  # an ImportError here is the loud failure custom_ops.get_kernel expects
 import triton.language as tl
 
 from torch_utils import custom_ops
+from training.rendering.compositing import march_sums
+from training.rendering.decoder import decode_rows, plane_mean_rows
+from training.rendering.planes import sample_projected
+from training.rendering.rays import ray_points
 
 if not (torch.cuda.is_available() or os.environ.get('TRITON_INTERPRET', '0') == '1'):
     raise custom_ops.KernelUnavailable('Triton kernels need a CUDA device (or TRITON_INTERPRET=1 on CPU)')
@@ -229,6 +233,34 @@ def _sample_backward(planes_ptr, gplanes_ptr, nbase, px, py, pz, proj_ptr, scale
 
 
 @triton.jit
+def _program_rows(pid, R, M, s_n, BR: tl.constexpr):
+    """Rows (rays or points) of program pid, their mask and their sample's plane offset."""
+    rr = pid * BR + tl.arange(0, BR)
+    return rr, rr < R, (rr // M).to(tl.int64) * s_n
+
+
+@triton.jit
+def _lanes(C, CP: tl.constexpr, HP: tl.constexpr, OP: tl.constexpr):
+    """Lane indices of the plane channels (with their mask), hidden units and outputs."""
+    cc = tl.arange(0, CP)
+    return cc, cc < C, tl.arange(0, HP), tl.arange(0, OP)
+
+
+@triton.jit
+def _load_xyz(ptr, rr, mr):
+    """The 3-vectors [R, 3] of rows rr (masked by mr) as three [BR] columns."""
+    return (tl.load(ptr + rr * 3, mask=mr, other=0.0), tl.load(ptr + rr * 3 + 1, mask=mr, other=0.0),
+            tl.load(ptr + rr * 3 + 2, mask=mr, other=0.0))
+
+
+@triton.jit
+def _store_xyz(ptr, rr, mr, x, y, z):
+    tl.store(ptr + rr * 3, x, mask=mr)
+    tl.store(ptr + rr * 3 + 1, y, mask=mr)
+    tl.store(ptr + rr * 3 + 2, z, mask=mr)
+
+
+@triton.jit
 def _render_fwd_kernel(planes_ptr, proj_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, o_ptr, d_ptr, t_ptr,
                        feat_ptr, dsum_ptr, wsum_ptr, tfin_ptr, wts_ptr,
                        R, M, S, C, HID, CO, H, W, s_n, s_p, s_h, s_w, scale,
@@ -240,12 +272,8 @@ def _render_fwd_kernel(planes_ptr, proj_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, o_p
     cc = tl.arange(0, CP)
     mc = cc < C
     oo = tl.arange(0, OP)
-    ox = tl.load(o_ptr + rr * 3, mask=mr, other=0.0)
-    oy = tl.load(o_ptr + rr * 3 + 1, mask=mr, other=0.0)
-    oz = tl.load(o_ptr + rr * 3 + 2, mask=mr, other=0.0)
-    dx = tl.load(d_ptr + rr * 3, mask=mr, other=0.0)
-    dy = tl.load(d_ptr + rr * 3 + 1, mask=mr, other=0.0)
-    dz = tl.load(d_ptr + rr * 3 + 2, mask=mr, other=0.0)
+    ox, oy, oz = _load_xyz(o_ptr, rr, mr)
+    dx, dy, dz = _load_xyz(d_ptr, rr, mr)
     tbase = rr.to(tl.int64) * S
     t_prev = tl.load(t_ptr + tbase, mask=mr, other=0.0)
     _, _, rs, sig_prev = _decode(planes_ptr, nbase, ox + t_prev * dx, oy + t_prev * dy, oz + t_prev * dz,
@@ -291,20 +319,11 @@ def _render_bwd_kernel(planes_ptr, proj_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, o_p
                        BR: tl.constexpr, CP: tl.constexpr, HP: tl.constexpr, OP: tl.constexpr,
                        RAY_GRAD: tl.constexpr, DOT_PREC: tl.constexpr):
     pid = tl.program_id(0)
-    rr = pid * BR + tl.arange(0, BR)
-    mr = rr < R
-    nbase = (rr // M).to(tl.int64) * s_n
-    cc = tl.arange(0, CP)
-    mc = cc < C
-    hh = tl.arange(0, HP)
-    oo = tl.arange(0, OP)
+    rr, mr, nbase = _program_rows(pid, R, M, s_n, BR)
+    cc, mc, hh, oo = _lanes(C, CP, HP, OP)
     mo = oo < CO
-    ox = tl.load(o_ptr + rr * 3, mask=mr, other=0.0)
-    oy = tl.load(o_ptr + rr * 3 + 1, mask=mr, other=0.0)
-    oz = tl.load(o_ptr + rr * 3 + 2, mask=mr, other=0.0)
-    dx = tl.load(d_ptr + rr * 3, mask=mr, other=0.0)
-    dy = tl.load(d_ptr + rr * 3 + 1, mask=mr, other=0.0)
-    dz = tl.load(d_ptr + rr * 3 + 2, mask=mr, other=0.0)
+    ox, oy, oz = _load_xyz(o_ptr, rr, mr)
+    dx, dy, dz = _load_xyz(d_ptr, rr, mr)
     m2 = mr[:, None] & mo[None, :]
     g_c = tl.load(gfeat_ptr + rr[:, None] * CO + oo[None, :], mask=m2, other=0.0)
     g_d = tl.load(gdsum_ptr + rr, mask=mr, other=0.0)
@@ -405,12 +424,8 @@ def _render_bwd_kernel(planes_ptr, proj_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, o_p
     _store_param_grads(pid, pw1_ptr, pb1_ptr, pw2_ptr, pb2_ptr, acc_w1, acc_b1, acc_w2c, acc_w2s, acc_b2c,
                        tl.sum(acc_b2s, axis=0), C, HID, CO, cc, hh, oo)
     if RAY_GRAD:
-        tl.store(go_ptr + rr * 3, gox, mask=mr)
-        tl.store(go_ptr + rr * 3 + 1, goy, mask=mr)
-        tl.store(go_ptr + rr * 3 + 2, goz, mask=mr)
-        tl.store(gd_ptr + rr * 3, gdx, mask=mr)
-        tl.store(gd_ptr + rr * 3 + 1, gdy, mask=mr)
-        tl.store(gd_ptr + rr * 3 + 2, gdz, mask=mr)
+        _store_xyz(go_ptr, rr, mr, gox, goy, goz)
+        _store_xyz(gd_ptr, rr, mr, gdx, gdy, gdz)
 
 
 @triton.jit
@@ -439,9 +454,7 @@ def _query_fwd_kernel(planes_ptr, proj_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, p_pt
     mr = rr < R
     cc = tl.arange(0, CP)
     oo = tl.arange(0, OP)
-    px = tl.load(p_ptr + rr * 3, mask=mr, other=0.0)
-    py = tl.load(p_ptr + rr * 3 + 1, mask=mr, other=0.0)
-    pz = tl.load(p_ptr + rr * 3 + 2, mask=mr, other=0.0)
+    px, py, pz = _load_xyz(p_ptr, rr, mr)
     _, _, rs, sig = _decode(planes_ptr, (rr // M).to(tl.int64) * s_n, px, py, pz, proj_ptr, scale, H, W,
                             s_p, s_h, s_w, cc, cc < C, mr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, C, HID, CO,
                             BR, CP, HP, OP, DOT_PREC)
@@ -457,16 +470,9 @@ def _query_bwd_kernel(planes_ptr, proj_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, p_pt
                       BR: tl.constexpr, CP: tl.constexpr, HP: tl.constexpr, OP: tl.constexpr,
                       RAY_GRAD: tl.constexpr, DOT_PREC: tl.constexpr):
     pid = tl.program_id(0)
-    rr = pid * BR + tl.arange(0, BR)
-    mr = rr < R
-    nbase = (rr // M).to(tl.int64) * s_n
-    cc = tl.arange(0, CP)
-    mc = cc < C
-    hh = tl.arange(0, HP)
-    oo = tl.arange(0, OP)
-    px = tl.load(p_ptr + rr * 3, mask=mr, other=0.0)
-    py = tl.load(p_ptr + rr * 3 + 1, mask=mr, other=0.0)
-    pz = tl.load(p_ptr + rr * 3 + 2, mask=mr, other=0.0)
+    rr, mr, nbase = _program_rows(pid, R, M, s_n, BR)
+    cc, mc, hh, oo = _lanes(C, CP, HP, OP)
+    px, py, pz = _load_xyz(p_ptr, rr, mr)
     feat, h, rs, _ = _decode(planes_ptr, nbase, px, py, pz, proj_ptr, scale, H, W, s_p, s_h, s_w, cc, mc, mr,
                              w1_ptr, b1_ptr, w2_ptr, b2_ptr, C, HID, CO, BR, CP, HP, OP, DOT_PREC)
     g_rgb = tl.load(grgb_ptr + rr[:, None] * CO + oo[None, :], mask=mr[:, None] & (oo < CO)[None, :], other=0.0)
@@ -477,37 +483,28 @@ def _query_bwd_kernel(planes_ptr, proj_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, p_pt
     _store_param_grads(pid, pw1_ptr, pb1_ptr, pw2_ptr, pb2_ptr, dw1, db1, dw2c, dw2s, db2c,
                        tl.sum(g_sig, axis=0), C, HID, CO, cc, hh, oo)
     if RAY_GRAD:
-        tl.store(gp_ptr + rr * 3, gpx, mask=mr)
-        tl.store(gp_ptr + rr * 3 + 1, gpy, mask=mr)
-        tl.store(gp_ptr + rr * 3 + 2, gpz, mask=mr)
+        _store_xyz(gp_ptr, rr, mr, gpx, gpy, gpz)
 
 # ----------------------------------------------------------------------------------------
-# PyTorch formulas with the kernels' contracts: the launch-failure fallback.
+# The package's PyTorch stages with the kernels' contracts: the launch-failure fallback.
 
 
 def _decode_torch(planes: Tensor, proj: Tensor, w1, b1, w2, b2, points: Tensor, scale: float):
-    """planes [N,3,H,W,C], points [N,K,3] -> (rgb [N,K,CO], sigma [N,K,1])."""
-    N, P, H, W, C = planes.shape
-    K = points.shape[1]
-    grid = ((points * scale).unsqueeze(1) @ proj.unsqueeze(0)).reshape(N * P, 1, K, 2)
-    f = F.grid_sample(planes.permute(0, 1, 4, 2, 3).reshape(N * P, C, H, W), grid, align_corners=False)
-    x = f.reshape(N, P, C, K).mean(1).transpose(1, 2)
-    out = F.softplus(x @ w1.t() + b1) @ w2.t() + b2
-    return torch.sigmoid(out[..., 1:]) * RGB_SCALE.value - 0.001, out[..., :1]
+    """planes [N,3,H,W,C] (channels-last), points [N,K,3] -> (rgb [N,K,CO], sigma [N,K,1])."""
+    N, K = points.shape[:2]
+    features = sample_projected(planes.permute(0, 1, 4, 2, 3), points, proj, scale)      # [N, 3, K, C]
+    rgb, sigma = decode_rows(plane_mean_rows(features.transpose(2, 3).contiguous()), (w1, b1, w2, b2))
+    return rgb.reshape(N, K, -1), sigma.reshape(N, K, 1)
 
 
 def _render_torch(planes, proj, w1, b1, w2, b2, origins, dirs, depths, scale):
     """Raw sums (feat, dsum, wsum, tfin) and the weights [N, M, S-1]; depths [N, M, S]."""
     N, M, S = depths.shape
-    pts = (origins.unsqueeze(2) + depths.unsqueeze(-1) * dirs.unsqueeze(2)).reshape(N, M * S, 3)
-    rgb, sig = _decode_torch(planes, proj, w1, b1, w2, b2, pts, scale)
-    rgb, sig = rgb.reshape(N, M, S, -1), sig.reshape(N, M, S)
-    alpha = 1 - torch.exp(-F.softplus((sig[..., :-1] + sig[..., 1:]) / 2 - 1) * (depths[..., 1:] - depths[..., :-1]))
-    trans = torch.cumprod(torch.cat([torch.ones_like(sig[..., :1]), 1 - alpha + 1e-10], -1), -1)
-    w = alpha * trans[..., :-1]
-    feat = (w.unsqueeze(-1) * (rgb[:, :, :-1] + rgb[:, :, 1:]) / 2).sum(2)
-    dsum = (w * (depths[..., :-1] + depths[..., 1:]) / 2).sum(2)
-    return feat, dsum, w.sum(2), trans[..., -1], w
+    t = depths.unsqueeze(-1)
+    rgb, sigma = _decode_torch(planes, proj, w1, b1, w2, b2, ray_points(origins, dirs, t), scale)
+    sums = march_sums(rgb.reshape(N, M, S, -1), sigma.reshape(N, M, S, 1), t)
+    return (sums.features, sums.depth_sum.squeeze(-1), sums.weight_sum.squeeze(-1),
+            sums.final_transmittance.squeeze(-1), sums.weights.squeeze(-1))
 
 
 def _torch_grads(fn, inputs, grads, outputs_of_interest):
@@ -726,7 +723,7 @@ def _query_backward(ctx, g_rgb, g_sigma):
 _query_op.register_autograd(_query_backward, setup_context=_query_setup)
 
 # ----------------------------------------------------------------------------------------
-# Entry points for the dispatcher (`triplane_render.py`). planes [N, 3, C, H, W] (any layout:
+# Entry points for the dispatcher (`fused.py`). planes [N, 3, C, H, W] (any layout:
 # the channels-last copy is made here, under autograd); proj [3, 3, 2]; depths [N, M, S].
 
 

@@ -99,8 +99,7 @@ def march_rays(colors: torch.Tensor, densities: torch.Tensor, depths: torch.Tens
     if clamp_mode != 'softplus':
         raise ValueError(f"clamp_mode={clamp_mode!r} is not supported; the ray marcher implements "
                          "only 'softplus' (SPEC §4.5)")
-    weights, final_transmittance = _interval_weights(densities, depths)
-    return _finish(_composite(colors, weights), weights, final_transmittance, depths, white_back)
+    return _finish(march_sums(colors, densities, depths), depths, white_back)
 
 
 def finish_rays(features, depth_sum, weight_total, depths, white_back):
@@ -115,12 +114,31 @@ def finish_rays(features, depth_sum, weight_total, depths, white_back):
     return features * 2 - 1, depth
 
 
-def _finish(features, weights, final_transmittance, depths, white_back) -> MarchResult:
-    """Depth, white background and the 2f - 1 mapping of `march_rays` (depths sorted)."""
+class RaySums(NamedTuple):
+    """The raw per-ray sums of a march (what the fused kernel computes), before `finish_rays`."""
+    features: torch.Tensor               # [N, M, C]  sum_i w_i c_mid_i
+    depth_sum: torch.Tensor              # [N, M, 1]  sum_i w_i t_mid_i
+    weight_sum: torch.Tensor             # [N, M, 1]  sum_i w_i
+    final_transmittance: torch.Tensor    # [N, M, 1]
+    weights: torch.Tensor                # [N, M, S-1, 1]
+
+
+def march_sums(colors: torch.Tensor, densities: torch.Tensor, depths: torch.Tensor) -> RaySums:
+    """The sums of `march_rays` before its epilogue (shapes as there)."""
+    weights, final_transmittance = _interval_weights(densities, depths)
+    return _sums(_composite(colors, weights), weights, final_transmittance, depths)
+
+
+def _sums(features, weights, final_transmittance, depths) -> RaySums:
     depths_mid = (depths[:, :, :-1] + depths[:, :, 1:]) / 2
-    features, depth = finish_rays(features, torch.sum(weights * depths_mid, dim=-2), weights.sum(dim=-2), depths,
-                                  white_back)
-    return MarchResult(features, depth, weights, final_transmittance)
+    return RaySums(features, torch.sum(weights * depths_mid, dim=-2), weights.sum(dim=-2), final_transmittance,
+                   weights)
+
+
+def _finish(sums: RaySums, depths, white_back) -> MarchResult:
+    """Depth, white background and the 2f - 1 mapping of `march_rays` (depths sorted)."""
+    features, depth = finish_rays(sums.features, sums.depth_sum, sums.weight_sum, depths, white_back)
+    return MarchResult(features, depth, sums.weights, sums.final_transmittance)
 
 
 def march_importance(depths1, colors1, densities1, depths2, colors2, densities2,
@@ -140,7 +158,7 @@ def march_importance(depths1, colors1, densities1, depths2, colors2, densities2,
     unsorted = torch.zeros_like(depths).scatter(-2, order, _per_sample_weights(weights))
     S1 = depths1.shape[-2]
     features = _weighted_sum(colors1, unsorted[:, :, :S1]) + _weighted_sum(colors2, unsorted[:, :, S1:])
-    return _finish(features, weights, final_transmittance, depths, white_back)
+    return _finish(_sums(features, weights, final_transmittance, depths), depths, white_back)
 
 
 def coarse_weights(densities: torch.Tensor, depths: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,7 @@ import torch
 from torch_utils import custom_ops, misc
 from training.rendering.compositing import coarse_weights, finish_rays, march_rays
 from training.rendering.field import decode_triplane
-from training.rendering.planes import cached_planes
+from training.rendering.planes import cached_planes, plane_projection
 from training.rendering.rays import ray_points
 
 KERNEL_NAME = 'triplane_render'
@@ -92,8 +92,8 @@ def _plane_axes(plane_axes: Union[str, torch.Tensor], planes: torch.Tensor) -> t
 
 
 def _projection(axes: torch.Tensor) -> torch.Tensor:
-    """[3, 3, 2]: point @ proj[k] = the (u, v) of plane k (`project_onto_planes`)."""
-    return torch.linalg.inv_ex(axes.detach().float()).inverse[:, :, :2]
+    """[3, 3, 2]: point @ proj[k] = the (u, v) of plane k, in float32 for the kernel."""
+    return plane_projection(axes.detach(), torch.float32)
 
 
 def _check(planes, decoder_params, points, dirs=None, depths=None):

@@ -39,18 +39,25 @@ def cached_planes(legacy: bool, dtype: torch.dtype, device: torch.device) -> tor
     return generate_planes(legacy, dtype=dtype, device=device)
 
 
+def plane_projection(planes: torch.Tensor, dtype=None) -> torch.Tensor:
+    """[P, 3, 2]: point @ projection[k] = the (u, v) of plane k, i.e. inv(axes)[:, :2]."""
+    # inv_ex: no singularity check, hence no host-device sync on GPU (the axes are permutations).
+    return torch.linalg.inv_ex(planes.to(dtype or planes.dtype)).inverse[:, :, :2]
+
+
 def project_onto_planes(planes: torch.Tensor, coordinates: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """2-D coordinates (times scale) of every point on every plane: planes [P, 3, 3],
-    coordinates [N, M, 3] -> [N*P, M, 2] (row b*P + k is plane k of sample b).
+    coordinates [N, M, 3] -> [N*P, M, 2] (row b*P + k is plane k of sample b)."""
+    return _project(plane_projection(planes, coordinates.dtype), coordinates, scale)
 
-    A point projects as coords @ inv(axes)[:, :2], computed as ONE [N*M, 3] x [3, 2P] product
+
+def _project(projection: torch.Tensor, coordinates: torch.Tensor, scale: float) -> torch.Tensor:
+    """`project_onto_planes` from the projection [P, 3, 2], as ONE [N*M, 3] x [3, 2P] product
     (the reference broadcasts the points over the planes and drops a column). For the
     permutation matrices of both axis sets every output is one coordinate times scale."""
     N, M, _ = coordinates.shape
-    n_planes = planes.shape[0]
-    # inv_ex: no singularity check, hence no host-device sync on GPU (the axes are permutations).
-    inv_planes = torch.linalg.inv_ex(planes.to(coordinates.dtype)).inverse            # [P, 3, 3]
-    weight = (inv_planes[:, :, :2] * scale).permute(1, 0, 2).reshape(3, n_planes * 2)  # [3, P*2]
+    n_planes = projection.shape[0]
+    weight = (projection * scale).permute(1, 0, 2).reshape(3, n_planes * 2)            # [3, P*2]
     projected = coordinates.reshape(N * M, 3).mm(weight).reshape(N, M, n_planes, 2)
     return projected.permute(0, 2, 1, 3).reshape(N * n_planes, M, 2)
 
@@ -75,8 +82,17 @@ def sample_from_planes(plane_axes: torch.Tensor, plane_features: torch.Tensor, c
     N, P, C, H, W = plane_features.shape
     misc.assert_shape(plane_axes, [P, 3, 3])
     misc.assert_shape(coordinates, [N, None, 3])
+    return sample_projected(plane_features, coordinates, plane_projection(plane_axes, coordinates.dtype),
+                            2 / box_warp, mode, padding_mode)
+
+
+def sample_projected(plane_features: torch.Tensor, coordinates: torch.Tensor, projection: torch.Tensor,
+                     scale: float, mode: str = 'bilinear', padding_mode: str = 'zeros') -> torch.Tensor:
+    """`sample_from_planes` given the projection [P, 3, 2] (`plane_projection`) and the grid
+    scale (2 / box_warp) instead of the axes and the box: [N, P, C, H, W], [N, M, 3] -> [N, P, M, C]."""
+    N, P, C, H, W = plane_features.shape
     M = coordinates.shape[1]
-    grid = project_onto_planes(plane_axes, coordinates, 2 / box_warp).unsqueeze(1)      # [N*P, 1, M, 2]
+    grid = _project(projection.to(coordinates.dtype), coordinates, scale).unsqueeze(1)   # [N*P, 1, M, 2]
     sampled = _grid_sample(plane_features.reshape(N * P, C, H, W), grid.to(plane_features.dtype),
                            mode, padding_mode)                                      # [N*P, C, 1, M]
     return sampled.reshape(N, P, C, M).permute(0, 1, 3, 2)
@@ -214,7 +230,6 @@ def sample_plane_mean(legacy: bool, plane_features: torch.Tensor, coordinates: t
     misc.assert_shape(coordinates, [N, None, 3])
     plane_axes = cached_planes(legacy, plane_features.dtype, plane_features.device)
     misc.assert_shape(plane_axes, [P, 3, 3])
-    inv_planes = torch.linalg.inv_ex(plane_axes).inverse                                 # [P, 3, 3]
-    projection = (inv_planes[:, :, :2] * (2 / box_warp)).permute(1, 0, 2).reshape(3, 2 * P)
+    projection = (plane_projection(plane_axes) * (2 / box_warp)).permute(1, 0, 2).reshape(3, 2 * P)
     return _PlaneMeanSample.apply(plane_features, coordinates.to(plane_features.dtype).contiguous(), projection,
                                   plane_columns(legacy), 2 / box_warp)
