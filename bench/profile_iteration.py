@@ -1,7 +1,7 @@
-"""torch.profiler table of one training iteration (all four phases), per implementation.
+"""torch.profiler table of one training iteration (all four phases).
 
-    python bench/profile_iteration.py                        # synthetic, ref then fast, top 15 ops
-    python bench/profile_iteration.py --impl fast --top 30 --shapes
+    python bench/profile_iteration.py                        # synthetic, top 15 ops
+    python bench/profile_iteration.py --top 30 --shapes
     python bench/profile_iteration.py --smoke                # tiny config (CI)
 
 The iteration is the one bench/throughput.py times (training_loop.run_phase for Gmain, Greg,
@@ -21,17 +21,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import throughput  # noqa: E402
 
 
-def profile_impl(args, impl, device):
+def profile_iteration(args, device):
     config = throughput.make_config(args.config, args.batch, args.smoke)
     G, D, loss, phases = throughput.build(config, device)
     steps = throughput.phase_steps(config, G, D, loss, phases, throughput.steady_nimg(loss, args.cur_kimg), device)
-    with throughput.impl_context(impl):
-        for fn, _ in steps.values():   # warm-up
+    for fn, _ in steps.values():   # warm-up
+        fn()
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes) as prof:
+        for fn, _ in steps.values():
             fn()
-        with profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes) as prof:
-            for fn, _ in steps.values():
-                fn()
-    print(f'\n### {args.config}, impl {impl}: one iteration (every phase once), threads {torch.get_num_threads()}\n')
+    print(f'\n### {args.config}: one iteration (every phase once), threads {torch.get_num_threads()}\n')
     averages = prof.key_averages(group_by_input_shape=args.shapes)
     total = sum(e.self_cpu_time_total for e in averages)
     print('| op | input shapes | calls | self CPU ms | % |' if args.shapes else '| op | calls | self CPU ms | % |')
@@ -46,7 +45,6 @@ def profile_impl(args, impl, device):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', default='synthetic')
-    parser.add_argument('--impl', default='both', choices=['ref', 'fast', 'both'])
     parser.add_argument('--batch', type=int, default=None)
     parser.add_argument('--top', type=int, default=15)
     parser.add_argument('--shapes', action='store_true', help='group by input shapes')
@@ -55,8 +53,7 @@ def main():
     parser.add_argument('--smoke', action='store_true')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    for impl in (throughput.IMPLS if args.impl == 'both' else (args.impl,)):
-        profile_impl(args, impl, torch.device('cpu'))
+    profile_iteration(args, torch.device('cpu'))
 
 
 if __name__ == '__main__':

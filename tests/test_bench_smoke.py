@@ -16,7 +16,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ('bench_ops.py', ['--size', 'small'], 'bias_act'),
     ('bench_renderer.py', ['--smoke'], 'fine pass'),
     ('throughput.py', ['--smoke'], 'training iteration'),
-    ('profile_iteration.py', ['--smoke', '--impl', 'fast', '--top', '3'], 'self CPU ms'),
+    ('profile_iteration.py', ['--smoke', '--top', '3'], 'self CPU ms'),
 ])
 def test_bench_smoke(script, args, expect):
     env = dict(os.environ, POF3D_IMPL='')  # let the scripts pick their own paths

@@ -22,6 +22,7 @@ from typing import Optional, Tuple
 import torch
 
 from training.cameras import FLIP_TYPES, Camera, flip_camera
+from training.generator_output import GeneratorOutput
 from training.losses.common import Step
 
 
@@ -58,7 +59,7 @@ class PoF3DFakes:
         self.detach_pose = detach_pose
 
     def __call__(self, G, z: torch.Tensor, c: torch.Tensor, step: Step,
-                 update_emas: bool = False) -> Tuple[dict, None]:
+                 update_emas: bool = False) -> Tuple[GeneratorOutput, None]:
         if self.mirror is None:
             return G(z, c, neural_rendering_resolution=step.resolution, update_emas=update_emas), None
         cam2world = G.pose(z, c).cam2world                       # [N, 4, 4]
@@ -99,12 +100,12 @@ class EG3DFakes:
         return mapping_condition(c, step.swapping_prob, self.generator)
 
     def __call__(self, G, z: torch.Tensor, c: torch.Tensor, step: Step,
-                 update_emas: bool = False) -> Tuple[dict, Optional[torch.Tensor]]:
+                 update_emas: bool = False) -> Tuple[GeneratorOutput, Optional[torch.Tensor]]:
         ws = G.mapping(z, self.mapping_condition(c, step), update_emas=update_emas)
         pose = G.pose(z, c)
         out = G.synthesis(ws, c, cam2world=pose.cam2world, neural_rendering_resolution=step.resolution,
                           update_emas=update_emas)
-        out = dict(out, pose=pose.pose, clamped_frac=pose.clamped_frac)
+        out = out.replace(pose=pose.pose, clamped_frac=pose.clamped_frac)
         label = None
         if self.d_conditional:
             label = Camera(out.cam2world, Camera.from_label(c).intrinsics).to_label()
