@@ -35,10 +35,12 @@ from training.symmetry import check_symmetry, plane_flip_dims, symmetrize_planes
 PROJECT_MODULE = 'pof3d-clean-room'  # marks this source as this project's in network pickles (legacy.py)
 DECODER_OUTPUT_DIM = 32   # decoder feature channels; the first 3 are RGB (SPEC §4.5)
 
-# Optional rendering_kwargs and their values when absent (EG3D names; SPEC §8.2, §4.1, §12.9).
-# ray_start, ray_end, box_warp, depth_resolution(_importance) are required (the renderer
-# checks them); avg_camera_radius / avg_camera_pivot are required by every pose source
-# except 'dataset'.
+# The generator-level rendering_kwargs (EG3D names; SPEC §8.2, §4.1, §12.9) and their values
+# when a pickle lacks them (EG3D's lack PoF3D's keys; PoF3D's lack plane_axes). Our config
+# always passes every key (training/config.py). The renderer's own keys are typed and
+# defaulted in training/rendering/options.py; ray_start, ray_end, box_warp and
+# depth_resolution(_importance) are required there, avg_camera_radius / avg_camera_pivot by
+# every pose source except 'dataset'.
 RENDERING_DEFAULTS = {
     'superresolution_module': None,      # None | SR class name (or EG3D dotted path)
     'superresolution_noise_mode': 'none',
