@@ -6,9 +6,10 @@
     python bench/throughput.py --baseline 77bb11e --baseline-impl ref   # vs the reference port
     python bench/throughput.py --smoke                   # tiny synthetic, 1 repeat (CI)
 
-`--baseline REV` checks REV out into a temporary git worktree and runs its own
-bench/throughput.py with the same options in a subprocess, config by config, just before
-measuring this tree; the table then has both columns and their ratio. Revisions up to 77bb11e
+`--baseline REV` checks REV out into a temporary git worktree and, config by config, runs its
+own bench/throughput.py and this tree's in fresh processes, alternating for `--rounds` rounds
+(medians per row), so that load from other processes hits both columns alike; the table then
+has both columns and their ratio. Revisions up to 77bb11e
 still carry the straightforward port of the reference algorithm behind a switch
 (`--baseline-impl ref`: `POF3D_IMPL=ref` and `torch_utils.fastpath` off); since then the port
 lives only beside the tests (tests/reference/), so "vs the port" means that baseline. It is our
@@ -346,24 +347,35 @@ def parse_table(text):
     return rows
 
 
-def baseline_rows(args, name):
-    """{measurement: value} of revision args.baseline on config `name` (a temporary worktree)."""
+def _run_table(script, args, name, impl_flag):
+    """{measurement: value} printed by `script` (a throughput.py) for config `name`."""
+    cmd = [sys.executable, script, '--configs', name, '--repeats', str(args.repeats), '--threads',
+           str(args.threads), '--device', args.device]
+    if impl_flag and '--impl' in open(script).read():
+        cmd += ['--impl', impl_flag]
+    cmd += ['--batch', str(args.batch)] if args.batch else []
+    cmd += ['--cur-kimg', str(args.cur_kimg)] if args.cur_kimg is not None else []
+    cmd += (['--no-memory'] if args.no_memory else []) + (['--smoke'] if args.smoke else [])
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    return parse_table(subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout)
+
+
+def paired_rows(args, name):
+    """({row: median}, {row: median}) of the baseline revision and this tree on config `name`:
+    `--rounds` rounds, each running the baseline's script, then this tree's, as fresh processes,
+    so that load from other processes hits both columns alike."""
     tmp = tempfile.mkdtemp(prefix='throughput-baseline-')
     subprocess.run(['git', '-C', REPO, 'worktree', 'add', '--detach', tmp, args.baseline], check=True,
                    capture_output=True)
+    runs = {'before': [], 'after': []}
     try:
-        script = os.path.join(tmp, 'bench', 'throughput.py')
-        cmd = [sys.executable, script, '--configs', name, '--repeats', str(args.repeats), '--threads',
-               str(args.threads), '--device', args.device]
-        if '--impl' in open(script).read():
-            cmd += ['--impl', args.baseline_impl]
-        cmd += ['--batch', str(args.batch)] if args.batch else []
-        cmd += ['--cur-kimg', str(args.cur_kimg)] if args.cur_kimg is not None else []
-        cmd += (['--no-memory'] if args.no_memory else []) + (['--smoke'] if args.smoke else [])
-        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-        return parse_table(subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout)
+        for _ in range(args.rounds):
+            runs['before'].append(_run_table(os.path.join(tmp, 'bench', 'throughput.py'), args, name,
+                                             args.baseline_impl))
+            runs['after'].append(_run_table(os.path.abspath(__file__), args, name, None))
     finally:
         subprocess.run(['git', '-C', REPO, 'worktree', 'remove', '--force', tmp], capture_output=True)
+    return tuple({k: statistics.median(r[k] for r in rs if k in r) for k in rs[0]} for rs in runs.values())
 
 
 def main():
@@ -372,6 +384,7 @@ def main():
     parser.add_argument('--baseline', default=None, help='git revision to measure beside this tree')
     parser.add_argument('--baseline-impl', default='fast', choices=['ref', 'fast'],
                         help="the baseline's switch where it has one (up to 77bb11e): ref = the reference port")
+    parser.add_argument('--rounds', type=int, default=3, help='with --baseline: alternating rounds (medians)')
     parser.add_argument('--batch', type=int, default=None, help='training batch (default: preset; ffhq/cats: 2)')
     parser.add_argument('--repeats', type=int, default=3, help='timed repeats per measurement (median)')
     parser.add_argument('--threads', type=int, default=1, help='torch intra-op threads')
@@ -398,11 +411,12 @@ def main():
     print(f'device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, '
           f'load average at start {os.getloadavg()[0]:.2f}{note}')
     for name in names:
-        before = baseline_rows(args, name) if args.baseline else {}
         config, rows, params, flops = bench_config(args, name, (THIS,), device)
-        ours = {key.strip(): key for key in rows}   # the parsed table lost the indentation
-        for key, value in before.items():
-            rows.setdefault(ours.get(key, key), {})[label] = value
+        if args.baseline:   # both columns from alternating fresh processes (this process only labels)
+            before, after = paired_rows(args, name)
+            ours = {key.strip(): key for key in rows}   # the parsed tables lost the indentation
+            rows = {ours.get(key, key): {label: value, THIS: after[key]} for key, value in before.items()
+                    if key in after}
         print_table(name + (' (smoke)' if args.smoke else ''), config, rows, params, flops, impls)
     print(f'\nload average at end {os.getloadavg()[0]:.2f}')
 
