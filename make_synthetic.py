@@ -10,11 +10,15 @@ or Ctrl-C leaves none of them):
                         depth [N, R, R] float32 ray distance (inf on background), mask [N, R, R]
                         bool, family, pose_spec, seed, radius, fov, shape_params [N, D],
                         shape_param_names [D]
+                        with --light mvn[...] also: light [N, 4] float32 (a, d, l_x, l_y) per
+                        image, normals [N, R, R, 3] float32 unit world normals on the mask
+                        (zero elsewhere), light_spec
 
 Example:
   python make_synthetic.py --outdir data --family car --num 2000 --resolution 64 \\
       --pose 'mix:pi/2:0.3:0.5,3pi/2:0.3:0.5' --seed 0
-The --pose grammar is documented in training/synthetic/poses.py (`python make_synthetic.py --help`).
+The --pose grammar is documented in training/synthetic/poses.py, the --light grammar in
+training/synthetic/lights.py (`python make_synthetic.py --help`).
 """
 
 import contextlib
@@ -32,11 +36,13 @@ from tqdm import tqdm
 
 from dnnlib import cli
 from training.cameras import Camera
+from training.synthetic.lights import parse_light_spec
 from training.synthetic.poses import make_cameras, parse_pose_spec
 from training.synthetic.render import RenderOptions, render
 from training.synthetic.shapes import FAMILIES
 
 RAYS_PER_BATCH = 2 ** 20    # ~64 images of 64 px with 2x supersampling; bounds memory (~1 GB peak)
+LIGHT_STREAM = 1            # lights come from their own RNG stream: the other draws stay as without them
 
 
 def image_path(idx: int) -> str:
@@ -93,14 +99,27 @@ def sample_scene(family_name, num, pose_spec, seed, fov, radius, bg_jitter=0.0):
     return h, v, camera, shapes, background
 
 
-def write_images(zip_paths, family, shapes, camera, opts: RenderOptions, background=None, progress=True):
+def sample_lights(light_spec: str, num: int, seed: int):
+    """Per-image lights [num, 4] float32 (a, d, l_x, l_y) of the --light law, or None for 'fixed'
+    (SEEDS_SPEC §6.4); drawn from the stream (seed, LIGHT_STREAM)."""
+    law = parse_light_spec(light_spec)
+    if law is None:
+        return None
+    return torch.from_numpy(law.sample(num, np.random.default_rng([seed, LIGHT_STREAM])).astype(np.float32))
+
+
+def write_images(zip_paths, family, shapes, camera, opts: RenderOptions, background=None, progress=True,
+                 light=None):
     """Render in batches into the labeled and unlabeled zips (zip_paths, in that order).
 
-    Returns (depth [N, R, R] float32, mask [N, R, R] bool, seconds spent rendering).
+    light: optional per-image lights [N, 4] (`render`). Returns (depth [N, R, R] float32,
+    mask [N, R, R] bool, seconds spent rendering, normals [N, R, R, 3] float32 zero off the
+    mask, or None unless opts.normals).
     """
     n, R = camera.batch_size, opts.resolution
     batch = max(1, RAYS_PER_BATCH // (R * opts.supersample) ** 2)
     depth, mask = np.empty((n, R, R), np.float32), np.empty((n, R, R), bool)
+    normals = np.zeros((n, R, R, 3), np.float32) if opts.normals else None
     labels = camera.to_label().numpy()
     seconds = 0.0
     with zipfile.ZipFile(zip_paths[0], 'w', zipfile.ZIP_STORED) as zl, \
@@ -110,9 +129,11 @@ def write_images(zip_paths, family, shapes, camera, opts: RenderOptions, backgro
             sl = slice(start, min(start + batch, n))
             t0 = time.perf_counter()
             out = render(family, shapes.select(sl), Camera(camera.cam2world[sl], camera.intrinsics[sl]), opts,
-                         None if background is None else background[sl])
+                         None if background is None else background[sl], None if light is None else light[sl])
             seconds += time.perf_counter() - t0
             depth[sl], mask[sl] = out.depth.numpy(), out.mask.numpy()
+            if normals is not None:   # GT normals only where the object is (the mask)
+                normals[sl] = out.normals.numpy() * mask[sl, :, :, None]
             for i, img in enumerate(out.image.numpy()):
                 data = encode_png(img)
                 zl.writestr(image_path(start + i), data)
@@ -121,24 +142,28 @@ def write_images(zip_paths, family, shapes, camera, opts: RenderOptions, backgro
         zl.writestr('dataset.json', json.dumps(
             {'labels': [[image_path(i), [float(x) for x in labels[i]]] for i in range(n)]}))
         zu.writestr('dataset.json', json.dumps({'labels': None}))
-    return depth, mask, seconds
+    return depth, mask, seconds, normals
 
 
 def make_dataset(outdir, name, family_name, num, resolution, pose_spec, seed, fov, radius, supersample,
-                 bg_jitter=0.0, progress=True):
+                 bg_jitter=0.0, progress=True, light_spec='fixed'):
     """Sample, render and write the three outputs; returns (paths, seconds spent rendering)."""
     family = FAMILIES[family_name]
     h, v, camera, shapes, background = sample_scene(family_name, num, pose_spec, seed, fov, radius, bg_jitter)
-    opts = RenderOptions(resolution=resolution, supersample=supersample)
+    light = sample_lights(light_spec, num, seed)
+    opts = RenderOptions(resolution=resolution, supersample=supersample, normals=light is not None)
     paths = [os.path.join(outdir, f'{name}_{suffix}') for suffix in ('labeled.zip', 'unlabeled.zip', 'gt.npz')]
     with atomic_outputs(paths) as tmp:
-        depth, mask, seconds = write_images(tmp[:2], family, shapes, camera, opts, background, progress)
+        depth, mask, seconds, normals = write_images(tmp[:2], family, shapes, camera, opts, background, progress,
+                                                     light)
+        extra = {} if light is None else dict(light=light.numpy(), normals=normals, light_spec=np.array(light_spec))
         with open(tmp[2], 'wb') as f:
             np.savez_compressed(
                 f, pose=np.stack([h, v], axis=1).astype(np.float32), cam2world=camera.cam2world.numpy(),
                 intrinsics=camera.intrinsics.numpy(), depth=depth, mask=mask, family=np.array(family_name),
                 pose_spec=np.array(pose_spec), seed=np.array(seed), radius=np.array(radius), fov=np.array(fov),
-                shape_params=shapes.params.numpy(), shape_param_names=np.array([p[0] for p in family.PARAMS]))
+                shape_params=shapes.params.numpy(), shape_param_names=np.array([p[0] for p in family.PARAMS]),
+                **extra)
     return paths, seconds
 
 
@@ -159,11 +184,16 @@ def make_dataset(outdir, name, family_name, num, resolution, pose_spec, seed, fo
               help='Anti-aliasing: s x s rays per pixel.')
 @click.option('--bg-jitter', type=cli.UNIT_FLOAT, default=0.0, show_default=True,
               help='Per-image background grey level in [1 - jitter, 1] (0: pure white).')
+@click.option('--light', 'light_spec', default='fixed', show_default=True,
+              help="Lighting: 'fixed' (symmetric fixed lights) or 'mvn[:KEY=VALUE,...]', a light "
+                   "l = (a, d, l_x, l_y) per image from a Gaussian, pure Lambertian (SEEDS_SPEC §6.4); "
+                   "l and the normals go into the npz.")
 @click.option('--name', default=None, help='File name prefix [default: FAMILY + RESOLUTION, e.g. car64].')
 @click.option('--threads', type=click.IntRange(min=0), default=1, show_default=True,
               help='torch CPU threads (0: torch default). The renderer runs many small ops; on a '
                    'shared 2-core box 2 threads were measured up to 10x slower than 1 under load.')
-def main(outdir, family, num, resolution, pose_spec, seed, fov, radius, supersample, bg_jitter, name, threads):
+def main(outdir, family, num, resolution, pose_spec, seed, fov, radius, supersample, bg_jitter, light_spec, name,
+         threads):
     """Make a synthetic dataset of procedural cars or heads with known poses and depth.
 
     \b
@@ -180,18 +210,29 @@ def main(outdir, family, num, resolution, pose_spec, seed, fov, radius, supersam
       mix:MODE,MODE,...         MODE = h_mean:h_std:weight[:v_mean:v_std]
     h = pi/2 is the frontal view (camera on +z), h = pi the camera on +x;
     v = pi/2 is the equator, v < pi/2 looks from above.
+
+    \b
+    --light grammar (SEEDS_SPEC §4.3: k_a = a/2 + 1/2, k_d = d/2 + 1/2,
+    L = normalize(l_x, l_y, 1) in the world frame, colour = albedo *
+    (k_a + k_d max(0, n.L)), no sky factor):
+      fixed                     the fixed symmetric lights (default)
+      mvn[:KEY=VALUE,...]       l ~ N(mean, diag(std^2)) per image; KEYS:
+                                a_mean (-0.4) d_mean (0.2) lx_mean (0)
+                                ly_mean (0.3) a_std (0.1) d_std (0.1)
+                                lx_std (0.5) ly_std (0.3)
     """
-    try:
-        parse_pose_spec(pose_spec)
-    except ValueError as err:
-        raise click.ClickException(f'--pose: {err}') from None
+    for option, parse, spec in (('--pose', parse_pose_spec, pose_spec), ('--light', parse_light_spec, light_spec)):
+        try:
+            parse(spec)
+        except ValueError as err:
+            raise click.ClickException(f'{option}: {err}') from None
     name = name or f'{family}{resolution}'
     if threads > 0:
         torch.set_num_threads(threads)
     cli.prepare_output(outdir, '--outdir', is_dir=True)   # make_dataset makes the folder (or removes it)
     with cli.output_errors('--outdir', outdir):
         paths, seconds = make_dataset(outdir, name, family, num, resolution, pose_spec, seed, fov, radius,
-                                      supersample, bg_jitter)
+                                      supersample, bg_jitter, light_spec=light_spec)
     click.echo(f'rendered {num} images of {resolution} px (supersample {supersample}) in {seconds:.1f} s: '
                f'{num / max(seconds, 1e-9):.1f} img/s')
     for p in paths:

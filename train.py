@@ -103,6 +103,13 @@ OPTIONS = [
     (('--cache_dir',), str, 'Cache directory for downloads (metrics networks)'),
     (('--pose_source',), click.Choice(config_lib.POSE_SOURCES),
      "G's camera: learned (PoF3D), dataset (EG3D labels), prior, prior_residual [default: learned]"),
+    (('--prior_distribution',), click.Choice(config_lib.PRIOR_DISTRIBUTIONS),
+     'Law of the prior pose sources (prior, prior_residual) [default: gaussian]'),
+    (('--prior_parametrization',), click.Choice(config_lib.PRIOR_PARAMETRIZATIONS),
+     "The prior's second coordinate: v (uniform-on-sphere parameter) or polar (phi, as pi-GAN) [default: v]"),
+    (('--prior_h_std',), NONNEG_FLOAT, 'Prior std (half range if uniform) of h around h_mean [default: 0.3]'),
+    (('--prior_v_mean',), F, 'Prior mean of v (of phi with --prior_parametrization polar) [default: pi/2]'),
+    (('--prior_v_std',), NONNEG_FLOAT, 'Prior std (half range if uniform) of v or phi [default: 0.155]'),
     (('--plane_axes',), click.Choice(['correct', 'legacy']),
      "Tri-plane axes; 'legacy' = EG3D/PoF3D's bi-plane quirk, used by the paper recipes [default: correct]"),
     (('--render_impl',), click.Choice(['auto', 'torch', 'triton']),
@@ -263,6 +270,10 @@ def check_config(c) -> None:
         raise click.UsageError('--share_render False changes the PoF3D loss, which needs --pose_source learned')
     if m.pose_source != 'learned' and (c.loss.pose_gd_debias or c.loss.pose_gd_start_kimg > 0):
         raise click.UsageError('--pose_gd_debias and --pose_gd_start_kimg change L3, which needs --pose_source learned')
+    prior_fields = ('prior_distribution', 'prior_parametrization', 'prior_h_std', 'prior_v_mean', 'prior_v_std')
+    changed = [f for f in prior_fields if getattr(m, f) != getattr(config_lib.ModelConfig, f)]
+    if changed and m.pose_source not in ('prior', 'prior_residual'):
+        raise click.UsageError(f'--{changed[0]} needs --pose_source prior or prior_residual')
     head_trained = c.loss.dis_cam_weight + c.loss.pose_gd_weight > 0
     if c.loss.pose_dist_weight > 0 and not (m.pose_source == 'learned' and head_trained):
         raise click.UsageError('--pose_dist_weight > 0 needs --pose_source learned and a trained D pose head '

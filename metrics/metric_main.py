@@ -17,7 +17,7 @@ import time
 import dnnlib
 from metrics import frechet_inception_distance as fid
 from metrics import kernel_inception_distance as kid
-from metrics import metric_utils, pose_depth_error, pose_metrics
+from metrics import metric_utils, normal_error, pose_depth_error, pose_metrics
 
 _KID = dict(num_subsets=100, max_subset_size=1000)
 
@@ -34,6 +34,9 @@ _METRICS = {
     'depth_err':    (pose_depth_error.compute_depth_err, dict(num_gen=1000)),
     'pose_err_gt':  (pose_depth_error.compute_pose_err_gt, dict()),
     'depth_err_gt': (pose_depth_error.compute_depth_err_gt, dict()),
+    # Seed methods (SEEDS_SPEC §6.6): normals from depth maps vs the depth estimator's / the GT.
+    'normal_err':    (normal_error.compute_normal_err, dict(num_gen=1000)),
+    'normal_err_gt': (normal_error.compute_normal_err_gt, dict()),
 }
 
 

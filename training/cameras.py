@@ -34,6 +34,25 @@ def FOV_to_intrinsics(fov_degrees, device='cpu') -> torch.Tensor:
     return torch.tensor([[f, 0, 0.5], [0, f, 0.5], [0, 0, 1]], device=device)
 
 
+def corner_aligned_focal(fov_degrees: float, resolution: int) -> float:
+    """Normalized focal f of a pixel-centre camera (`sample_rays`) whose R x R rays equal those
+    of the pi-GAN family's corner-aligned grid (SEEDS_SPEC §1.2, §6.0).
+
+    The source puts ray x_i = -1 + 2i/(R - 1) (times tan(fov/2)) through pixel i: the extreme
+    rays pass through the image *corners*. Ours pass through (i + 1/2)/R at f image widths,
+    x = ((i + 1/2)/R - 1/2)/f; equating the two for every i gives
+    f = (R - 1)/(2R tan(fov/2)), e.g. 4.683 for 12 degrees at R = 64 (EG3D's
+    `FOV_to_intrinsics` gives 6.73 there: a different, wider-pixel camera).
+    """
+    return (resolution - 1) / (2 * resolution * math.tan(math.radians(fov_degrees) / 2))
+
+
+def corner_aligned_intrinsics(fov_degrees: float, resolution: int, device='cpu', dtype=torch.float32) -> torch.Tensor:
+    """Normalized K [3, 3] with f = `corner_aligned_focal` and a centred principal point."""
+    f = corner_aligned_focal(fov_degrees, resolution)
+    return torch.tensor([[f, 0, 0.5], [0, f, 0.5], [0, 0, 1]], device=device, dtype=dtype)
+
+
 def create_cam2world_matrix(forward_vector: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
     """Roll-free OpenCV cam2world [N, 4, 4] from a viewing direction and an origin, both [N, 3].
 
@@ -58,6 +77,25 @@ def pose_to_origin(h: torch.Tensor, v: torch.Tensor, radius=1) -> torch.Tensor:
     return torch.cat([radius * torch.sin(phi) * torch.cos(math.pi - h),
                       radius * torch.cos(phi),
                       radius * torch.sin(phi) * torch.sin(math.pi - h)], dim=-1)
+
+
+def polar_to_pose(theta, phi):
+    """pi-GAN pose -> ours (SEEDS_SPEC §6.0): (theta yaw, phi polar angle from +y) -> (h, v).
+
+    h = pi - theta, v = pi (1 - cos phi)/2; tensors of any one shape. The camera origin is the
+    same: pose_to_origin(h, v, r) = (r sin phi cos theta, r cos phi, r sin phi sin theta), the
+    source's origin (SEEDS_SPEC §1.1). Frontal (pi/2, pi/2) maps to itself.
+    """
+    theta, phi = torch.as_tensor(theta), torch.as_tensor(phi)
+    # pi (1 - cos phi)/2 = pi sin^2(phi/2): the same value without float32's 1 - cos(1e-5) = 0
+    return math.pi - theta, math.pi * torch.sin(phi / 2) ** 2
+
+
+def pose_to_polar(h, v):
+    """Ours -> pi-GAN pose, the inverse of `polar_to_pose`: (h, v) -> (theta = pi - h,
+    phi = arccos(1 - 2v/pi)); v outside [0, pi] gives NaN (clamp with `clamp_pose_v`)."""
+    h, v = torch.as_tensor(h), torch.as_tensor(v)
+    return math.pi - h, torch.arccos(1 - 2 * v / math.pi)
 
 
 def _as_points(point, like: torch.Tensor) -> torch.Tensor:

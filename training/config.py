@@ -15,11 +15,12 @@ import dataclasses
 import math
 from typing import Any, Dict, Optional, Tuple
 
-from training.pose_sources import POSE_SOURCES
+from training.pose_sources import POSE_SOURCES, PRIOR_DISTRIBUTIONS, PRIOR_PARAMETRIZATIONS
 from training.superresolution import SR_BY_RESOLUTION
 from training.symmetry import MIRROR_AXES
 
-__all__ = ['POSE_SOURCES', 'PRESETS', 'TrainConfig', 'build_config', 'replace']
+__all__ = ['POSE_SOURCES', 'PRIOR_DISTRIBUTIONS', 'PRIOR_PARAMETRIZATIONS', 'PRESETS', 'TrainConfig', 'build_config',
+           'replace']
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +39,11 @@ class DataConfig:
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     pose_source: str = 'learned'          # where G's camera comes from: learned | dataset | prior | prior_residual
+    prior_distribution: str = 'gaussian'  # prior's law: gaussian | uniform | spherical_uniform | truncated_gaussian
+    prior_parametrization: str = 'v'      # prior's 2nd coordinate: v (SPEC §3.2) | polar (phi; SEEDS_SPEC §6.0)
+    prior_h_std: float = 0.3              # prior std (half range for the uniform laws) of h, around h_mean
+    prior_v_mean: float = math.pi / 2     # prior mean of v, or of phi with prior_parametrization polar
+    prior_v_std: float = 0.155            # prior std (half range for the uniform laws) of v or phi
     z_dim: int = 512                      # latent z size
     w_dim: int = 512                      # intermediate latent w size
     cbase: int = 32768                    # channel base of G's backbone and D (channels = min(cbase/res, cmax))
@@ -207,6 +213,9 @@ class TrainConfig:
             pose_kwargs = dict(lr_multiplier_pose=m.lr_multiplier_pose, init_gain=m.pose_init_gain)
         elif m.pose_source == 'prior_residual':
             pose_kwargs = dict(lr_multiplier=m.lr_multiplier_pose)
+        if m.pose_source in ('prior', 'prior_residual'):   # the prior's law, recorded in the pickle
+            pose_kwargs.update(distribution=m.prior_distribution, parametrization=m.prior_parametrization,
+                               h_std=m.prior_h_std, v_mean=m.prior_v_mean, v_std=m.prior_v_std)
         fp16 = m.g_num_fp16_res > 0
         return dict(class_name='training.generator.TriPlaneGenerator', z_dim=m.z_dim, w_dim=m.w_dim, c_dim=25,
                     img_resolution=self.data.dataset_resolution, img_channels=3, pose_source=m.pose_source,

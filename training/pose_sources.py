@@ -5,7 +5,8 @@ One generator, four interchangeable strategies (docs/model_api.md), each a modul
   'learned'         PoF3D: a two-layer MLP on the untruncated w predicts (h, v) (SPEC §4.1).
   'dataset'         EG3D: the camera is the label's cam2world c[:, :16]; the mapping network is
                     conditioned on c (`conditions_mapping = True`).
-  'prior'           pi-GAN/GRAF baseline: (h, v) drawn from a fixed Gaussian or uniform prior.
+  'prior'           pi-GAN/GRAF baseline: (h, v) drawn from a fixed prior (Gaussian, uniform,
+                    truncated Gaussian, spherical uniform; in v or in the polar angle phi).
   'prior_residual'  CAMPARI-style: a prior draw plus a learned residual MLP(prior draw, z),
                     whose last layer starts at zero (exactly the prior at init).
 
@@ -34,12 +35,14 @@ from typing import Optional, Tuple
 import torch
 
 from torch_utils import misc, persistence
-from training.cameras import V_EPS, Camera, LookAtPose, clamp_pose_v
+from training.cameras import V_EPS, Camera, LookAtPose, clamp_pose_v, polar_to_pose
 from training.networks_stylegan2 import FullyConnectedLayer, normalize_2nd_moment
 
 PROJECT_MODULE = 'pof3d-clean-room'  # marks this source as this project's in network pickles (legacy.py)
 POSE_SOURCES = ('learned', 'dataset', 'prior', 'prior_residual')
-PRIOR_DISTRIBUTIONS = ('gaussian', 'uniform')
+PRIOR_DISTRIBUTIONS = ('gaussian', 'uniform', 'spherical_uniform', 'truncated_gaussian')
+PRIOR_PARAMETRIZATIONS = ('v', 'polar')   # what the second coordinate's law is in (PriorPose)
+PHI_EPS = 1e-5   # pi-GAN clamps phi (and u of spherical_uniform) to [1e-5, pi - 1e-5] (SEEDS_SPEC §1.1)
 
 
 @dataclasses.dataclass
@@ -153,37 +156,73 @@ class DatasetPose(PoseSource):
         return PoseOutput(None, Camera.from_label(c).cam2world, None)
 
 
+def truncated_normal(shape, generator=None, device='cpu', bound=2.0, tries=4) -> torch.Tensor:
+    """pi-GAN's truncated normal (SEEDS_SPEC §1.1): per element, `tries` N(0, 1) candidates; the
+    first inside (-bound, bound) is used, else the first candidate (so it is *not* exactly
+    truncated: P(|x| >= 2)^4 ~ 4e-6 of the values stay outside). [*shape] float32."""
+    draws = torch.randn([*shape, tries], generator=generator, device=device)
+    inside = draws.abs() < bound
+    first = inside.to(torch.uint8).argmax(-1)   # the first True; 0 (the first draw) when none is
+    return draws.gather(-1, first.unsqueeze(-1)).squeeze(-1)
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f'{name} must be one of {choices}, got {value!r}')
+
+
 @persistence.persistent_class
 class PriorPose(PoseSource):
-    """Fixed prior over (h, v), drawn per call (pi-GAN/GRAF baseline; EG3D's pose samplers).
+    """Fixed prior over the camera pose, drawn per call (pi-GAN/GRAF baseline; EG3D's samplers).
 
-    'gaussian': (h, v) = (h_mean, v_mean) + (h_std, v_std) * N(0, 1);
-    'uniform':  (h, v) = (h_mean, v_mean) + (h_std, v_std) * U(-1, 1) (std = half range).
-    Defaults are pi-GAN's CelebA prior (0.3, 0.155) around the frontal view.
+    With n the noise of `distribution` (per coordinate, independent):
+      'gaussian': n ~ N(0, 1);  'uniform': n ~ U(-1, 1) (std = half range);
+      'truncated_gaussian': pi-GAN's first-of-4-draws inside (-2, 2) (`truncated_normal`);
+      'spherical_uniform': n ~ U(-1, 1), and the second coordinate is v itself, clamped to
+          pi [1e-5, 1 - 1e-5]: uniform in v is uniform in cos(phi), i.e. uniform on the sphere
+          (pi-GAN's u = v/pi, SEEDS_SPEC §1.1), whatever `parametrization` says.
+    h = h_mean + h_std n_h in both parametrizations (pi-GAN's theta = pi - h, SEEDS_SPEC §6.0;
+    the law is the same for a symmetric n). The second coordinate s = v_mean + v_std n_v is
+      parametrization 'v' (default): v itself, the uniform-on-sphere parameter of SPEC §3.2;
+      parametrization 'polar': the polar angle phi (pi-GAN's prior, SEEDS_SPEC §6.0), clamped
+          to [1e-5, pi - 1e-5] as pi-GAN does, then v = pi (1 - cos phi)/2. A Gaussian in phi
+          with std 0.155 is not a Gaussian in v (near the equator sigma_v ~ 0.24).
+    Defaults are pi-GAN's CelebA prior (0.3, 0.155) around the frontal view, read in v.
     """
 
     def __init__(self, radius, pivot, distribution='gaussian', h_mean=math.pi / 2, v_mean=math.pi / 2,
-                 h_std=0.3, v_std=0.155, safe_pose_clamp=True):
-        if distribution not in PRIOR_DISTRIBUTIONS:
-            raise ValueError(f'distribution must be one of {PRIOR_DISTRIBUTIONS}, got {distribution!r}')
+                 h_std=0.3, v_std=0.155, safe_pose_clamp=True, parametrization='v'):
+        _check_choice('distribution', distribution, PRIOR_DISTRIBUTIONS)
+        _check_choice('parametrization', parametrization, PRIOR_PARAMETRIZATIONS)
         super().__init__()
         self.radius = float(radius)
         self.pivot = tuple(float(x) for x in pivot)
         self.distribution = distribution
+        self.parametrization = parametrization
         self.mean = (float(h_mean), float(v_mean))
         self.std = (float(h_std), float(v_std))
         self.safe_pose_clamp = bool(safe_pose_clamp)
 
-    def sample(self, batch_size: int, device, generator=None) -> torch.Tensor:
-        """[batch_size, 2] draws (h, v), unclamped; `generator` must live on `device`."""
-        shape = [batch_size, 2]
+    def _noise(self, shape, device, generator):
         if self.distribution == 'gaussian':
-            noise = torch.randn(shape, generator=generator, device=device)
-        else:
-            noise = torch.rand(shape, generator=generator, device=device) * 2 - 1
+            return torch.randn(shape, generator=generator, device=device)
+        if self.distribution == 'truncated_gaussian':
+            return truncated_normal(shape, generator, device)
+        return torch.rand(shape, generator=generator, device=device) * 2 - 1
+
+    def sample(self, batch_size: int, device, generator=None) -> torch.Tensor:
+        """[batch_size, 2] draws (h, v), before the safety clamp; `generator` must live on `device`."""
+        noise = self._noise([batch_size, 2], device, generator)
         mean = torch.tensor(self.mean, device=device)
         std = torch.tensor(self.std, device=device)
-        return mean + std * noise
+        pose = mean + std * noise
+        if self.distribution == 'spherical_uniform':
+            v = pose[:, 1:2].clamp(math.pi * PHI_EPS, math.pi * (1 - PHI_EPS))
+            return torch.cat([pose[:, 0:1], v], dim=1)
+        if self.parametrization == 'polar':
+            _, v = polar_to_pose(0.0, pose[:, 1:2].clamp(PHI_EPS, math.pi - PHI_EPS))
+            return torch.cat([pose[:, 0:1], v.to(pose.dtype)], dim=1)
+        return pose
 
     def forward(self, w, z, c=None, generator=None) -> PoseOutput:
         ref = w if w is not None else z
@@ -192,7 +231,8 @@ class PriorPose(PoseSource):
         return PoseOutput(pose, cam2world, clamped_frac)
 
     def extra_repr(self):
-        return f'distribution={self.distribution}, mean={self.mean}, std={self.std}'
+        return (f'distribution={self.distribution}, parametrization={self.parametrization}, mean={self.mean}, '
+                f'std={self.std}')
 
 
 @persistence.persistent_class

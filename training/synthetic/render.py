@@ -4,7 +4,9 @@ Cameras follow the project convention (SPEC §3.1, `training/cameras.py`): OpenC
 [N, 4, 4] and normalized intrinsics [N, 3, 3]; rays come from `sample_rays` (ray m of an
 R x R image is pixel (row, col), m = row*R + col). Shading is Lambertian + ambient under fixed
 world-space lights that lie in the mirror plane x = 0, so the scene stays mirror symmetric and
-a yaw-mirrored camera (h -> pi - h) sees the horizontally flipped image.
+a yaw-mirrored camera (h -> pi - h) sees the horizontally flipped image. With a per-image
+light (`render(..., light=)`, SEEDS_SPEC §6.4) shading is pure Lambertian under that light
+instead (`lights.py`); only the light *law* is then mirror symmetric.
 
 Depth is the distance along the unit ray from the camera origin to the first surface hit,
 the same quantity as the model's `image_depth`; background pixels have depth +inf and mask
@@ -17,6 +19,7 @@ import dataclasses
 import torch
 
 from training.cameras import Camera
+from training.synthetic.lights import lambertian_shading
 from training.synthetic.shapes import ShapeBatch
 from training.rendering.rays import sample_rays
 
@@ -118,12 +121,14 @@ def _downsample(x, n, R, s):
 
 
 def render(family, shapes: ShapeBatch, camera: Camera, opts: RenderOptions = RenderOptions(),
-           background: torch.Tensor | None = None) -> RenderResult:
+           background: torch.Tensor | None = None, light: torch.Tensor | None = None) -> RenderResult:
     """Render N objects, each seen by its own camera.
 
     family: a `ShapeFamily` (sdf, half_extent); shapes: N parameter rows and palettes;
     camera: N cameras (float32); background: optional per-image colour [N, 3] (else
-    opts.background). Returns a `RenderResult` at opts.resolution.
+    opts.background); light: optional per-image light [N, 4] (a, d, l_x, l_y): pure Lambertian
+    shading under it (`lights.lambertian_shading`, SEEDS_SPEC §6.4) instead of opts' fixed
+    lights and sky-scaled ambient. Returns a `RenderResult` at opts.resolution.
     """
     n, R, s = camera.batch_size, opts.resolution, opts.supersample
     if len(shapes) != n:
@@ -141,7 +146,11 @@ def render(family, shapes: ShapeBatch, camera: Camera, opts: RenderOptions = Ren
         points = origins[idx] + t[idx, None] * dirs[idx]
         _, part = family.sdf(points, params[idx])
         normals = surface_normals(family.sdf, points, params[idx])
-        rgb_hit = shade(shapes.palette[image_id[idx], part], normals, opts)
+        albedo = shapes.palette[image_id[idx], part]
+        if light is None:
+            rgb_hit = shade(albedo, normals, opts)
+        else:
+            rgb_hit = (albedo * lambertian_shading(normals, light[image_id[idx]])).clamp(0, 1)
 
         bg = torch.as_tensor(opts.background if background is None else background, dtype=torch.float32)
         rgb = bg.expand(n, 3)[image_id].clone()
