@@ -30,6 +30,7 @@ import dnnlib
 from dnnlib.cli import FLOAT as F, NONNEG_FLOAT, POS_FLOAT, UNIT_FLOAT
 from training import config as config_lib
 from training.config import PRESETS
+from training.rendering.options import RenderingOptions
 
 
 def _comma_list(ctx, param, value):
@@ -115,6 +116,21 @@ OPTIONS = [
     (('--render_impl',), click.Choice(['auto', 'torch', 'triton']),
      "Renderer: 'auto' (fused Triton kernel for CUDA float32 tensors, else PyTorch), 'torch', 'triton' "
      "[default: auto]"),
+    (('--alpha_rule',), click.Choice(['eg3d', 'sample_delta', 'occupancy']),
+     "Alpha rule: eg3d (interval midpoints), sample_delta (pi-GAN), occupancy (GOF) [default: eg3d]"),
+    (('--density_activation',), click.Choice(['relu', 'softplus']), 'sample_delta: act(sigma) [default: relu]'),
+    (('--last_back',), B, 'Per-sample alpha rules: the last sample takes 1 - sum w [default: False]'),
+    (('--depth_sampler',), click.Choice(['eg3d', 'importance_nerf', 'surface_window']),
+     'Depth sampler: eg3d, importance_nerf (pi-GAN), surface_window (GOF); with --alpha_rule eg3d only eg3d '
+     '[default: eg3d]'),
+    (('--depth_resolution_surface',), click.IntRange(min=2), 'surface_window: samples in the window [default: 9]'),
+    (('--secant_steps',), click.IntRange(min=0), 'surface_window: secant steps [default: 4]'),
+    (('--surface_level',), UNIT_FLOAT, 'surface_window: occupancy level of the surface, in (0, 1) [default: 0.5]'),
+    (('--window_init',), POS_FLOAT, 'surface_window: half-width at step 0 (world units) [default: 0.12]'),
+    (('--window_min',), POS_FLOAT, 'surface_window: smallest half-width, used at evaluation [default: 0.03]'),
+    (('--window_decay',), NONNEG_FLOAT, 'surface_window: half-width decay per step [default: 1e-5]'),
+    (('--density_noise_init',), NONNEG_FLOAT, 'Std of the noise on raw density at step 0 [default: 0]'),
+    (('--density_noise_fade_steps',), NONNEG_FLOAT, 'Steps over which that noise falls to 0 [default: 5000]'),
     (('--blur_mode',), click.Choice(['single', 'reference']),
      "D input blur: 'single' (one D pass) or 'reference' (the reference's double blur) [default: single]"),
     (('--dataset_resolution',), POS_INT, 'Training resolution; images are resized on load [preset]'),
@@ -274,6 +290,10 @@ def check_config(c) -> None:
     changed = [f for f in prior_fields if getattr(m, f) != getattr(config_lib.ModelConfig, f)]
     if changed and m.pose_source not in ('prior', 'prior_residual'):
         raise click.UsageError(f'--{changed[0]} needs --pose_source prior or prior_residual')
+    try:   # the alpha rule / depth sampler combination and values (training/rendering/options.py)
+        RenderingOptions.from_kwargs(c.rendering_kwargs())
+    except ValueError as err:
+        raise click.UsageError(f'rendering options: {err}') from None
     head_trained = c.loss.dis_cam_weight + c.loss.pose_gd_weight > 0
     if c.loss.pose_dist_weight > 0 and not (m.pose_source == 'learned' and head_trained):
         raise click.UsageError('--pose_dist_weight > 0 needs --pose_source learned and a trained D pose head '

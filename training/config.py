@@ -70,6 +70,13 @@ class ModelConfig:
     symmetry: str = 'none'                # canonical mirror symmetry of the field: none | planes | density
 
 
+# RenderingConfig fields passed as rendering_kwargs under their own names (the renderer reads the
+# first ten; the schedules' constants ride along so that the pickle records them).
+RENDER_STRATEGY_FIELDS = ('alpha_rule', 'density_activation', 'last_back', 'depth_sampler', 'depth_resolution_surface',
+                          'secant_steps', 'surface_level', 'window_init', 'window_min', 'window_decay',
+                          'density_noise_init', 'density_noise_fade_steps')
+
+
 @dataclasses.dataclass(frozen=True)
 class RenderingConfig:
     depth_resolution: int = 48            # coarse samples per ray
@@ -93,6 +100,19 @@ class RenderingConfig:
     density_reg_p_dist: float = 0.004     # std of the density-regularizer perturbation
     decoder_lr_mul: float = 1.0           # learning-rate multiplier of the OSG decoder
     render_impl: str = 'auto'             # auto (Triton kernel for CUDA float32) | torch | triton
+    # Alpha rule and depth sampler (training/rendering/options.py; SEEDS_SPEC §6.1 items 2-3)
+    alpha_rule: str = 'eg3d'              # eg3d | sample_delta (pi-GAN) | occupancy (GOF)
+    density_activation: str = 'relu'      # sample_delta's act(sigma): relu | softplus
+    last_back: bool = False               # per-sample rules: the last sample takes 1 - sum w
+    depth_sampler: str = 'eg3d'           # eg3d | importance_nerf (pi-GAN) | surface_window (GOF)
+    depth_resolution_surface: int = 9     # surface_window: samples in the window (S_s)
+    secant_steps: int = 4                 # surface_window: secant steps to the surface
+    surface_level: float = 0.5            # surface_window: occupancy level tau of the surface
+    window_init: float = 0.12             # surface_window half-width at step 0 (world units)
+    window_min: float = 0.03              # ... its floor (and the half-width at evaluation)
+    window_decay: float = 1e-5            # ... its decay per step: max(init exp(-decay step), min)
+    density_noise_init: float = 0.0       # std of the noise on raw sigma at step 0 (pi-GAN 1)
+    density_noise_fade_steps: float = 5000  # ... falling linearly to 0 over this many steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,6 +223,7 @@ class TrainConfig:
                     'plane_axes'):
             kwargs[key] = getattr(r, key)
         kwargs['impl'] = r.render_impl
+        kwargs.update({key: getattr(r, key) for key in RENDER_STRATEGY_FIELDS})
         kwargs['avg_camera_pivot'] = list(r.avg_camera_pivot)
         return kwargs
 

@@ -4,9 +4,12 @@ Nothing here keeps state; the training loop and the losses call these each step 
 current `cur_nimg` (STYLE 6). Sources:
 - `blur_sigma` (the blur itself: training/blur.py), `neural_rendering_resolution`: SPEC §4.7;
 - `swapping_prob`: SPEC §6.1 (EG3D generator pose conditioning);
-- `ema_beta`, `lazy_reg_adam_kwargs`: SPEC §7.
+- `ema_beta`, `lazy_reg_adam_kwargs`: SPEC §7;
+- `density_noise_std` (pi-GAN), `surface_window` (GOF): SEEDS_SPEC §1.5, §3.2 item 6. Both count
+  iterations as the source does: step = cur_nimg / batch (a constant batch).
 """
 
+import math
 from typing import Optional, Sequence
 
 import numpy as np
@@ -66,3 +69,20 @@ def lazy_reg_adam_kwargs(lr: float, betas: Sequence[float], interval: Optional[i
         return dict(lr=lr, betas=tuple(betas))
     k = interval / (interval + 1)
     return dict(lr=lr * k, betas=tuple(b ** k for b in betas))
+
+
+def density_noise_std(cur_nimg: float, batch: int, initial: float = 1.0, fade_steps: float = 5000) -> float:
+    """Std of the noise on raw sigma (SEEDS_SPEC §1.5, pi-GAN: s = max(0, 1 - step/5000)):
+    initial * max(0, 1 - step / fade_steps), step = cur_nimg / batch; `initial` when fade_steps <= 0.
+    Passed to the renderer as `RenderSchedule(density_noise=...)`."""
+    if fade_steps <= 0:
+        return float(initial)
+    return float(initial) * max(0.0, 1.0 - (cur_nimg / batch) / fade_steps)
+
+
+def surface_window(cur_nimg: float, batch: int, window_init: float, window_min: float, window_decay: float) -> float:
+    """Half-width of GOF's surface window (SEEDS_SPEC §3.2 item 6, §6.3):
+    Delta = max(window_init * exp(-window_decay * step), window_min), step = cur_nimg / batch (GOF uses
+    the absolute step). Passed to the renderer as `RenderSchedule(window=...)`; evaluation uses
+    window_min (the renderer's default)."""
+    return max(window_init * math.exp(-window_decay * (cur_nimg / batch)), window_min)

@@ -7,7 +7,8 @@
     field        what the renderer queries: the Field interface, TriplaneField
     planes       tri-plane axes, projection, bilinear sampling (+ the plane-mean gather)
     decoder      EG3D's OSG decoder (features -> rgb, raw sigma)
-    compositing  the alpha rule and the ray march (MipRayMarcher2)
+    compositing  the alpha rules and the ray marches (MipRayMarcher2; per-sample, pi-GAN/GOF)
+    depth_samplers  the pi-GAN/GOF depth samplers as strategies (importance_nerf, surface_window)
     fused        the tri-plane stages fused into one Triton kernel (_triton_triplane)
     renderer     ImportanceRenderer: the stages in order
 

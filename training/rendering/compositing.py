@@ -1,4 +1,6 @@
-"""Alpha compositing along rays: EG3D's `MipRayMarcher2` (SPEC §4.5), the density alpha rule.
+"""Alpha compositing along rays: EG3D's `MipRayMarcher2` (SPEC §4.5) and its density alpha rule,
+and the per-sample alpha rules of the pi-GAN family (SEEDS_SPEC §1.5, §3.2) with their marcher
+`march_samples`.
 
 Shapes: N batch, M rays, S samples per ray (sorted by depth), C feature channels.
 The plain formulation (interval colours, then a reduction) is kept beside the tests
@@ -14,8 +16,9 @@ import torch.nn.functional as F
 class MarchResult(NamedTuple):
     """Output of `march_rays` (unpacks like the reference's 4-tuple)."""
     features: torch.Tensor               # [N, M, C]  composite features, mapped to 2*f - 1
-    depth: torch.Tensor                  # [N, M, 1]  expected ray distance of the midpoints
-    weights: torch.Tensor                # [N, M, S-1, 1]  w_i = alpha_i * T_i per interval
+    depth: torch.Tensor                  # [N, M, 1]  expected ray distance (march_samples: raw sum w t)
+    weights: torch.Tensor                # [N, M, S-1, 1]  w_i = alpha_i * T_i per interval ([N, M, S, 1]
+                                         # per sample, sorted, for march_samples)
     final_transmittance: torch.Tensor    # [N, M, 1]  T after the last interval ("bg_lambda")
 
 
@@ -27,15 +30,37 @@ def density_alpha(densities_mid: torch.Tensor, deltas: torch.Tensor) -> torch.Te
     return 1 - torch.exp(-F.softplus(densities_mid - 1) * deltas)
 
 
+def sample_delta_alpha(densities: torch.Tensor, depths: torch.Tensor, activation: str = 'relu') -> torch.Tensor:
+    """pi-GAN's per-sample alpha (SEEDS_SPEC §1.5): raw sigma [N, M, S, 1] at the samples
+    themselves (no midpoints), depths [N, M, S, 1] sorted -> alpha [N, M, S, 1],
+    alpha_i = 1 - exp(-act(sigma_i) delta_i), delta_i = t_{i+1} - t_i, delta_{S-1} = 1e10 (the last
+    sample is nearly opaque unless act(sigma) = 0); act = 'relu' | 'softplus'. Density noise is
+    added to sigma by the query, before act."""
+    deltas = torch.cat([depths[:, :, 1:] - depths[:, :, :-1], torch.full_like(depths[:, :, :1], 1e10)], dim=-2)
+    act = F.relu if activation == 'relu' else F.softplus
+    return 1 - torch.exp(-act(densities) * deltas)
+
+
+def occupancy_alpha(densities: torch.Tensor) -> torch.Tensor:
+    """GOF's alpha (SEEDS_SPEC §3.1, §3.2 item 5): sigma is an occupancy logit, alpha = sigmoid(sigma),
+    no delta: [N, M, S, 1] -> [N, M, S, 1]."""
+    return torch.sigmoid(densities)
+
+
+def _alpha_weights(alpha: torch.Tensor):
+    """alpha [N, M, K, 1] -> (w_i = alpha_i T_i [N, M, K, 1], final transmittance T_K [N, M, 1]),
+    T_i = prod_{j<i} (1 - alpha_j + 1e-10): the 1e-10 keeps T > 0 behind opaque samples (EG3D and
+    pi-GAN alike)."""
+    survive = torch.cat([torch.ones_like(alpha[:, :, :1]), 1 - alpha + 1e-10], dim=-2)
+    transmittance = torch.cumprod(survive, dim=-2)                       # [N, M, K+1, 1]
+    return alpha * transmittance[:, :, :-1], transmittance[:, :, -1]
+
+
 def _interval_weights(densities: torch.Tensor, depths: torch.Tensor):
     """(weights w_i [N, M, S-1, 1], final transmittance [N, M, 1]) of `march_rays`."""
     deltas = depths[:, :, 1:] - depths[:, :, :-1]                        # [N, M, S-1, 1]
     densities_mid = (densities[:, :, :-1] + densities[:, :, 1:]) / 2
-    alpha = density_alpha(densities_mid, deltas)
-    # Transmittance factors; the 1e-10 keeps T > 0 behind fully opaque intervals (EG3D).
-    survive = torch.cat([torch.ones_like(alpha[:, :, :1]), 1 - alpha + 1e-10], dim=-2)
-    transmittance = torch.cumprod(survive, dim=-2)                       # [N, M, S, 1]
-    return alpha * transmittance[:, :, :-1], transmittance[:, :, -1]
+    return _alpha_weights(density_alpha(densities_mid, deltas))
 
 
 def _per_sample_weights(weights: torch.Tensor) -> torch.Tensor:
@@ -109,9 +134,14 @@ def finish_rays(features, depth_sum, weight_total, depths, white_back):
     # Empty rays give 0/0: send them to the far end, then clip to the sampled range.
     depth = torch.nan_to_num(depth_sum / weight_total, nan=float('inf'))
     depth = torch.clamp(depth, torch.min(depths), torch.max(depths))
+    return finish_features(features, weight_total, white_back), depth
+
+
+def finish_features(features, weight_total, white_back):
+    """features [N, M, C] = sum w c -> 2 (features + (1 - sum w if white_back)) - 1, every channel."""
     if white_back:
         features = features + 1 - weight_total
-    return features * 2 - 1, depth
+    return features * 2 - 1
 
 
 class RaySums(NamedTuple):
@@ -151,17 +181,73 @@ def march_importance(depths1, colors1, densities1, depths2, colors2, densities2,
     [N, M, S1+S2, C] merged colours (and their gather and its backward) never exist. Same
     weights as merging everything first; the colour sum runs in another order.
     """
-    depths, order = torch.sort(torch.cat([depths1, depths2], dim=-2), dim=-2)
-    densities = torch.gather(torch.cat([densities1, densities2], dim=-2), -2, order)
+    depths, densities, order = sort_union([depths1, depths2], [densities1, densities2])
     weights, final_transmittance = _interval_weights(densities, depths)
-    # per_sample[k] belongs to sample order[k]: scatter it back (a permutation, so no sums).
-    unsorted = torch.zeros_like(depths).scatter(-2, order, _per_sample_weights(weights))
-    S1 = depths1.shape[-2]
-    features = _weighted_sum(colors1, unsorted[:, :, :S1]) + _weighted_sum(colors2, unsorted[:, :, S1:])
+    features = composite_union([colors1, colors2], _per_sample_weights(weights), order)
     return _finish(_sums(features, weights, final_transmittance, depths), depths, white_back)
+
+
+def sort_union(depth_sets, density_sets):
+    """Merge sample sets along S: depths [N, M, S_k, 1] and raw sigma [N, M, S_k, 1] per set (any
+    order) -> (depths sorted [N, M, S, 1], sigma in that order, order [N, M, S, 1] int64: sorted
+    sample i is sample order[i] of the concatenated sets)."""
+    depths, order = torch.sort(torch.cat(depth_sets, dim=-2), dim=-2)
+    return depths, torch.gather(torch.cat(density_sets, dim=-2), -2, order), order
+
+
+def composite_union(color_sets, per_sample, order):
+    """sum over every sample of every set of w c -> [N, M, C]: per_sample [N, M, S, 1] weights in
+    the sorted order of `sort_union`, color_sets [N, M, S_k, C] in their own order. The weights are
+    scattered back (a permutation, so no sums) and each set's colours summed where they lie: the
+    merged [N, M, S, C] colours never exist."""
+    unsorted = torch.zeros_like(per_sample).scatter(-2, order, per_sample)
+    parts = unsorted.split([c.shape[-2] for c in color_sets], dim=-2)
+    features = _weighted_sum(color_sets[0], parts[0])
+    for colors, part in zip(color_sets[1:], parts[1:]):
+        features = features + _weighted_sum(colors, part)
+    return features
 
 
 def coarse_weights(densities: torch.Tensor, depths: torch.Tensor) -> torch.Tensor:
     """The compositing weights [N, M, S-1, 1] of `march_rays` (what importance sampling reads),
     without compositing the colours: densities [N, M, S, 1] raw, depths [N, M, S, 1] sorted."""
     return _interval_weights(densities, depths)[0]
+
+
+def sample_weights(densities: torch.Tensor, depths: torch.Tensor, alpha_rule: str, activation: str = 'relu',
+                   last_back: bool = False):
+    """Per-sample weights of the pi-GAN family (SEEDS_SPEC §1.5, §3.2 item 5): raw sigma and depths
+    [N, M, S, 1] (sorted) -> (w [N, M, S, 1], final transmittance [N, M, 1]);
+    w_i = alpha_i prod_{j<i} (1 - alpha_j + 1e-10) with alpha_rule 'sample_delta'
+    (`sample_delta_alpha`, act = activation) or 'occupancy' (`occupancy_alpha`).
+    last_back: the last sample also takes 1 - sum w (pi-GAN's eval_last_back)."""
+    if alpha_rule == 'occupancy':
+        alpha = occupancy_alpha(densities)
+    elif alpha_rule == 'sample_delta':
+        alpha = sample_delta_alpha(densities, depths, activation)
+    else:
+        raise ValueError(f"alpha_rule={alpha_rule!r} is not a per-sample rule ('sample_delta', 'occupancy')")
+    weights, final_transmittance = _alpha_weights(alpha)
+    if last_back:
+        rest = 1 - weights.sum(dim=-2, keepdim=True)
+        weights = torch.cat([weights[:, :, :-1], weights[:, :, -1:] + rest], dim=-2)
+    return weights, final_transmittance
+
+
+def march_samples(depth_sets, color_sets, density_sets, alpha_rule: str, activation: str = 'relu',
+                  white_back: bool = False, last_back: bool = False) -> MarchResult:
+    """Composite the union of sample sets with a per-sample alpha rule (`sample_weights`).
+
+    depth_sets, density_sets: [N, M, S_k, 1] per set; color_sets [N, M, S_k, C] (any channels:
+    normals or other extras appended to the features are composited alike); sets and samples in
+    any order (merged and sorted by `sort_union`, colours summed in place by `composite_union`).
+    Returns features = 2 (sum w c [+ 1 - sum w if white_back]) - 1, depth = sum w t (raw, not
+    normalized, as pi-GAN; GOF's normalized depth is depth / (weight_sum + 1e-5), SEEDS_SPEC
+    §3.2 item 5), weights [N, M, S, 1] sorted, final transmittance.
+    """
+    depths, densities, order = sort_union(depth_sets, density_sets)
+    weights, final_transmittance = sample_weights(densities, depths, alpha_rule, activation, last_back)
+    features = composite_union(color_sets, weights, order)
+    weight_sum = weights.sum(dim=-2)
+    return MarchResult(finish_features(features, weight_sum, white_back), torch.sum(weights * depths, dim=-2),
+                       weights, final_transmittance)

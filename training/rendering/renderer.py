@@ -8,7 +8,9 @@ renders any field (training/rendering/field.py): the stages are
     -> fine depths (samplers) -> field.query -> march over both sets (compositing)
 
 and, where the options and the field allow it, the same stages fused into one Triton kernel
-(training/rendering/fused.py).
+(training/rendering/fused.py). With a per-sample alpha rule (options.alpha_rule 'sample_delta' or
+'occupancy', SEEDS_SPEC §6.1) a depth sampler of depth_samplers.py replaces the two sampling
+stages and compositing.march_samples composites what it sampled.
 """
 
 from typing import NamedTuple, Optional
@@ -16,9 +18,9 @@ from typing import NamedTuple, Optional
 import torch
 
 from torch_utils import misc
-from training.rendering import fused, samplers
-from training.rendering.compositing import coarse_weights, march_importance, march_rays
-from training.rendering.options import RenderingOptions
+from training.rendering import depth_samplers, fused, samplers
+from training.rendering.compositing import coarse_weights, march_importance, march_rays, march_samples
+from training.rendering.options import RenderingOptions, RenderSchedule
 from training.rendering.rays import ray_limits, ray_points
 
 
@@ -38,33 +40,44 @@ class ImportanceRenderer(torch.nn.Module):
         self.options = options
 
     def forward(self, field, ray_origins, ray_directions, generator: Optional[torch.Generator] = None,
-                channels: Optional[int] = None) -> RenderOutput:
+                channels: Optional[int] = None, schedule: Optional[RenderSchedule] = None) -> RenderOutput:
         """field (training/rendering/field.py); ray_origins, ray_directions [N, M, 3].
 
         generator drives the stratified jitter, the importance draws and the density noise.
         channels: return only the first `channels` feature channels (None: all C); a field
-        may then compute no others.
+        may then compute no others. schedule: this call's values of the training schedules
+        (density noise std, surface-window half-width; options.py `RenderSchedule`), computed by
+        the caller from cur_nimg (training/schedules.py); None or None fields: the options' values.
         """
         misc.assert_shape(ray_origins, [field.batch_size, None, 3])
         misc.assert_shape(ray_directions, list(ray_origins.shape))
         opts = self.options
+        schedule = schedule or RenderSchedule()
+        noise = opts.density_noise if schedule.density_noise is None else float(schedule.density_noise)
         t_start, t_end = ray_limits(ray_origins, ray_directions, opts.ray_start, opts.ray_end, opts.box_warp)
-        depths = samplers.sample_stratified(t_start, t_end, opts.depth_resolution, generator=generator)
-        kernel = self._kernel_inputs(field, ray_origins, ray_directions)
-        if kernel is not None:
-            out = self._render_fused(kernel, ray_origins, ray_directions, depths, generator)
+        if opts.depth_sampler != 'eg3d':
+            window = opts.window_min if schedule.window is None else float(schedule.window)
+            rays = depth_samplers.RayQuery(self._bind_rays(field, ray_origins, ray_directions, generator, channels,
+                                                           noise), t_start, t_end)
+            out = self._render_samples(rays, window, generator)
         else:
-            out = self._render_staged(field, ray_origins, ray_directions, depths, generator, channels)
+            depths = samplers.sample_stratified(t_start, t_end, opts.depth_resolution, generator=generator)
+            kernel = self._kernel_inputs(field, ray_origins, ray_directions, density_noise=noise)
+            if kernel is not None:
+                out = self._render_fused(kernel, ray_origins, ray_directions, depths, generator)
+            else:
+                out = self._render_staged(field, ray_origins, ray_directions, depths, generator, channels, noise)
         if channels is not None and out.features.shape[-1] != channels:
             out = out._replace(features=out.features[..., :channels])
         return out
 
     def query(self, field, points, directions=None, generator: Optional[torch.Generator] = None,
-              channels: Optional[int] = None):
+              channels: Optional[int] = None, density_noise: Optional[float] = None):
         """(features [N, K, C'], sigma [N, K, 1]) at points [N, K, 3]: the point query behind
         G.sample / G.sample_mixed (density regularization, shape extraction). sigma is raw (before
-        the alpha rule) plus N(0, density_noise^2) noise when that option is > 0. channels: the
-        caller reads only that many feature channels (C' may be larger)."""
+        the alpha rule) plus N(0, s^2) noise when s > 0, s = density_noise (None: the option).
+        channels: the caller reads only that many feature channels (C' may be larger)."""
+        noise = self.options.density_noise if density_noise is None else density_noise
         kernel = self._kernel_inputs(field, points, noise_free=True)
         if kernel is not None:
             planes, axes, params = kernel
@@ -72,31 +85,33 @@ class ImportanceRenderer(torch.nn.Module):
                                                    impl=self.options.impl)
         else:
             features, sigma = field.query(points, directions, channels)
-        if self.options.density_noise > 0:
-            noise = torch.randn(sigma.shape, generator=generator, dtype=sigma.dtype, device=sigma.device)
-            sigma = sigma + noise * self.options.density_noise
+        if noise > 0:
+            draw = torch.randn(sigma.shape, generator=generator, dtype=sigma.dtype, device=sigma.device)
+            sigma = sigma + draw * noise
         return features, sigma
 
-    def _kernel_inputs(self, field, *tensors, noise_free=False):
+    def _kernel_inputs(self, field, *tensors, noise_free=False, density_noise=None):
         """The field's inputs to the fused kernel when it should run, else None (other fields,
-        density noise inside a render, CPU tensors under 'auto', 'torch', POF3D_IMPL=ref)."""
-        if (self.options.density_noise > 0 and not noise_free) or self.options.impl == 'torch':
+        density noise inside a render, an alpha rule other than 'eg3d' (the kernel implements only
+        that one), CPU tensors under 'auto', 'torch', POF3D_IMPL=ref)."""
+        noise = self.options.density_noise if density_noise is None else density_noise
+        if (noise > 0 and not noise_free) or self.options.impl == 'torch' or self.options.alpha_rule != 'eg3d':
             return None
         kernel = getattr(field, 'kernel_inputs', lambda: None)()
         if kernel is None or not fused.kernel_ready(self.options.impl, kernel[0], *tensors):
             return None
         return kernel
 
-    def _render_staged(self, field, ray_origins, ray_directions, depths, generator, channels) -> RenderOutput:
+    def _render_staged(self, field, ray_origins, ray_directions, depths, generator, channels, noise) -> RenderOutput:
         """The stages in PyTorch, any field."""
-        colors, densities = self._query_rays(field, ray_origins, ray_directions, depths, generator, channels)
+        colors, densities = self._query_rays(field, ray_origins, ray_directions, depths, generator, channels, noise)
         white_back, n_importance = self.options.white_back, self.options.depth_resolution_importance
         if n_importance > 0:
             with torch.no_grad():  # the coarse weights only steer sampling (SPEC §4.5)
                 weights = coarse_weights(densities, depths)
             fine_depths = samplers.sample_importance(depths, weights, n_importance, generator=generator)
             fine_colors, fine_densities = self._query_rays(field, ray_origins, ray_directions, fine_depths,
-                                                           generator, channels)
+                                                           generator, channels, noise)
             result = march_importance(depths, colors, densities, fine_depths, fine_colors, fine_densities,
                                       white_back=white_back)
         else:
@@ -118,13 +133,34 @@ class ImportanceRenderer(torch.nn.Module):
                                          white_back=opts.white_back, impl=opts.impl)
         return RenderOutput(*out)
 
-    def _query_rays(self, field, ray_origins, ray_directions, depths, generator, channels):
+    def _query_rays(self, field, ray_origins, ray_directions, depths, generator, channels, noise):
         """Query at o + t*d for depths [N, M, S, 1] -> (colors [N, M, S, C], densities [N, M, S, 1])."""
         N, M, S, _ = depths.shape
         dirs = ray_directions.unsqueeze(-2).expand(N, M, S, 3).reshape(N, M * S, 3)
         features, sigma = self.query(field, ray_points(ray_origins, ray_directions, depths), dirs,
-                                     generator=generator, channels=channels)
+                                     generator=generator, channels=channels, density_noise=noise)
         return features.reshape(N, M, S, -1), sigma.reshape(N, M, S, 1)
+
+    def _bind_rays(self, field, ray_origins, ray_directions, generator, channels, noise):
+        """`RayQuery.query` for a depth sampler: (depths, noise: bool, channels) -> `_query_rays`."""
+        def query(depths, with_noise=True, query_channels=None):
+            wanted = channels if query_channels is None else query_channels
+            return self._query_rays(field, ray_origins, ray_directions, depths, generator, wanted,
+                                    noise if with_noise else 0.0)
+        return query
+
+    def _render_samples(self, rays, window, generator) -> RenderOutput:
+        """A depth sampler of depth_samplers.py, then the per-sample alpha rule over what it sampled
+        (SEEDS_SPEC §6.1 items 2-3)."""
+        opts = self.options
+        plan = depth_samplers.SAMPLERS[opts.depth_sampler](rays, opts, window, generator)
+        sets = [plan.queried] if plan.queried is not None else []
+        if plan.depths is not None:
+            sets.append((plan.depths, *rays(plan.depths)))
+        depths, colors, densities = zip(*sets)
+        result = march_samples(depths, colors, densities, opts.alpha_rule, opts.density_activation,
+                               white_back=opts.white_back, last_back=opts.last_back)
+        return RenderOutput(result.features, result.depth, result.weights.sum(dim=2), result.final_transmittance)
 
     def extra_repr(self) -> str:
         return repr(self.options)
