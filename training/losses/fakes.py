@@ -104,7 +104,7 @@ class EG3DFakes:
         pose = G.pose(z, c)
         out = G.synthesis(ws, c, cam2world=pose.cam2world, neural_rendering_resolution=step.resolution,
                           update_emas=update_emas)
-        out = dict(out, pose=pose.pose, clamped_frac=pose.clamped_frac)
+        out = out.replace(pose=pose.pose, clamped_frac=pose.clamped_frac)
         label = None
         if self.d_conditional:
             label = Camera(out.cam2world, Camera.from_label(c).intrinsics).to_label()
