@@ -60,10 +60,11 @@ _OFFICIAL_G = ('TriPlaneGenerator', 'TriPlaneGeneratorPose')
 
 def _our_modules():
     """This project's network modules: the ones whose classes a snapshot of ours holds."""
-    from training import dual_discriminator, generator, networks_stylegan2, pose_head, pose_sources
+    from training import dual_discriminator, film_siren, generator, networks_stylegan2, pose_head, pose_sources
     from training.rendering import decoder
     from training import superresolution
-    modules = [networks_stylegan2, superresolution, decoder, pose_head, pose_sources, dual_discriminator, generator]
+    modules = [networks_stylegan2, superresolution, decoder, pose_head, pose_sources, dual_discriminator, film_siren,
+               generator]
     try:
         from training import augment   # optional: only once the project has an augmentation pipeline
         modules.append(augment)
@@ -156,7 +157,8 @@ def _build_ours(rec, what, force_fp16):
     if cls is None:
         raise ValueError(f'{what}: unknown class {rec.class_name!r} in a snapshot of this project')
     kwargs = rec.init_kwargs
-    if force_fp16 and rec.class_name in ('TriPlaneGenerator', 'DualDiscriminator'):
+    if force_fp16 and rec.class_name in ('TriPlaneGenerator', 'DualDiscriminator') \
+            and kwargs.get('representation', 'triplane') == 'triplane':   # film_siren has no fp16 layers
         kwargs.update(num_fp16_res=4, conv_clamp=256)
     module = _construct(cls, rec.init_args, kwargs, what)
     _check_gains(module, rec, what)

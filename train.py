@@ -111,6 +111,10 @@ OPTIONS = [
     (('--prior_h_std',), NONNEG_FLOAT, 'Prior std (half range if uniform) of h around h_mean [default: 0.3]'),
     (('--prior_v_mean',), F, 'Prior mean of v (of phi with --prior_parametrization polar) [default: pi/2]'),
     (('--prior_v_std',), NONNEG_FLOAT, 'Prior std (half range if uniform) of v or phi [default: 0.155]'),
+    (('--representation',), click.Choice(config_lib.REPRESENTATIONS),
+     "G's 3-D representation: triplane (EG3D/PoF3D), film_siren (pi-GAN's FiLM-SIREN) [default: triplane]"),
+    (('--siren_hidden',), POS_INT, 'film_siren: FiLM-SIREN width [default: 256]'),
+    (('--siren_layers',), POS_INT, 'film_siren: FiLM-sine layers of the trunk [default: 8]'),
     (('--plane_axes',), click.Choice(['correct', 'legacy']),
      "Tri-plane axes; 'legacy' = EG3D/PoF3D's bi-plane quirk, used by the paper recipes [default: correct]"),
     (('--render_impl',), click.Choice(['auto', 'torch', 'triton']),
@@ -264,6 +268,7 @@ def check_config(c) -> None:
                                f'({m.mbstd_group}); change --batch-gpu or --mbstd-group')
     if res < 8 or res & (res - 1):
         raise click.UsageError(f'--dataset_resolution {res} must be a power of two >= 8')
+    check_representation(c)
     if m.pose_source == 'learned' and m.dis_pose_cond != (c.loss.dis_cam_weight > 0):
         raise click.UsageError('--dis_pose_cond True needs --dis_cam_weight > 0, and --dis_cam_weight > 0 needs '
                                '--dis_pose_cond True (SPEC §12.11)')
@@ -298,6 +303,19 @@ def check_config(c) -> None:
     if c.loss.pose_dist_weight > 0 and not (m.pose_source == 'learned' and head_trained):
         raise click.UsageError('--pose_dist_weight > 0 needs --pose_source learned and a trained D pose head '
                                '(--dis_cam_weight or --pose_gd_weight > 0)')
+
+
+def check_representation(c) -> None:
+    """Options that need the tri-plane representation -> one-line usage errors."""
+    m = c.model
+    if m.representation != 'film_siren':
+        return
+    for bad, text in ((m.superres, '--superres True (film_siren renders the image directly, SEEDS_SPEC §6.2)'),
+                      (m.symmetry == 'planes', "--symmetry planes (it mirrors tri-planes; use 'none' or 'density')"),
+                      (m.gen_pose_cond, '--gen_pose_cond True (the FiLM mapping is not label-conditioned)'),
+                      (m.g_num_fp16_res > 0, '--g_num_fp16_res > 0 (no StyleGAN2 synthesis layers)')):
+        if bad:
+            raise click.UsageError(f'--representation film_siren does not go with {text}')
 
 
 def check_dataset(c) -> None:

@@ -57,8 +57,12 @@ def test_symmetrize_planes_is_a_projection_and_out_of_place():
     assert not torch.equal(once, planes) and planes.shape == once.shape
 
 
+# symmetry 'planes' mirrors tri-planes: the presets of other representations (pigan) refuse it.
+TRIPLANE_PRESETS = sorted(k for k, v in config_lib.PRESETS.items() if v.get('representation', 'triplane') == 'triplane')
+
+
 @pytest.mark.parametrize('plane_axes', ['correct', 'legacy'])
-@pytest.mark.parametrize('cfg', sorted(config_lib.PRESETS))
+@pytest.mark.parametrize('cfg', TRIPLANE_PRESETS)
 def test_planes_mode_field_is_mirror_symmetric(cfg, plane_axes):
     G = preset_G(cfg, plane_axes)
     axis = MIRROR_AXES[config_lib.PRESETS[cfg]['flip_type']]

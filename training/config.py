@@ -16,11 +16,12 @@ import math
 from typing import Any, Dict, Optional, Tuple
 
 from training.pose_sources import POSE_SOURCES, PRIOR_DISTRIBUTIONS, PRIOR_PARAMETRIZATIONS
+from training.representations import REPRESENTATIONS
 from training.superresolution import SR_BY_RESOLUTION
 from training.symmetry import MIRROR_AXES
 
-__all__ = ['POSE_SOURCES', 'PRIOR_DISTRIBUTIONS', 'PRIOR_PARAMETRIZATIONS', 'PRESETS', 'TrainConfig', 'build_config',
-           'replace']
+__all__ = ['POSE_SOURCES', 'PRIOR_DISTRIBUTIONS', 'PRIOR_PARAMETRIZATIONS', 'PRESETS', 'REPRESENTATIONS', 'TrainConfig',
+           'build_config', 'replace']
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,9 @@ class ModelConfig:
     disc_c_noise: float = 0.0             # std of the noise added to D's conditioning label
     sr_noise_mode: str = 'none'           # super-resolution noise: none | random
     symmetry: str = 'none'                # canonical mirror symmetry of the field: none | planes | density
+    representation: str = 'triplane'      # G's 3-D representation: triplane | film_siren (pi-GAN, SEEDS_SPEC §6.2)
+    siren_hidden: int = 256               # film_siren: FiLM-SIREN width (pi-GAN 256; w_dim is the mapping width)
+    siren_layers: int = 8                 # film_siren: FiLM-sine layers of the trunk (pi-GAN 8)
 
 
 # RenderingConfig fields passed as rendering_kwargs under their own names (the renderer reads the
@@ -237,6 +241,8 @@ class TrainConfig:
         if m.pose_source in ('prior', 'prior_residual'):   # the prior's law, recorded in the pickle
             pose_kwargs.update(distribution=m.prior_distribution, parametrization=m.prior_parametrization,
                                h_std=m.prior_h_std, v_mean=m.prior_v_mean, v_std=m.prior_v_std)
+        if m.representation == 'film_siren':
+            return self._film_siren_G_kwargs(pose_kwargs)
         fp16 = m.g_num_fp16_res > 0
         return dict(class_name='training.generator.TriPlaneGenerator', z_dim=m.z_dim, w_dim=m.w_dim, c_dim=25,
                     img_resolution=self.data.dataset_resolution, img_channels=3, pose_source=m.pose_source,
@@ -248,6 +254,18 @@ class TrainConfig:
                     sr_num_fp16_res=m.sr_num_fp16_res, sr_kwargs=dict(fused_modconv_default='inference_only'),
                     rendering_kwargs=self.rendering_kwargs(), symmetry=m.symmetry,
                     symmetry_axis=MIRROR_AXES[self.loss.flip_type])
+
+    def _film_siren_G_kwargs(self, pose_kwargs) -> dict:
+        """G kwargs of representation film_siren: no StyleGAN2 synthesis, planes or SR options;
+        the mapping has map_depth plain layers of width w_dim (SEEDS_SPEC §1.3)."""
+        m = self.model
+        return dict(class_name='training.generator.TriPlaneGenerator', z_dim=m.z_dim, w_dim=m.w_dim, c_dim=25,
+                    img_resolution=self.data.dataset_resolution, img_channels=3, pose_source=m.pose_source,
+                    pose_kwargs=pose_kwargs, mapping_kwargs=dict(num_layers=m.map_depth),
+                    neural_rendering_resolution=self.rendering.neural_rendering_resolution_initial,
+                    rendering_kwargs=self.rendering_kwargs(), symmetry=m.symmetry,
+                    symmetry_axis=MIRROR_AXES[self.loss.flip_type], representation='film_siren',
+                    representation_kwargs=dict(hidden=m.siren_hidden, n_layers=m.siren_layers))
 
     def D_kwargs(self) -> dict:
         m = self.model
@@ -337,6 +355,27 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                       blur_fade_kimg=50.0, plane_axes='correct', metrics=(), image_grid=(8, 4), tick=1, snap=5,
                       kimg=200, workers=1),
 }
+
+
+# pi-GAN at CPU scale (SEEDS_SPEC §6.2 "Cheapest CPU test"): make_synthetic.py --family head
+# --resolution 32 --pose gaussian:h_std=0.3,v_std=0.15 data; the camera, rays and box of the
+# synthetic preset (§6.0 "Scale"); FiLM-SIREN 4 x 64 with a 3 x 64 mapping; the prior pose
+# source with the data's law; no SR; R1 every step with gamma = pi-GAN's lambda_R1 0.2 (§6.0
+# "R1", §2.2 CelebA); pi-GAN's CelebA learning rates and betas (§2.2); no blur, no density
+# regularizer, unconditional D (pi-GAN has none of them). TODO(issue 18): switch to pi-GAN's
+# per-sample alpha (relu, density noise) and NeRF importance sampler (§1.5) once those
+# rendering options land; until then the renderer's defaults (EG3D midpoint alpha, EG3D
+# importance) are used.
+PRESETS['pigan'] = dict(
+    {k: PRESETS['synthetic'][k] for k in ('ray_start', 'ray_end', 'box_warp', 'white_back', 'avg_camera_radius',
+                                          'avg_camera_pivot', 'h_mean', 'create_label_fov', 'cbase', 'cmax',
+                                          'mbstd_group', 'd_num_fp16_res', 'sr_num_fp16_res', 'image_grid',
+                                          'tick', 'snap', 'kimg', 'workers', 'metrics', 'flip_type')},
+    representation='film_siren', siren_hidden=64, siren_layers=4, z_dim=256, w_dim=64, map_depth=3,
+    pose_source='prior', prior_h_std=0.3, prior_v_std=0.15, dis_pose_cond=False, dis_cam_weight=0.0, pose_gd_weight=0.0,
+    superres=False, dataset_resolution=32, neural_rendering_resolution_initial=32, depth_resolution=12,
+    depth_resolution_importance=12, batch=8, gamma=0.2, d_reg_interval=1, glr=6e-5, dlr=2e-4, betas=(0.0, 0.9),
+    blur_init_sigma=0.0, density_reg=0.0, pose_head_channels=256)
 
 
 def _tuplify(value):

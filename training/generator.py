@@ -4,6 +4,9 @@ z [N, z_dim] --mapping--> w [N, w_dim] --pose source--> camera (SPEC §4.1: untr
                             \\--broadcast, truncation--> ws [N, num_ws, w_dim]
 ws --StyleGAN2 synthesis--> planes [N, 3, C_p, P, P] --volume rendering (camera, intrinsics
 from c[:, 16:25])--> features [N, 32, R, R], depth [N, 1, R, R] --super-resolution--> image.
+The representation is a strategy chosen at construction (training/representations.py):
+'triplane' as above, or 'film_siren' (pi-GAN, SEEDS_SPEC §6.2), where the backbone maps ws to a
+FiLM code, a SIREN network is the field, and the render is the image (no super-resolution).
 
 Conventions: OpenCV cam2world, y-up world, intrinsics normalized by image size (SPEC §3.1);
 label c [N, 25] = cam2world (16, row-major) + intrinsics (9). Poses (h, v) in radians.
@@ -25,7 +28,9 @@ from training.cameras import Camera
 from training.generator_output import GeneratorOutput
 from training.pose_sources import PoseOutput, build_pose_source
 from training.rendering.decoder import OSGDecoder
+from training.representations import build_film_siren, check_representation
 from training.rendering.field import TriplaneField
+from training.rendering.siren_field import SirenField
 from training.rendering.options import RenderingOptions
 from training.rendering.rays import RaySampler
 from training.rendering.renderer import ImportanceRenderer
@@ -85,12 +90,15 @@ class TriPlaneGenerator(torch.nn.Module):
     pose_source='dataset' (EG3D generator pose conditioning); PoF3D's ignores it (SPEC §4.9).
     symmetry: 'none' | 'planes' (mirror-symmetric field about world `symmetry_axis` = 0, exact)
     | 'density' (soft, a loss term); see training/symmetry.py.
+    representation: 'triplane' (the above) | 'film_siren' (pi-GAN's FiLM-SIREN: backbone =
+    FiLM mapping + code, decoder = SIREN, no super-resolution; representation_kwargs hidden,
+    n_layers); see training/representations.py.
     """
 
     def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, pose_source='learned', pose_kwargs={},
                  sr_num_fp16_res=0, mapping_kwargs={}, rendering_kwargs={}, sr_kwargs={}, plane_resolution=256,
                  plane_channels=32, neural_rendering_resolution=None, symmetry='none', symmetry_axis='x',
-                 **synthesis_kwargs):
+                 representation='triplane', representation_kwargs={}, **synthesis_kwargs):
         if c_dim != 25:
             raise ValueError(f'c_dim must be 25 (16 cam2world + 9 intrinsics, SPEC §3.1), got {c_dim}')
         if img_channels != 3:
@@ -102,17 +110,24 @@ class TriPlaneGenerator(torch.nn.Module):
         check_symmetry(symmetry, symmetry_axis)
         self.symmetry, self.symmetry_axis = symmetry, symmetry_axis
         self.rendering_kwargs = {**RENDERING_DEFAULTS, **rendering_kwargs}   # EG3D's dict, for EG3D scripts
+        check_representation(representation, representation_kwargs, symmetry, self.rendering_kwargs, mapping_kwargs,
+                             synthesis_kwargs)
+        self.representation = representation
         self._apply_rendering_kwargs()
 
         self.pose_source = build_pose_source(pose_source, **self._pose_source_kwargs(pose_source, pose_kwargs))
-        mapping_c_dim = c_dim if self.pose_source.conditions_mapping else 0
-        self.backbone = networks_stylegan2.Generator(z_dim, mapping_c_dim, w_dim, img_resolution=plane_resolution,
-                                                     img_channels=3 * plane_channels, mapping_kwargs=mapping_kwargs,
-                                                     **synthesis_kwargs)
+        if representation == 'film_siren':
+            self.backbone, self.decoder = build_film_siren(z_dim, w_dim, mapping_kwargs, representation_kwargs)
+            self.ray_sampler = RaySampler()
+        else:
+            mapping_c_dim = c_dim if self.pose_source.conditions_mapping else 0
+            self.backbone = networks_stylegan2.Generator(z_dim, mapping_c_dim, w_dim, img_resolution=plane_resolution,
+                                                         img_channels=3 * plane_channels,
+                                                         mapping_kwargs=mapping_kwargs, **synthesis_kwargs)
+            self.ray_sampler = RaySampler()
+            self.decoder = OSGDecoder(plane_channels, {'decoder_lr_mul': self.rendering_kwargs['decoder_lr_mul'],
+                                                       'decoder_output_dim': DECODER_OUTPUT_DIM})
         self.num_ws = self.backbone.num_ws
-        self.ray_sampler = RaySampler()
-        self.decoder = OSGDecoder(plane_channels, {'decoder_lr_mul': self.rendering_kwargs['decoder_lr_mul'],
-                                                   'decoder_output_dim': DECODER_OUTPUT_DIM})
         self.superresolution = self._build_superresolution(sr_num_fp16_res, sr_kwargs)
         if neural_rendering_resolution is None:
             neural_rendering_resolution = img_resolution if self.superresolution is None else 64
@@ -144,9 +159,12 @@ class TriPlaneGenerator(torch.nn.Module):
             self._apply_rendering_kwargs()
         return self.renderer
 
-    def _field(self, planes) -> TriplaneField:
+    def _field(self, code):
+        """The field the renderer queries for the backbone's output `code` (`_code`)."""
         options = self._renderer().options
-        return TriplaneField(planes, self.decoder, options.plane_axes, options.box_warp)
+        if self.representation == 'film_siren':
+            return SirenField(*code, self.decoder, options.box_warp)
+        return TriplaneField(code, self.decoder, options.plane_axes, options.box_warp)
 
     def _pose_source_kwargs(self, name, pose_kwargs):
         """Constructor kwargs of pose source `name`: camera constants and pose options from
@@ -213,6 +231,14 @@ class TriPlaneGenerator(torch.nn.Module):
     # ------------------------------------------------------------------------------------
     # Planes, rendering, images.
 
+    def _code(self, ws, update_emas, noise_mode, synthesis_kwargs):
+        """ws [N, num_ws, w_dim] -> what `_field` binds: planes [N, 3, C_p, P, P] ('triplane'),
+        or the FiLM code (gamma, beta) [N, num_ws, hidden] each ('film_siren': no noise, and
+        the forward-time synthesis_kwargs of the StyleGAN2 blocks do not apply)."""
+        if self.representation == 'film_siren':
+            return self.backbone.synthesis(ws)
+        return self._planes(ws, update_emas, noise_mode, synthesis_kwargs)
+
     def _planes(self, ws, update_emas, noise_mode, synthesis_kwargs):
         """ws [N, num_ws, w_dim] -> planes [N, 3, C_p, P, P] (SPEC §4.2 step 4, §4.3)."""
         self._renderer()   # the plane mirror follows the axis set of the current rendering_kwargs
@@ -220,14 +246,14 @@ class TriPlaneGenerator(torch.nn.Module):
         planes = planes.reshape(ws.shape[0], 3, self.plane_channels, planes.shape[-2], planes.shape[-1])
         return planes if self._plane_flips is None else symmetrize_planes(planes, self._plane_flips)
 
-    def _render(self, planes, cam2world, intrinsics, resolution, generator, channels=None):
-        """Volume-render planes from cameras at R = resolution (SPEC §4.4-4.5).
+    def _render(self, code, cam2world, intrinsics, resolution, generator, channels=None):
+        """Volume-render the field of `code` (`_code`) from cameras at R = resolution (SPEC §4.4-4.5).
         Returns (feature_image [N, 32, R, R] (or its first `channels` channels), depth_image
         [N, 1, R, R]); ray m = row*R + col."""
         origins, dirs = self.ray_sampler(cam2world, intrinsics, resolution)
-        field = self._field(planes)
+        field = self._field(code)
         features, depth = self.renderer(field, origins, dirs, generator=generator, channels=channels)[:2]
-        N, R = planes.shape[0], resolution
+        N, R = field.batch_size, resolution
         feature_image = features.permute(0, 2, 1).reshape(N, features.shape[-1], R, R)
         depth_image = depth.permute(0, 2, 1).reshape(N, 1, R, R)
         return feature_image, depth_image
@@ -249,10 +275,10 @@ class TriPlaneGenerator(torch.nn.Module):
         R = int(self.neural_rendering_resolution if neural_rendering_resolution is None
                 else neural_rendering_resolution)
         with seeded_global_rng(generator, ws.device):
-            planes = self._planes(ws, update_emas, noise_mode, synthesis_kwargs)
+            code = self._code(ws, update_emas, noise_mode, synthesis_kwargs)
             # Without super-resolution only the RGB channels are read: render just those.
             channels = 3 if self.superresolution is None else None
-            feature_image, depth_image = self._render(planes, cam2world, camera.intrinsics, R, generator, channels)
+            feature_image, depth_image = self._render(code, cam2world, camera.intrinsics, R, generator, channels)
             rgb_image = feature_image[:, :3]
             image = rgb_image
             if self.superresolution is not None:   # SPEC §4.2 step 8, §4.6
@@ -280,7 +306,8 @@ class TriPlaneGenerator(torch.nn.Module):
 
     def sample(self, coordinates, directions, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False,
                noise_mode='random', generator=None, **synthesis_kwargs):
-        """Decoder output at points [N, M, 3] of z's planes -> {'rgb': [N, M, 32], 'sigma': [N, M, 1] raw}."""
+        """Decoder output at points [N, M, 3] of z's field -> {'rgb': [N, M, 32] (film_siren: [N, M, 3]),
+        'sigma': [N, M, 1] raw}."""
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                           update_emas=update_emas)
         return self.sample_mixed(coordinates, directions, ws, update_emas=update_emas, noise_mode=noise_mode,
@@ -292,12 +319,14 @@ class TriPlaneGenerator(torch.nn.Module):
         call compatibility and are unused: ws are taken as they are)."""
         del truncation_psi, truncation_cutoff
         with seeded_global_rng(generator, ws.device):
-            planes = self._planes(ws, update_emas, noise_mode, synthesis_kwargs)
-        field = self._field(planes)
+            code = self._code(ws, update_emas, noise_mode, synthesis_kwargs)
+        field = self._field(code)
         rgb, sigma = self.renderer.query(field, coordinates, directions, generator=generator)
         return {'rgb': rgb, 'sigma': sigma}
 
     def extra_repr(self):
-        return (f'z_dim={self.z_dim}, w_dim={self.w_dim}, img_resolution={self.img_resolution}, '
-                f'plane_resolution={self.plane_resolution}, plane_channels={self.plane_channels}, '
+        planes = '' if self.representation == 'film_siren' else \
+            f'plane_resolution={self.plane_resolution}, plane_channels={self.plane_channels}, '
+        text = (f'z_dim={self.z_dim}, w_dim={self.w_dim}, img_resolution={self.img_resolution}, {planes}'
                 f'neural_rendering_resolution={self.neural_rendering_resolution}, symmetry={self.symmetry}')
+        return text + (', representation=film_siren' if self.representation == 'film_siren' else '')
