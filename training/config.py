@@ -290,6 +290,12 @@ class TrainConfig:
                       neural_rendering_resolution_final=r.neural_rendering_resolution_final,
                       neural_rendering_resolution_fade_kimg=r.neural_rendering_resolution_fade_kimg,
                       symmetry_density_weight=ls.symmetry_weight if self.model.symmetry == 'density' else 0.0)
+        if r.density_noise_init > 0 or r.depth_sampler == 'surface_window':   # scheduled rendering (SEEDS_SPEC)
+            kwargs['render_schedule'] = dict(batch=self.batch, depth_sampler=r.depth_sampler,
+                                             density_noise_init=r.density_noise_init,
+                                             density_noise_fade_steps=r.density_noise_fade_steps,
+                                             window_init=r.window_init, window_min=r.window_min,
+                                             window_decay=r.window_decay)
         if self.model.pose_source == 'learned':
             kwargs.update(dis_cam_weight=ls.dis_cam_weight, pose_gd_weight=ls.pose_gd_weight,
                           flip_to_dis=ls.flip_to_dis, flip_to_disd=ls.flip_to_disd,
@@ -362,19 +368,20 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 # synthetic preset (§6.0 "Scale"); FiLM-SIREN 4 x 64 with a 3 x 64 mapping; the prior pose
 # source with the data's law; no SR; R1 every step with gamma = pi-GAN's lambda_R1 0.2 (§6.0
 # "R1", §2.2 CelebA); pi-GAN's CelebA learning rates and betas (§2.2); no blur, no density
-# regularizer, unconditional D (pi-GAN has none of them). TODO(issue 18): switch to pi-GAN's
-# per-sample alpha (relu, density noise) and NeRF importance sampler (§1.5) once those
-# rendering options land; until then the renderer's defaults (EG3D midpoint alpha, EG3D
-# importance) are used.
+# regularizer, unconditional D (pi-GAN has none of them); pi-GAN's per-sample alpha (relu,
+# delta_last 1e10) with density noise 1 fading over 5000 steps, and its NeRF importance sampler
+# (§1.5, §6.2).
 PRESETS['pigan'] = dict(
     {k: PRESETS['synthetic'][k] for k in ('ray_start', 'ray_end', 'box_warp', 'white_back', 'avg_camera_radius',
                                           'avg_camera_pivot', 'h_mean', 'create_label_fov', 'cbase', 'cmax',
                                           'mbstd_group', 'd_num_fp16_res', 'sr_num_fp16_res', 'image_grid',
                                           'tick', 'snap', 'kimg', 'workers', 'metrics', 'flip_type')},
     representation='film_siren', siren_hidden=64, siren_layers=4, z_dim=256, w_dim=64, map_depth=3,
-    pose_source='prior', prior_h_std=0.3, prior_v_std=0.15, dis_pose_cond=False, dis_cam_weight=0.0, pose_gd_weight=0.0,
-    superres=False, dataset_resolution=32, neural_rendering_resolution_initial=32, depth_resolution=12,
-    depth_resolution_importance=12, batch=8, gamma=0.2, d_reg_interval=1, glr=6e-5, dlr=2e-4, betas=(0.0, 0.9),
+    pose_source='prior', prior_h_std=0.3, prior_v_std=0.15, dis_pose_cond=False, dis_cam_weight=0.0,
+    pose_gd_weight=0.0, superres=False, dataset_resolution=32, neural_rendering_resolution_initial=32,
+    depth_resolution=12, depth_resolution_importance=12, alpha_rule='sample_delta', density_activation='relu',
+    depth_sampler='importance_nerf', density_noise_init=1.0, density_noise_fade_steps=5000, batch=8, gamma=0.2,
+    d_reg_interval=1, glr=6e-5, dlr=2e-4, betas=(0.0, 0.9),
     blur_init_sigma=0.0, density_reg=0.0, pose_head_channels=256)
 
 

@@ -246,20 +246,21 @@ class TriPlaneGenerator(torch.nn.Module):
         planes = planes.reshape(ws.shape[0], 3, self.plane_channels, planes.shape[-2], planes.shape[-1])
         return planes if self._plane_flips is None else symmetrize_planes(planes, self._plane_flips)
 
-    def _render(self, code, cam2world, intrinsics, resolution, generator, channels=None):
+    def _render(self, code, cam2world, intrinsics, resolution, generator, channels=None, schedule=None):
         """Volume-render the field of `code` (`_code`) from cameras at R = resolution (SPEC §4.4-4.5).
         Returns (feature_image [N, 32, R, R] (or its first `channels` channels), depth_image
-        [N, 1, R, R]); ray m = row*R + col."""
+        [N, 1, R, R]); ray m = row*R + col. schedule: the renderer's RenderSchedule or None."""
         origins, dirs = self.ray_sampler(cam2world, intrinsics, resolution)
         field = self._field(code)
-        features, depth = self.renderer(field, origins, dirs, generator=generator, channels=channels)[:2]
+        features, depth = self.renderer(field, origins, dirs, generator=generator, channels=channels,
+                                        schedule=schedule)[:2]
         N, R = field.batch_size, resolution
         feature_image = features.permute(0, 2, 1).reshape(N, features.shape[-1], R, R)
         depth_image = depth.permute(0, 2, 1).reshape(N, 1, R, R)
         return feature_image, depth_image
 
     def synthesis(self, ws, c, cam2world=None, neural_rendering_resolution=None, update_emas=False,
-                  noise_mode='random', generator=None, **synthesis_kwargs):
+                  noise_mode='random', generator=None, render_schedule=None, **synthesis_kwargs):
         """Render ws [N, num_ws, w_dim] from cam2world [N, 4, 4] (None: c[:, :16]) with the
         intrinsics c[:, 16:25] at R = neural_rendering_resolution (None: self's value).
 
@@ -267,6 +268,8 @@ class TriPlaneGenerator(torch.nn.Module):
         [N, 3, H, H], image_raw [N, 3, R, R], image_depth [N, 1, R, R] (ray distance), cam2world
         [N, 4, 4], pose None, clamped_frac None (SPEC §4.2).
         synthesis_kwargs (fused_modconv, force_fp32) reach the StyleGAN2 blocks and the SR.
+        render_schedule: the renderer's training-schedule values (a RenderSchedule from
+        training/schedules.py render_schedule; pi-GAN's density noise, GOF's window), or None.
         """
         camera = Camera.from_label(c)
         if cam2world is None:
@@ -278,7 +281,8 @@ class TriPlaneGenerator(torch.nn.Module):
             code = self._code(ws, update_emas, noise_mode, synthesis_kwargs)
             # Without super-resolution only the RGB channels are read: render just those.
             channels = 3 if self.superresolution is None else None
-            feature_image, depth_image = self._render(code, cam2world, camera.intrinsics, R, generator, channels)
+            feature_image, depth_image = self._render(code, cam2world, camera.intrinsics, R, generator, channels,
+                                                      render_schedule)
             rgb_image = feature_image[:, :3]
             image = rgb_image
             if self.superresolution is not None:   # SPEC §4.2 step 8, §4.6
@@ -288,7 +292,7 @@ class TriPlaneGenerator(torch.nn.Module):
 
     def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, neural_rendering_resolution=None,
                 update_emas=False, cam2world=None, detach_w=False, noise_mode='random', generator=None,
-                **synthesis_kwargs):
+                render_schedule=None, **synthesis_kwargs):
         """z [N, z_dim], c [N, 25] -> the synthesis GeneratorOutput with pose [N, 2] (or None) and
         'clamped_frac' of the pose source. The pose comes from the untruncated w (SPEC §4.1:
         truncation never changes it); cam2world [N, 4, 4], if given, overrides the pose
@@ -298,7 +302,8 @@ class TriPlaneGenerator(torch.nn.Module):
         ws = self._broadcast_truncate(w, truncation_psi, truncation_cutoff)
         out = self.synthesis(ws, c, cam2world=pose.cam2world if cam2world is None else cam2world,
                              neural_rendering_resolution=neural_rendering_resolution, update_emas=update_emas,
-                             noise_mode=noise_mode, generator=generator, **synthesis_kwargs)
+                             noise_mode=noise_mode, generator=generator, render_schedule=render_schedule,
+                             **synthesis_kwargs)
         return out.replace(pose=pose.pose, clamped_frac=pose.clamped_frac)
 
     # ------------------------------------------------------------------------------------

@@ -80,6 +80,20 @@ def density_noise_std(cur_nimg: float, batch: int, initial: float = 1.0, fade_st
     return float(initial) * max(0.0, 1.0 - (cur_nimg / batch) / fade_steps)
 
 
+def render_schedule(cur_nimg: float, batch: int, depth_sampler: str = 'eg3d', density_noise_init: float = 0.0,
+                    density_noise_fade_steps: float = 5000, window_init: float = 0.12, window_min: float = 0.03,
+                    window_decay: float = 1e-5):
+    """The renderer's per-call schedule values at cur_nimg (`RenderSchedule`, training/rendering/
+    options.py), or None when nothing in the recipe is scheduled: pi-GAN's density noise
+    (`density_noise_std`) and GOF's surface window (`surface_window`)."""
+    from training.rendering.options import RenderSchedule
+    noise = density_noise_std(cur_nimg, batch, density_noise_init, density_noise_fade_steps) \
+        if density_noise_init > 0 else None
+    window = surface_window(cur_nimg, batch, window_init, window_min, window_decay) \
+        if depth_sampler == 'surface_window' else None
+    return None if noise is None and window is None else RenderSchedule(density_noise=noise, window=window)
+
+
 def surface_window(cur_nimg: float, batch: int, window_init: float, window_min: float, window_decay: float) -> float:
     """Half-width of GOF's surface window (SEEDS_SPEC §3.2 item 6, §6.3):
     Delta = max(window_init * exp(-window_decay * step), window_min), step = cur_nimg / batch (GOF uses

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from torch_utils import training_stats
 from training.generator_output import GeneratorOutput
+from training.rendering.options import RenderSchedule
 from training.blur import blur_kernel, gaussian_blur
 
 ImagePair = Dict[str, torch.Tensor]  # D's input as EG3D's D takes it: {'image': [N,3,H,H], 'image_raw': [N,3,R,R]}
@@ -49,6 +50,7 @@ class Step:
     resolution: int                       # neural rendering resolution R (SPEC §4.7)
     swapping_prob: Optional[float] = None  # EG3D generator pose conditioning (SPEC §6.1)
     pose_gd_on: bool = True               # L3 on: cur_nimg is past pose_gd_start_kimg (extension)
+    render: Optional[RenderSchedule] = None  # the renderer's schedule values (schedules.render_schedule)
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -37,7 +37,7 @@ class EG3DLoss:
                  reg_type='l1', blur_init_sigma=10, blur_fade_kimg=200, neural_rendering_resolution_initial=64,
                  neural_rendering_resolution_final=None, neural_rendering_resolution_fade_kimg=1000,
                  gpc_reg_prob=None, gpc_reg_fade_kimg=1000, style_mixing_prob=0, pl_weight=0, seed=0,
-                 symmetry_density_weight=0.0, flip_type='flip_both'):
+                 symmetry_density_weight=0.0, flip_type='flip_both', render_schedule=None):
         check_unsupported(style_mixing_prob, pl_weight)
         self.device, self.G, self.D = device, G, D
         self.r1_gamma, self.density_reg = r1_gamma, density_reg
@@ -45,6 +45,7 @@ class EG3DLoss:
         self.nrr = (neural_rendering_resolution_initial, neural_rendering_resolution_final,
                     neural_rendering_resolution_fade_kimg)
         self.gpc_reg_prob, self.gpc_reg_fade_kimg = gpc_reg_prob, gpc_reg_fade_kimg
+        self.render_schedule = render_schedule   # schedules.render_schedule's constants, or None
         self.d_conditional = getattr(D, 'c_dim', 0) > 0 and not getattr(D, 'self_condition', False)
 
         d_input = DInput('single', augment_pipe)
@@ -60,6 +61,8 @@ class EG3DLoss:
         """Schedule values at cur_nimg (SPEC §4.7, §6.1)."""
         return Step(blur_sigma=schedules.blur_sigma(cur_nimg, self.blur_init_sigma, self.blur_fade_kimg),
                     resolution=schedules.neural_rendering_resolution(cur_nimg, *self.nrr),
+                    render=(schedules.render_schedule(cur_nimg, **self.render_schedule)
+                            if self.render_schedule else None),
                     swapping_prob=schedules.swapping_prob(cur_nimg, self.gpc_reg_prob, self.gpc_reg_fade_kimg))
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):

@@ -61,12 +61,13 @@ class PoF3DFakes:
     def __call__(self, G, z: torch.Tensor, c: torch.Tensor, step: Step,
                  update_emas: bool = False) -> Tuple[GeneratorOutput, None]:
         if self.mirror is None:
-            return G(z, c, neural_rendering_resolution=step.resolution, update_emas=update_emas), None
+            return G(z, c, neural_rendering_resolution=step.resolution,
+                     render_schedule=step.render, update_emas=update_emas), None
         cam2world = G.pose(z, c).cam2world                       # [N, 4, 4]
         if self.detach_pose:
             cam2world = cam2world.detach()
-        out = G(z, c, neural_rendering_resolution=step.resolution, update_emas=update_emas,
-                cam2world=self.mirror(cam2world))
+        out = G(z, c, neural_rendering_resolution=step.resolution, render_schedule=step.render,
+                update_emas=update_emas, cam2world=self.mirror(cam2world))
         return out, None
 
 
@@ -104,6 +105,7 @@ class EG3DFakes:
         ws = G.mapping(z, self.mapping_condition(c, step), update_emas=update_emas)
         pose = G.pose(z, c)
         out = G.synthesis(ws, c, cam2world=pose.cam2world, neural_rendering_resolution=step.resolution,
+                          render_schedule=step.render,
                           update_emas=update_emas)
         out = out.replace(pose=pose.pose, clamped_frac=pose.clamped_frac)
         label = None

@@ -43,7 +43,8 @@ class PoF3DLoss:
     default would not train (dis_cam_weight 2, pose_gd_weight 1). blur_fade_kimg is in kimg
     as given (the training loop scales it by batch / 32, SPEC §4.7). seed: seeds the mirror
     coin; pass seed * num_gpus + rank. share_render: L1/L3 and L4/L5 share a render (module
-    docstring); False draws a render per term as the reference does.
+    docstring); False draws a render per term as the reference does. render_schedule: the
+    constants of `schedules.render_schedule` (pi-GAN's density noise, GOF's window), or None.
     """
 
     def __init__(self, device, G, D, augment_pipe=None, r1_gamma=10, dis_cam_weight=2.0, pose_gd_weight=1.0,
@@ -53,7 +54,8 @@ class PoF3DLoss:
                  neural_rendering_resolution_initial=64, neural_rendering_resolution_final=None,
                  neural_rendering_resolution_fade_kimg=1000, style_mixing_prob=0, pl_weight=0, seed=0,
                  sym_weight=0.0, symmetry_density_weight=0.0, pose_dist_weight=0.0, pose_dist_start_kimg=0.0,
-                 pose_dist_min_slope=0.5, pose_gd_start_kimg=0.0, pose_gd_debias=False, share_render=True):
+                 pose_dist_min_slope=0.5, pose_gd_start_kimg=0.0, pose_gd_debias=False, share_render=True,
+                 render_schedule=None):
         check_unsupported(style_mixing_prob, pl_weight)
         if (dis_cam_weight > 0 or pose_gd_weight > 0) and getattr(D, 'pose_head', True) is None:
             raise ValueError('dis_cam_weight / pose_gd_weight > 0 need a discriminator with a pose head')
@@ -61,6 +63,7 @@ class PoF3DLoss:
         self.r1_gamma, self.density_reg = r1_gamma, density_reg
         self.blur_init_sigma, self.blur_fade_kimg = blur_init_sigma, blur_fade_kimg
         self.pose_gd_start_kimg = pose_gd_start_kimg   # L3 waits (extension; 0 = paper)
+        self.render_schedule = render_schedule   # schedules.render_schedule's constants, or None
         self.nrr = (neural_rendering_resolution_initial, neural_rendering_resolution_final,
                     neural_rendering_resolution_fade_kimg)
 
@@ -93,6 +96,8 @@ class PoF3DLoss:
         """Schedule values at cur_nimg (SPEC §4.7)."""
         return Step(blur_sigma=schedules.blur_sigma(cur_nimg, self.blur_init_sigma, self.blur_fade_kimg),
                     resolution=schedules.neural_rendering_resolution(cur_nimg, *self.nrr),
+                    render=(schedules.render_schedule(cur_nimg, **self.render_schedule)
+                            if self.render_schedule else None),
                     pose_gd_on=cur_nimg >= self.pose_gd_start_kimg * 1000)
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):

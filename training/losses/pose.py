@@ -39,7 +39,7 @@ class PoseRegularizer:
         if not self.weight or not step.pose_gd_on:
             return None
         with torch.no_grad():
-            out = G(z, c, neural_rendering_resolution=step.resolution, detach_w=True)
+            out = G(z, c, neural_rendering_resolution=step.resolution, render_schedule=step.render, detach_w=True)
             target = self.d_input.pose(D, fake_pair(out), step.blur_sigma)   # [N, 2] = sg D_pose(B G z)
         return self.given_target(G, z, c, target, step)
 
@@ -74,7 +74,8 @@ class PoseHeadLoss:
         if not self.weight:
             return None
         with torch.no_grad():
-            out = G(z, c, neural_rendering_resolution=step.resolution, update_emas=self.update_emas)
+            out = G(z, c, neural_rendering_resolution=step.resolution,
+                    render_schedule=step.render, update_emas=self.update_emas)
         return self.given_prediction(self.d_input.pose(D, fake_pair(out), step.blur_sigma), out)
 
     def given_prediction(self, pred: torch.Tensor, out: GeneratorOutput) -> Optional[torch.Tensor]:

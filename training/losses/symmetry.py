@@ -73,6 +73,7 @@ class MirrorSymmetry:
         cam2world = G.pose(z, c).cam2world                                          # [N, 4, 4]
         cams = torch.cat([cam2world, flip_camera(cam2world, self.flip_type, True)])  # [2N, 4, 4]
         out = G(torch.cat([z, z]), torch.cat([c, c]), neural_rendering_resolution=step.resolution,
+                render_schedule=step.render,
                 cam2world=cams, noise_mode='const')
         plain, mirrored = out.image_raw.chunk(2)                                 # [N, 3, R, R] each
         loss = (mirrored - plain.flip(-1)).abs().mean() * self.weight
