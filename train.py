@@ -9,6 +9,10 @@ Examples:
     # small CPU run on make_synthetic.py data (one thread per process is much faster on a busy box)
     OMP_NUM_THREADS=1 python train.py --outdir runs --cfg synthetic --data data/car32_unlabeled.zip --kimg 20
 
+    # ShadeGAN at CPU scale on lit heads (make_synthetic.py --family head --resolution 32 --light mvn
+    # --pose gaussian:h_std=0.3,v_std=0.15); add --light_source fixed for the wrong-fixed-light ablation
+    OMP_NUM_THREADS=1 python train.py --outdir runs --cfg shadegan --data data/head32_unlabeled.zip
+
 Options left unset take the value of the --cfg preset (training/config.py: PRESETS), else the
 EG3D/PoF3D default. Resume is "run the same command again" with `--resume auto`: it continues
 the newest run directory of the same description and options from its latest training state
