@@ -9,6 +9,10 @@ Examples:
     # small CPU run on make_synthetic.py data (one thread per process is much faster on a busy box)
     OMP_NUM_THREADS=1 python train.py --outdir runs --cfg synthetic --data data/car32_unlabeled.zip --kimg 20
 
+    # ShadeGAN at CPU scale on lit heads (make_synthetic.py --family head --resolution 32 --light mvn
+    # --pose gaussian:h_std=0.3,v_std=0.15); add --light_source fixed for the wrong-fixed-light ablation
+    OMP_NUM_THREADS=1 python train.py --outdir runs --cfg shadegan --data data/head32_unlabeled.zip
+
 Options left unset take the value of the --cfg preset (training/config.py: PRESETS), else the
 EG3D/PoF3D default. Resume is "run the same command again" with `--resume auto`: it continues
 the newest run directory of the same description and options from its latest training state
@@ -115,6 +119,17 @@ OPTIONS = [
      "G's 3-D representation: triplane (EG3D/PoF3D), film_siren (pi-GAN's FiLM-SIREN) [default: triplane]"),
     (('--siren_hidden',), POS_INT, 'film_siren: FiLM-SIREN width [default: 256]'),
     (('--siren_layers',), POS_INT, 'film_siren: FiLM-sine layers of the trunk [default: 8]'),
+    (('--shading',), click.Choice(config_lib.SHADINGS),
+     'Shading after compositing: none, lambertian (ShadeGAN; needs --representation film_siren) [default: none]'),
+    (('--light_source',), click.Choice(config_lib.LIGHT_SOURCES),
+     'lambertian: light per image, mvn (the --light_* law) or fixed (frontal, the ablation) [default: mvn]'),
+    *[((f'--light_{key}',), NONNEG_FLOAT if key.endswith('std') else F,
+       f"lambertian: light law's {key.replace('_', ' ')} (as make_synthetic.py --light mvn:{key}=...) "
+       f'[default: {getattr(config_lib.ModelConfig, "light_" + key)}]') for key in config_lib.LIGHT_LAW_KEYS],
+    (('--albedo_view',), B, 'film_siren colour/albedo head sees the view direction [default: True]'),
+    (('--albedo_light',), B, 'lambertian: the albedo head sees the light (ShadeGAN configs) [default: False]'),
+    (('--shading_start_steps',), NONNEG_FLOAT, 'lambertian: steps before the shading ramp starts [default: 5000]'),
+    (('--shading_ramp_steps',), NONNEG_FLOAT, 'lambertian: steps of the ramp to full shading [default: 2000]'),
     (('--plane_axes',), click.Choice(['correct', 'legacy']),
      "Tri-plane axes; 'legacy' = EG3D/PoF3D's bi-plane quirk, used by the paper recipes [default: correct]"),
     (('--render_impl',), click.Choice(['auto', 'torch', 'triton']),
@@ -269,6 +284,7 @@ def check_config(c) -> None:
     if res < 8 or res & (res - 1):
         raise click.UsageError(f'--dataset_resolution {res} must be a power of two >= 8')
     check_representation(c)
+    check_shading(c)
     if m.pose_source == 'learned' and m.dis_pose_cond != (c.loss.dis_cam_weight > 0):
         raise click.UsageError('--dis_pose_cond True needs --dis_cam_weight > 0, and --dis_cam_weight > 0 needs '
                                '--dis_pose_cond True (SPEC §12.11)')
@@ -316,6 +332,26 @@ def check_representation(c) -> None:
                       (m.g_num_fp16_res > 0, '--g_num_fp16_res > 0 (no StyleGAN2 synthesis layers)')):
         if bad:
             raise click.UsageError(f'--representation film_siren does not go with {text}')
+
+
+def check_shading(c) -> None:
+    """Shading options without the shading stage, or shading without its representation -> usage errors."""
+    m = c.model
+    if m.shading != 'none' and m.representation != 'film_siren':
+        raise click.UsageError(f'--shading {m.shading} needs --representation film_siren (an albedo head; the '
+                               f'tri-plane OSG decoder has none)')
+    shading_fields = ['light_source', 'albedo_light', 'shading_start_steps', 'shading_ramp_steps'] + \
+        [f'light_{key}' for key in config_lib.LIGHT_LAW_KEYS]
+    changed = [f for f in shading_fields if getattr(m, f) != getattr(config_lib.ModelConfig, f)]
+    if changed and m.shading == 'none':
+        raise click.UsageError(f'--{changed[0]} needs --shading lambertian')
+    if not m.albedo_view and m.representation != 'film_siren':
+        raise click.UsageError('--albedo_view False needs --representation film_siren')
+    law = [f'light_{key}' for key in config_lib.LIGHT_LAW_KEYS if key not in ('a_mean', 'd_mean')]
+    moved = [f for f in law if getattr(m, f) != getattr(config_lib.ModelConfig, f)]
+    if m.light_source == 'fixed' and moved:
+        raise click.UsageError(f'--{moved[0]}: --light_source fixed is frontal (it reads --light_a_mean and '
+                               f'--light_d_mean only; a constant other light is --light_source mvn with stds 0)')
 
 
 def check_dataset(c) -> None:

@@ -15,12 +15,16 @@ import dataclasses
 import math
 from typing import Any, Dict, Optional, Tuple
 
+from training.light_sources import LIGHT_LAW_KEYS, LIGHT_SOURCES
 from training.pose_sources import POSE_SOURCES, PRIOR_DISTRIBUTIONS, PRIOR_PARAMETRIZATIONS
+from training.rendering.shading import SHADINGS
 from training.representations import REPRESENTATIONS
 from training.superresolution import SR_BY_RESOLUTION
 from training.symmetry import MIRROR_AXES
+from training.synthetic.lights import LightMVN
 
-__all__ = ['POSE_SOURCES', 'PRIOR_DISTRIBUTIONS', 'PRIOR_PARAMETRIZATIONS', 'PRESETS', 'REPRESENTATIONS', 'TrainConfig',
+__all__ = ['LIGHT_LAW_KEYS', 'LIGHT_SOURCES', 'SHADINGS',
+           'POSE_SOURCES', 'PRIOR_DISTRIBUTIONS', 'PRIOR_PARAMETRIZATIONS', 'PRESETS', 'REPRESENTATIONS', 'TrainConfig',
            'build_config', 'replace']
 
 
@@ -72,6 +76,20 @@ class ModelConfig:
     representation: str = 'triplane'      # G's 3-D representation: triplane | film_siren (pi-GAN, SEEDS_SPEC §6.2)
     siren_hidden: int = 256               # film_siren: FiLM-SIREN width (pi-GAN 256; w_dim is the mapping width)
     siren_layers: int = 8                 # film_siren: FiLM-sine layers of the trunk (pi-GAN 8)
+    shading: str = 'none'                 # shading stage after compositing: none | lambertian (ShadeGAN, §4.3)
+    light_source: str = 'mvn'             # lambertian: light per image, mvn (the law below) | fixed (frontal)
+    light_a_mean: float = LightMVN.a_mean  # light law (training/synthetic/lights.py LightMVN): mean of a
+    light_d_mean: float = LightMVN.d_mean  # mean of d (k_d = d/2 + 1/2)
+    light_lx_mean: float = LightMVN.lx_mean  # mean of l_x (L = normalize(l_x, l_y, 1), world)
+    light_ly_mean: float = LightMVN.ly_mean  # mean of l_y
+    light_a_std: float = LightMVN.a_std  # std of a
+    light_d_std: float = LightMVN.d_std  # std of d
+    light_lx_std: float = LightMVN.lx_std  # std of l_x
+    light_ly_std: float = LightMVN.ly_std  # std of l_y
+    albedo_view: bool = True              # film_siren colour/albedo head sees the view direction (pi-GAN)
+    albedo_light: bool = False            # albedo head sees the light l (ShadeGAN's shipped configs, §4.6 q3)
+    shading_start_steps: float = 5000     # shading ramp r = clamp((step - start) / ramp, 0, 1) (ShadeGAN 5000)
+    shading_ramp_steps: float = 2000      # ShadeGAN 2000
 
 
 # RenderingConfig fields passed as rendering_kwargs under their own names (the renderer reads the
@@ -265,7 +283,24 @@ class TrainConfig:
                     neural_rendering_resolution=self.rendering.neural_rendering_resolution_initial,
                     rendering_kwargs=self.rendering_kwargs(), symmetry=m.symmetry,
                     symmetry_axis=MIRROR_AXES[self.loss.flip_type], representation='film_siren',
-                    representation_kwargs=dict(hidden=m.siren_hidden, n_layers=m.siren_layers))
+                    representation_kwargs=dict(hidden=m.siren_hidden, n_layers=m.siren_layers, **self._albedo_head()),
+                    **self._shading_G_kwargs())
+
+    def _albedo_head(self) -> dict:
+        """The colour head's options when they differ from pi-GAN's (SEEDS_SPEC §4.2)."""
+        m = self.model
+        return {} if (m.albedo_view, m.albedo_light) == (True, False) else \
+            dict(view_condition=m.albedo_view, light_condition=m.albedo_light)
+
+    def _shading_G_kwargs(self) -> dict:
+        """shading, light_source and its law (recorded in the pickle); {} for shading none. The
+        'fixed' light is the law's mean strengths from the front (SEEDS_SPEC §6.4 ablation)."""
+        m = self.model
+        if m.shading == 'none':
+            return {}
+        law = {key: getattr(m, f'light_{key}') for key in LIGHT_LAW_KEYS}
+        light_kwargs = law if m.light_source == 'mvn' else dict(a=m.light_a_mean, d=m.light_d_mean, lx=0.0, ly=0.0)
+        return dict(shading=m.shading, light_source=m.light_source, light_kwargs=light_kwargs)
 
     def D_kwargs(self) -> dict:
         m = self.model
@@ -290,12 +325,16 @@ class TrainConfig:
                       neural_rendering_resolution_final=r.neural_rendering_resolution_final,
                       neural_rendering_resolution_fade_kimg=r.neural_rendering_resolution_fade_kimg,
                       symmetry_density_weight=ls.symmetry_weight if self.model.symmetry == 'density' else 0.0)
-        if r.density_noise_init > 0 or r.depth_sampler == 'surface_window':   # scheduled rendering (SEEDS_SPEC)
+        m = self.model
+        if r.density_noise_init > 0 or r.depth_sampler == 'surface_window' or m.shading != 'none':   # SEEDS_SPEC
             kwargs['render_schedule'] = dict(batch=self.batch, depth_sampler=r.depth_sampler,
                                              density_noise_init=r.density_noise_init,
                                              density_noise_fade_steps=r.density_noise_fade_steps,
                                              window_init=r.window_init, window_min=r.window_min,
                                              window_decay=r.window_decay)
+            if m.shading != 'none':   # ShadeGAN's ramp (SEEDS_SPEC §4.3)
+                kwargs['render_schedule'].update(shading=m.shading, shading_start_steps=m.shading_start_steps,
+                                                 shading_ramp_steps=m.shading_ramp_steps)
         if self.model.pose_source == 'learned':
             kwargs.update(dis_cam_weight=ls.dis_cam_weight, pose_gd_weight=ls.pose_gd_weight,
                           flip_to_dis=ls.flip_to_dis, flip_to_disd=ls.flip_to_disd,
@@ -383,6 +422,17 @@ PRESETS['pigan'] = dict(
     depth_sampler='importance_nerf', density_noise_init=1.0, density_noise_fade_steps=5000, batch=8, gamma=0.2,
     d_reg_interval=1, glr=6e-5, dlr=2e-4, betas=(0.0, 0.9),
     blur_init_sigma=0.0, density_reg=0.0, pose_head_channels=256)
+
+
+# ShadeGAN at CPU scale (SEEDS_SPEC §6.4 "Cheapest CPU test"): the pigan row on make_synthetic.py
+# --family head --light mvn data, plus Lambertian shading under the data's own light law (the
+# LightMVN defaults = the ModelConfig light_* defaults) drawn per image. Albedo head: no view
+# direction (ShadeGAN's _noview, "slightly better shapes", §4.5) and no light input (a clean
+# albedo/shading split, §4.6 q3; --albedo_light True --albedo_view True is the shipped _view head).
+# Ramp: ShadeGAN CelebA's 5000 / 2000 of 150k steps scaled to this preset's 25k (kimg 200 at
+# batch 8): 833 / 333. Ablation (§6.4): --light_source fixed (the law's mean strengths, frontal).
+PRESETS['shadegan'] = dict(PRESETS['pigan'], shading='lambertian', light_source='mvn', albedo_view=False,
+                           albedo_light=False, shading_start_steps=833.0, shading_ramp_steps=333.0)
 
 
 def _tuplify(value):

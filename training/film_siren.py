@@ -146,31 +146,46 @@ class SirenNetwork(torch.nn.Module):
     x [N, K, 3] in the box's [-1, 1]^3 -> n_layers x FiLM-sine (3 -> hidden, then hidden ->
     hidden) -> h; sigma = Linear(h -> 1) raw; rgb = sigmoid(Linear(FiLM-sine(concat(d, h)))),
     the colour layer using the last code row. The box warp (x * 2 / box_warp) is the field's
-    (training/rendering/siren_field.py), so box_warp stays a rendering option."""
+    (training/rendering/siren_field.py), so box_warp stays a rendering option.
 
-    def __init__(self, hidden=256, n_layers=8, out_channels=3):
+    ShadeGAN's albedo head (SEEDS_SPEC §4.2) is the same colour layer read as albedo, its input
+    [d (view_condition), h, l (light_condition)] in that order: view_condition False drops the
+    direction (ShadeGAN's `_noview` configs), light_condition True appends the image's light
+    l = (a, d, l_x, l_y) (every shipped ShadeGAN config; it lets the albedo absorb shading, §4.6 q3).
+    The defaults are pi-GAN's head, unchanged."""
+
+    def __init__(self, hidden=256, n_layers=8, out_channels=3, view_condition=True, light_condition=False):
         super().__init__()
         self.hidden, self.n_layers, self.out_channels = hidden, n_layers, out_channels
+        self.view_condition, self.light_condition = bool(view_condition), bool(light_condition)
         dims = [3] + [hidden] * n_layers
         self.film = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.sigma_head = torch.nn.Linear(hidden, 1)
-        self.color_film = torch.nn.Linear(hidden + 3, hidden)
+        self.color_film = torch.nn.Linear(3 * self.view_condition + hidden + 4 * self.light_condition, hidden)
         self.color_head = torch.nn.Linear(hidden, out_channels)
         for i, layer in enumerate(self.film):
             siren_init_(layer, first=i == 0)
         for layer in (self.sigma_head, self.color_film, self.color_head):
             siren_init_(layer)
 
-    def forward(self, x, directions, gamma, beta):
+    def forward(self, x, directions, gamma, beta, light=None):
         """x [N, K, 3] (box coordinates), directions [N, K, 3], gamma and beta [N, n_layers + 1,
-        hidden] -> (rgb [N, K, out_channels] in [0, 1], sigma [N, K, 1] raw)."""
+        hidden], light [N, 4] (light_condition only) -> (rgb [N, K, out_channels] in [0, 1],
+        sigma [N, K, 1] raw)."""
         misc.assert_shape(gamma, [x.shape[0], self.n_layers + 1, self.hidden])
         h = x
         for i, layer in enumerate(self.film):
             h = film_sine(h, layer, gamma[:, i], beta[:, i])
         sigma = self.sigma_head(h)
-        color = film_sine(torch.cat([directions.to(h.dtype), h], dim=-1), self.color_film, gamma[:, -1], beta[:, -1])
+        parts = [directions.to(h.dtype)] if self.view_condition else []
+        parts.append(h)
+        if self.light_condition:
+            if light is None:
+                raise ValueError('this albedo head is light-conditioned (light_condition=True): pass light [N, 4]')
+            parts.append(light.to(h.dtype).unsqueeze(1).expand(-1, h.shape[1], -1))
+        color = film_sine(torch.cat(parts, dim=-1), self.color_film, gamma[:, -1], beta[:, -1])
         return torch.sigmoid(self.color_head(color)), sigma
 
     def extra_repr(self):
-        return f'hidden={self.hidden}, n_layers={self.n_layers}, out_channels={self.out_channels}'
+        return (f'hidden={self.hidden}, n_layers={self.n_layers}, out_channels={self.out_channels}, '
+                f'view_condition={self.view_condition}, light_condition={self.light_condition}')

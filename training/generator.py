@@ -7,6 +7,9 @@ from c[:, 16:25])--> features [N, 32, R, R], depth [N, 1, R, R] --super-resoluti
 The representation is a strategy chosen at construction (training/representations.py):
 'triplane' as above, or 'film_siren' (pi-GAN, SEEDS_SPEC §6.2), where the backbone maps ws to a
 FiLM code, a SIREN network is the field, and the render is the image (no super-resolution).
+The shading stage is a strategy too (SEEDS_SPEC §4.3, §6.4): 'none', or 'lambertian' (ShadeGAN),
+where the field's colour is albedo, its normals are composited beside it, and the composite is
+shaded per pixel under a light drawn per image by a light source (training/light_sources.py).
 
 Conventions: OpenCV cam2world, y-up world, intrinsics normalized by image size (SPEC §3.1);
 label c [N, 25] = cam2world (16, row-major) + intrinsics (9). Poses (h, v) in radians.
@@ -26,14 +29,18 @@ from torch_utils import misc, persistence
 from training import networks_stylegan2
 from training.cameras import Camera
 from training.generator_output import GeneratorOutput
+from training.light_sources import build_light_source
 from training.pose_sources import PoseOutput, build_pose_source
+from training.rendering.compositing import unfinish_features
 from training.rendering.decoder import OSGDecoder
+from training.rendering.normals import NormalField
 from training.representations import build_film_siren, check_representation
 from training.rendering.field import TriplaneField
 from training.rendering.siren_field import SirenField
 from training.rendering.options import RenderingOptions
 from training.rendering.rays import RaySampler
 from training.rendering.renderer import ImportanceRenderer
+from training.rendering.shading import SHADINGS, lambertian
 from training.superresolution import resolve_superresolution
 from training.symmetry import check_symmetry, plane_flip_dims, symmetrize_planes
 
@@ -92,13 +99,17 @@ class TriPlaneGenerator(torch.nn.Module):
     | 'density' (soft, a loss term); see training/symmetry.py.
     representation: 'triplane' (the above) | 'film_siren' (pi-GAN's FiLM-SIREN: backbone =
     FiLM mapping + code, decoder = SIREN, no super-resolution; representation_kwargs hidden,
-    n_layers); see training/representations.py.
+    n_layers, view_condition, light_condition); see training/representations.py.
+    shading: 'none' | 'lambertian' (ShadeGAN, film_siren only: albedo x (k_a + k_d max(0, N . L))
+    after compositing, SEEDS_SPEC §4.3); light_source 'mvn' | 'fixed' with light_kwargs (its
+    law; training/light_sources.py) draws the light per image.
     """
 
     def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, pose_source='learned', pose_kwargs={},
                  sr_num_fp16_res=0, mapping_kwargs={}, rendering_kwargs={}, sr_kwargs={}, plane_resolution=256,
                  plane_channels=32, neural_rendering_resolution=None, symmetry='none', symmetry_axis='x',
-                 representation='triplane', representation_kwargs={}, **synthesis_kwargs):
+                 representation='triplane', representation_kwargs={}, shading='none', light_source='mvn',
+                 light_kwargs={}, **synthesis_kwargs):
         if c_dim != 25:
             raise ValueError(f'c_dim must be 25 (16 cam2world + 9 intrinsics, SPEC §3.1), got {c_dim}')
         if img_channels != 3:
@@ -113,6 +124,8 @@ class TriPlaneGenerator(torch.nn.Module):
         check_representation(representation, representation_kwargs, symmetry, self.rendering_kwargs, mapping_kwargs,
                              synthesis_kwargs)
         self.representation = representation
+        check_shading(shading, representation, representation_kwargs)
+        self.shading = shading
         self._apply_rendering_kwargs()
 
         self.pose_source = build_pose_source(pose_source, **self._pose_source_kwargs(pose_source, pose_kwargs))
@@ -128,6 +141,8 @@ class TriPlaneGenerator(torch.nn.Module):
             self.decoder = OSGDecoder(plane_channels, {'decoder_lr_mul': self.rendering_kwargs['decoder_lr_mul'],
                                                        'decoder_output_dim': DECODER_OUTPUT_DIM})
         self.num_ws = self.backbone.num_ws
+        if shading != 'none':   # no module (no state, no draws) without shading: 'none' is as before
+            self.light_source = build_light_source(light_source, **light_kwargs)
         self.superresolution = self._build_superresolution(sr_num_fp16_res, sr_kwargs)
         if neural_rendering_resolution is None:
             neural_rendering_resolution = img_resolution if self.superresolution is None else 64
@@ -159,12 +174,20 @@ class TriPlaneGenerator(torch.nn.Module):
             self._apply_rendering_kwargs()
         return self.renderer
 
-    def _field(self, code):
-        """The field the renderer queries for the backbone's output `code` (`_code`)."""
+    def _field(self, code, light=None):
+        """The field the renderer queries for the backbone's output `code` (`_code`); with shading,
+        its normals appended to the albedo (training/rendering/normals.py) and the light [N, 4]
+        bound for a light-conditioned albedo head."""
         options = self._renderer().options
         if self.representation == 'film_siren':
-            return SirenField(*code, self.decoder, options.box_warp)
+            bound = light if self.decoder.light_condition else None
+            field = SirenField(*code, self.decoder, options.box_warp, light=bound)
+            return field if self.shading == 'none' else NormalField(field)
         return TriplaneField(code, self.decoder, options.plane_axes, options.box_warp)
+
+    def draw_light(self, batch_size, device, generator=None):
+        """Lights [N, 4] (a, d, l_x, l_y) from the light source; None without shading."""
+        return None if self.shading == 'none' else self.light_source(batch_size, device, generator=generator)
 
     def _pose_source_kwargs(self, name, pose_kwargs):
         """Constructor kwargs of pose source `name`: camera constants and pose options from
@@ -246,21 +269,38 @@ class TriPlaneGenerator(torch.nn.Module):
         planes = planes.reshape(ws.shape[0], 3, self.plane_channels, planes.shape[-2], planes.shape[-1])
         return planes if self._plane_flips is None else symmetrize_planes(planes, self._plane_flips)
 
-    def _render(self, code, cam2world, intrinsics, resolution, generator, channels=None, schedule=None):
+    def _render(self, code, cam2world, intrinsics, resolution, generator, channels=None, schedule=None,
+                light=None):
         """Volume-render the field of `code` (`_code`) from cameras at R = resolution (SPEC §4.4-4.5).
         Returns (feature_image [N, 32, R, R] (or its first `channels` channels), depth_image
-        [N, 1, R, R]); ray m = row*R + col. schedule: the renderer's RenderSchedule or None."""
+        [N, 1, R, R]); ray m = row*R + col. schedule: the renderer's RenderSchedule or None.
+        With shading, feature_image is [N, 9, R, R]: the shaded RGB in [-1, 1], the albedo in
+        [-1, 1], the unit world normal (`_shade`)."""
         origins, dirs = self.ray_sampler(cam2world, intrinsics, resolution)
-        field = self._field(code)
-        features, depth = self.renderer(field, origins, dirs, generator=generator, channels=channels,
-                                        schedule=schedule)[:2]
+        field = self._field(code, light)
+        out = self.renderer(field, origins, dirs, generator=generator, channels=None if light is not None else channels,
+                            schedule=schedule)
+        features, depth = out.features, out.depth
+        if self.shading != 'none':
+            features = self._shade(out, light, schedule)
         N, R = field.batch_size, resolution
         feature_image = features.permute(0, 2, 1).reshape(N, features.shape[-1], R, R)
         depth_image = depth.permute(0, 2, 1).reshape(N, 1, R, R)
         return feature_image, depth_image
 
+    def _shade(self, out, light, schedule):
+        """The shading stage after compositing (SEEDS_SPEC §4.3, training/rendering/shading.py): the
+        render's features [N, M, 6] (albedo, normal composites, mapped by 2f - 1 like every
+        channel) -> [N, M, 9] (shaded RGB, albedo 2A - 1, unit normal). The ramp r is the
+        schedule's shading_ratio (training/schedules.py), 1 without one (evaluation)."""
+        raw = unfinish_features(out.features, out.weight_sum, self.renderer.options.white_back)
+        ratio = 1.0 if schedule is None or schedule.shading_ratio is None else float(schedule.shading_ratio)
+        shaded = lambertian(raw[..., :3], raw[..., 3:6], out.weight_sum, light, ratio,
+                            white_back=self.renderer.options.white_back)
+        return torch.cat([shaded.rgb, shaded.albedo * 2 - 1, shaded.normal], dim=-1)
+
     def synthesis(self, ws, c, cam2world=None, neural_rendering_resolution=None, update_emas=False,
-                  noise_mode='random', generator=None, render_schedule=None, **synthesis_kwargs):
+                  noise_mode='random', generator=None, render_schedule=None, light=None, **synthesis_kwargs):
         """Render ws [N, num_ws, w_dim] from cam2world [N, 4, 4] (None: c[:, :16]) with the
         intrinsics c[:, 16:25] at R = neural_rendering_resolution (None: self's value).
 
@@ -269,7 +309,9 @@ class TriPlaneGenerator(torch.nn.Module):
         [N, 4, 4], pose None, clamped_frac None (SPEC §4.2).
         synthesis_kwargs (fused_modconv, force_fp32) reach the StyleGAN2 blocks and the SR.
         render_schedule: the renderer's training-schedule values (a RenderSchedule from
-        training/schedules.py render_schedule; pi-GAN's density noise, GOF's window), or None.
+        training/schedules.py render_schedule; pi-GAN's density noise, GOF's window, ShadeGAN's ramp), or None.
+        light: [N, 4] (a, d, l_x, l_y) for shading 'lambertian' (None: drawn from the light source,
+        after the pose, with `generator`); ignored without shading.
         """
         camera = Camera.from_label(c)
         if cam2world is None:
@@ -277,12 +319,16 @@ class TriPlaneGenerator(torch.nn.Module):
         misc.assert_shape(cam2world, [ws.shape[0], 4, 4])
         R = int(self.neural_rendering_resolution if neural_rendering_resolution is None
                 else neural_rendering_resolution)
+        if self.shading != 'none' and light is None:
+            light = self.draw_light(ws.shape[0], ws.device, generator)
+        elif self.shading == 'none':
+            light = None
         with seeded_global_rng(generator, ws.device):
             code = self._code(ws, update_emas, noise_mode, synthesis_kwargs)
             # Without super-resolution only the RGB channels are read: render just those.
             channels = 3 if self.superresolution is None else None
             feature_image, depth_image = self._render(code, cam2world, camera.intrinsics, R, generator, channels,
-                                                      render_schedule)
+                                                      render_schedule, light)
             rgb_image = feature_image[:, :3]
             image = rgb_image
             if self.superresolution is not None:   # SPEC §4.2 step 8, §4.6
@@ -292,7 +338,7 @@ class TriPlaneGenerator(torch.nn.Module):
 
     def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, neural_rendering_resolution=None,
                 update_emas=False, cam2world=None, detach_w=False, noise_mode='random', generator=None,
-                render_schedule=None, **synthesis_kwargs):
+                render_schedule=None, light=None, **synthesis_kwargs):
         """z [N, z_dim], c [N, 25] -> the synthesis GeneratorOutput with pose [N, 2] (or None) and
         'clamped_frac' of the pose source. The pose comes from the untruncated w (SPEC §4.1:
         truncation never changes it); cam2world [N, 4, 4], if given, overrides the pose
@@ -303,7 +349,7 @@ class TriPlaneGenerator(torch.nn.Module):
         out = self.synthesis(ws, c, cam2world=pose.cam2world if cam2world is None else cam2world,
                              neural_rendering_resolution=neural_rendering_resolution, update_emas=update_emas,
                              noise_mode=noise_mode, generator=generator, render_schedule=render_schedule,
-                             **synthesis_kwargs)
+                             light=light, **synthesis_kwargs)
         return out.replace(pose=pose.pose, clamped_frac=pose.clamped_frac)
 
     # ------------------------------------------------------------------------------------
@@ -311,8 +357,8 @@ class TriPlaneGenerator(torch.nn.Module):
 
     def sample(self, coordinates, directions, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False,
                noise_mode='random', generator=None, **synthesis_kwargs):
-        """Decoder output at points [N, M, 3] of z's field -> {'rgb': [N, M, 32] (film_siren: [N, M, 3]),
-        'sigma': [N, M, 1] raw}."""
+        """Decoder output at points [N, M, 3] of z's field -> {'rgb': [N, M, 32] (film_siren: [N, M, 3];
+        the albedo with shading), 'sigma': [N, M, 1] raw}."""
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                           update_emas=update_emas)
         return self.sample_mixed(coordinates, directions, ws, update_emas=update_emas, noise_mode=noise_mode,
@@ -325,8 +371,9 @@ class TriPlaneGenerator(torch.nn.Module):
         del truncation_psi, truncation_cutoff
         with seeded_global_rng(generator, ws.device):
             code = self._code(ws, update_emas, noise_mode, synthesis_kwargs)
-        field = self._field(code)
-        rgb, sigma = self.renderer.query(field, coordinates, directions, generator=generator)
+        # With shading: the albedo, without normals (a light-conditioned head reads a drawn light).
+        field = self._field(code, self.draw_light(ws.shape[0], ws.device, generator))
+        rgb, sigma = self.renderer.query(getattr(field, 'inner', field), coordinates, directions, generator=generator)
         return {'rgb': rgb, 'sigma': sigma}
 
     def extra_repr(self):
@@ -334,4 +381,16 @@ class TriPlaneGenerator(torch.nn.Module):
             f'plane_resolution={self.plane_resolution}, plane_channels={self.plane_channels}, '
         text = (f'z_dim={self.z_dim}, w_dim={self.w_dim}, img_resolution={self.img_resolution}, {planes}'
                 f'neural_rendering_resolution={self.neural_rendering_resolution}, symmetry={self.symmetry}')
-        return text + (', representation=film_siren' if self.representation == 'film_siren' else '')
+        text += ', representation=film_siren' if self.representation == 'film_siren' else ''
+        return text + (f', shading={self.shading}' if self.shading != 'none' else '')
+
+
+def check_shading(shading: str, representation: str, representation_kwargs: dict) -> None:
+    """ValueError naming the options for a shading stage the generator cannot build."""
+    if shading not in SHADINGS:
+        raise ValueError(f'shading must be one of {SHADINGS}, got {shading!r}')
+    if shading != 'none' and representation != 'film_siren':
+        raise ValueError(f"shading={shading!r} needs representation='film_siren' (its albedo head and twice-"
+                         f"differentiable field); the tri-plane OSG decoder has no albedo head")
+    if representation_kwargs.get('light_condition') and shading == 'none':
+        raise ValueError("light_condition=True (a light-conditioned albedo head) needs shading='lambertian'")

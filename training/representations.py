@@ -13,6 +13,8 @@ truncation, pose source and renderer calls do not depend on it:
   'film_siren'  pi-GAN (SEEDS_SPEC §1.3-1.4, §6.2): w = the mapping's last hidden feature
                 (w_dim = the mapping width), FiLM code (gamma, beta) [N, n_layers + 1, hidden];
                 SIREN point network; no super-resolution (the image is the render).
+                representation_kwargs view_condition / light_condition pick ShadeGAN's albedo
+                head inputs (SEEDS_SPEC §4.2; training/film_siren.py SirenNetwork).
 """
 
 from typing import Tuple
@@ -23,6 +25,7 @@ from training.film_siren import FilmSirenBackbone, SirenNetwork
 
 REPRESENTATIONS = ('triplane', 'film_siren')
 FILM_SIREN_DEFAULTS = dict(hidden=256, n_layers=8)   # pi-GAN CelebA/Cats (SEEDS_SPEC §1.4)
+ALBEDO_HEAD_DEFAULTS = dict(view_condition=True, light_condition=False)   # pi-GAN's colour head (§1.4, §4.2)
 _FILM_SIREN_MAPPING_KEYS = ('num_layers',)
 
 
@@ -36,9 +39,10 @@ def check_representation(name: str, representation_kwargs: dict, symmetry: str, 
         if representation_kwargs:
             raise ValueError(f"representation='triplane' takes no representation_kwargs, got {representation_kwargs}")
         return
-    unknown = sorted(set(representation_kwargs) - set(FILM_SIREN_DEFAULTS))
+    known = {**FILM_SIREN_DEFAULTS, **ALBEDO_HEAD_DEFAULTS}
+    unknown = sorted(set(representation_kwargs) - set(known))
     if unknown:
-        raise ValueError(f'film_siren representation_kwargs: unknown {unknown}; known {sorted(FILM_SIREN_DEFAULTS)}')
+        raise ValueError(f'film_siren representation_kwargs: unknown {unknown}; known {sorted(known)}')
     if symmetry == 'planes':
         raise ValueError("symmetry='planes' mirrors tri-planes; film_siren has none (use 'none' or 'density')")
     if rendering_kwargs.get('superresolution_module') is not None:
@@ -55,8 +59,10 @@ def check_representation(name: str, representation_kwargs: dict, symmetry: str, 
 def build_film_siren(z_dim: int, w_dim: int, mapping_kwargs: dict,
                      representation_kwargs: dict) -> Tuple[torch.nn.Module, torch.nn.Module]:
     """(backbone, decoder) of 'film_siren': FilmSirenBackbone(z_dim, w_dim, hidden, n_layers,
-    mapping_layers = mapping_kwargs['num_layers'], default 3 as pi-GAN) and SirenNetwork."""
-    kwargs = {**FILM_SIREN_DEFAULTS, **representation_kwargs}
+    mapping_layers = mapping_kwargs['num_layers'], default 3 as pi-GAN) and SirenNetwork (with the
+    albedo head options view_condition, light_condition)."""
+    kwargs = {key: representation_kwargs.get(key, value) for key, value in FILM_SIREN_DEFAULTS.items()}
+    head = {key: representation_kwargs.get(key, value) for key, value in ALBEDO_HEAD_DEFAULTS.items()}
     backbone = FilmSirenBackbone(z_dim, w_dim, mapping_layers=mapping_kwargs.get('num_layers', 3), **kwargs)
-    decoder = SirenNetwork(**kwargs)
+    decoder = SirenNetwork(**kwargs, **head)
     return backbone, decoder

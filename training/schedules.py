@@ -5,8 +5,8 @@ current `cur_nimg` (STYLE 6). Sources:
 - `blur_sigma` (the blur itself: training/blur.py), `neural_rendering_resolution`: SPEC §4.7;
 - `swapping_prob`: SPEC §6.1 (EG3D generator pose conditioning);
 - `ema_beta`, `lazy_reg_adam_kwargs`: SPEC §7;
-- `density_noise_std` (pi-GAN), `surface_window` (GOF): SEEDS_SPEC §1.5, §3.2 item 6. Both count
-  iterations as the source does: step = cur_nimg / batch (a constant batch).
+- `density_noise_std` (pi-GAN), `surface_window` (GOF), `shading_ratio` (ShadeGAN): SEEDS_SPEC §1.5,
+  §3.2 item 6, §4.3. They count iterations as the source does: step = cur_nimg / batch (a constant batch).
 """
 
 import math
@@ -82,16 +82,32 @@ def density_noise_std(cur_nimg: float, batch: int, initial: float = 1.0, fade_st
 
 def render_schedule(cur_nimg: float, batch: int, depth_sampler: str = 'eg3d', density_noise_init: float = 0.0,
                     density_noise_fade_steps: float = 5000, window_init: float = 0.12, window_min: float = 0.03,
-                    window_decay: float = 1e-5):
+                    window_decay: float = 1e-5, shading: str = 'none', shading_start_steps: float = 5000,
+                    shading_ramp_steps: float = 2000):
     """The renderer's per-call schedule values at cur_nimg (`RenderSchedule`, training/rendering/
     options.py), or None when nothing in the recipe is scheduled: pi-GAN's density noise
-    (`density_noise_std`) and GOF's surface window (`surface_window`)."""
+    (`density_noise_std`), GOF's surface window (`surface_window`) and ShadeGAN's shading ramp
+    (`shading_ratio`, for any shading but 'none')."""
     from training.rendering.options import RenderSchedule
     noise = density_noise_std(cur_nimg, batch, density_noise_init, density_noise_fade_steps) \
         if density_noise_init > 0 else None
     window = surface_window(cur_nimg, batch, window_init, window_min, window_decay) \
         if depth_sampler == 'surface_window' else None
-    return None if noise is None and window is None else RenderSchedule(density_noise=noise, window=window)
+    ratio = shading_ratio(cur_nimg, batch, shading_start_steps, shading_ramp_steps) if shading != 'none' else None
+    if noise is None and window is None and ratio is None:
+        return None
+    return RenderSchedule(density_noise=noise, window=window, shading_ratio=ratio)
+
+
+def shading_ratio(cur_nimg: float, batch: int, start_steps: float = 5000, ramp_steps: float = 2000) -> float:
+    """ShadeGAN's shading ramp (SEEDS_SPEC §4.3): r = clamp((step - start_steps) / ramp_steps, 0, 1),
+    step = cur_nimg / batch: no shading before start_steps, full shading from start_steps + ramp_steps
+    (ShadeGAN: 5000 and 2000; a jump at start_steps when ramp_steps <= 0). The generator's shading
+    stage makes s' = r s + 1 - r; passed as `RenderSchedule(shading_ratio=...)`."""
+    step = cur_nimg / batch
+    if ramp_steps <= 0:
+        return 1.0 if step >= start_steps else 0.0
+    return min(max((step - start_steps) / ramp_steps, 0.0), 1.0)
 
 
 def surface_window(cur_nimg: float, batch: int, window_init: float, window_min: float, window_decay: float) -> float:

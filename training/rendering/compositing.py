@@ -144,6 +144,13 @@ def finish_features(features, weight_total, white_back):
     return features * 2 - 1
 
 
+def unfinish_features(features, weight_sum, white_back):
+    """The inverse of `finish_features`: features [N, M, C] in the mapped range, sum w [N, M, 1] ->
+    the raw composite sum w c (what the shading stage reads, training/rendering/shading.py)."""
+    raw = (features + 1) * 0.5
+    return raw - (1 - weight_sum) if white_back else raw
+
+
 class RaySums(NamedTuple):
     """The raw per-ray sums of a march (what the fused kernel computes), before `finish_rays`."""
     features: torch.Tensor               # [N, M, C]  sum_i w_i c_mid_i

@@ -143,9 +143,12 @@ class RenderSchedule(NamedTuple):
     """Per-call values of the training schedules (training/schedules.py), passed by the caller to
     `ImportanceRenderer.forward(..., schedule=)`; None takes the options' value.
     density_noise: std of N(0, s^2) on raw sigma (pi-GAN's s = max(0, 1 - step/5000), §1.5).
-    window: half-width Delta of the surface window, world units (GOF §3.2 item 6)."""
+    window: half-width Delta of the surface window, world units (GOF §3.2 item 6).
+    shading_ratio: the ramp r of ShadeGAN's shading (SEEDS_SPEC §4.3), read by the generator's
+    shading stage, not by the renderer; None: 1 (full shading, as at evaluation)."""
     density_noise: Optional[float] = None
     window: Optional[float] = None
+    shading_ratio: Optional[float] = None
 
 
 def resolve_plane_axes(kwargs: dict) -> str:

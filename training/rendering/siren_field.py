@@ -21,11 +21,13 @@ import torch
 @dataclasses.dataclass(frozen=True)
 class SirenField:
     """FiLM code gamma, beta [N, L + 1, H] read by a point network
-    `network(x [N, K, 3], directions [N, K, 3], gamma, beta) -> (rgb, sigma)`."""
+    `network(x [N, K, 3], directions [N, K, 3], gamma, beta[, light]) -> (rgb, sigma)`; light
+    [N, 4] is bound only for a light-conditioned albedo head (ShadeGAN)."""
     gamma: torch.Tensor
     beta: torch.Tensor
     network: torch.nn.Module
     box_warp: float
+    light: Optional[torch.Tensor] = None   # [N, 4] for a light-conditioned albedo head (SEEDS_SPEC §4.2)
 
     @property
     def batch_size(self) -> int:
@@ -38,7 +40,8 @@ class SirenField:
         del channels
         if directions is None:
             directions = torch.zeros_like(points)
-        return self.network(points * (2 / self.box_warp), directions, self.gamma, self.beta)
+        light = {} if self.light is None else dict(light=self.light)
+        return self.network(points * (2 / self.box_warp), directions, self.gamma, self.beta, **light)
 
     def kernel_inputs(self):
         """None: the fused kernel implements the tri-plane decoder only (docs/architecture.md)."""

@@ -1,0 +1,311 @@
+"""ShadeGAN's shading as generator strategies (training/rendering/{normals,shading}.py,
+training/light_sources.py, `shading='lambertian'`, `--cfg shadegan`): golden values of the
+Lambertian shader and the ramp (SEEDS_SPEC §6.6), normals of analytic fields, gradcheck of the
+shaded pixel through the normals (double backward), the light law, the generator with and
+without shading, and a short shadegan run whose snapshot loads and renders."""
+
+import io
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import legacy
+import train
+from hardening_helpers import run_py
+from training import config as config_lib, schedules
+from training.film_siren import SirenNetwork
+from training.generator import TriPlaneGenerator
+from training.light_sources import FixedLight, MVNLight, build_light_source
+from training.rendering.normals import NormalField, field_normals
+from training.rendering.options import RenderSchedule
+from training.rendering.shading import lambertian, shading_factor
+from training.rendering.siren_field import SirenField
+from training.synthetic.lights import LightMVN, lambertian_shading
+
+pytestmark = pytest.mark.usefixtures('single_thread')   # tiny tensors (tests/conftest.py)
+
+RK = dict(depth_resolution=4, depth_resolution_importance=4, ray_start=1.8, ray_end=3.6, box_warp=1.0,
+          avg_camera_radius=2.7, avg_camera_pivot=[0, 0, 0], white_back=False, alpha_rule='sample_delta',
+          depth_sampler='importance_nerf', density_activation='softplus')
+Z, W, H, L = 16, 12, 8, 3
+
+
+def make_G(shading='none', representation_kwargs={}, **kwargs):
+    torch.manual_seed(0)
+    return TriPlaneGenerator(Z, 25, W, 8, 3, pose_source='prior', rendering_kwargs={**RK, **kwargs.pop('rk', {})},
+                             mapping_kwargs=dict(num_layers=3), representation='film_siren',
+                             representation_kwargs=dict(hidden=H, n_layers=L, **representation_kwargs),
+                             shading=shading, **kwargs)
+
+
+def label(n):
+    """c [n, 25]: identity cam2world (unused by the prior source), intrinsics of a 30° FOV."""
+    c = torch.zeros(n, 25)
+    c[:, :16] = torch.eye(4).flatten()
+    c[:, 16] = c[:, 20] = 1 / (2 * math.tan(math.radians(15)))
+    c[:, 18] = c[:, 21] = 0.5
+    c[:, 24] = 1
+    return c
+
+
+# ---------------------------------------------------------------------------------------------
+# Golden values (SEEDS_SPEC §6.6).
+
+def test_lambertian_with_normal_equal_to_light_is_albedo_times_ka_plus_kd():
+    light = torch.tensor([[0.2, 0.4, 0.0, 0.0]])       # k_a = 0.6, k_d = 0.7, L = (0, 0, 1)
+    albedo = torch.tensor([[[0.5, 0.25, 1.0]]])
+    normal_sum = torch.tensor([[[0.0, 0.0, 0.3]]])     # composited normal, normalized to L
+    out = lambertian(albedo, normal_sum, torch.ones(1, 1, 1), light)
+    # s = 0.6 + 0.7 = 1.3; A s = (0.65, 0.325, 1.3) -> clamp -> (0.65, 0.325, 1) -> 2x - 1
+    torch.testing.assert_close(out.shading, torch.tensor([[[1.3]]]))
+    torch.testing.assert_close(out.rgb, torch.tensor([[[0.3, -0.35, 1.0]]]))
+    torch.testing.assert_close(out.normal, torch.tensor([[[0.0, 0.0, 1.0]]]))
+
+
+def test_lambertian_light_frame_and_backfacing_normal():
+    # l = (0, 0, 1, 0): k_a = k_d = 1/2, L = (1, 0, 1)/sqrt 2 (world +x and +z).
+    light = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
+    normals = torch.tensor([[[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
+    s = shading_factor(normals, light, ratio=1.0)
+    # n . L = 0.70711, -0.70711 (clamped to 0), 0.70711: s = 0.5 + 0.5 * (0.70711, 0, 0.70711)
+    torch.testing.assert_close(s.flatten(), torch.tensor([0.853553, 0.5, 0.853553]))
+    # The synthetic ground truth's shading (training/synthetic/lights.py) is the same law.
+    torch.testing.assert_close(s[0], lambertian_shading(normals[0], light.expand(3, 4)))
+
+
+def test_white_background_is_not_shaded():
+    light = torch.tensor([[-1.0, -1.0, 0.0, 0.0]])    # k_a = k_d = 0: the object is black
+    out = lambertian(torch.full((1, 2, 3), 0.3), torch.tensor([[[0.0, 0.0, 1.0]] * 2]),
+                     torch.tensor([[[0.6], [0.0]]]), light, white_back=True)
+    # pixel 0: 0.3 * 0 + (1 - 0.6) = 0.4 -> -0.2; pixel 1 (empty): background 1 -> 1
+    torch.testing.assert_close(out.rgb[0, :, 0], torch.tensor([-0.2, 1.0]))
+
+
+def test_shading_ramp_by_hand():
+    # r = clamp((step - 5000) / 2000, 0, 1), step = cur_nimg / batch
+    assert schedules.shading_ratio(0, 8) == 0.0
+    assert schedules.shading_ratio(5000 * 8, 8) == 0.0
+    assert schedules.shading_ratio(6000 * 8, 8) == 0.5
+    assert schedules.shading_ratio(7000 * 8, 8) == 1.0 and schedules.shading_ratio(9e9, 8) == 1.0
+    assert schedules.shading_ratio(100 * 4, 4, start_steps=50, ramp_steps=200) == 0.25
+    assert schedules.shading_ratio(10, 1, start_steps=10, ramp_steps=0) == 1.0
+    # s' = r s + 1 - r: s = 1.3 (above) at r = 0.5 -> 1.15; r = 0 -> 1 (no shading)
+    light, normal = torch.tensor([[0.2, 0.4, 0.0, 0.0]]), torch.tensor([[[0.0, 0.0, 1.0]]])
+    assert shading_factor(normal, light, 0.5).item() == pytest.approx(1.15)
+    assert shading_factor(normal, light, 0.0).item() == 1.0
+    rs = schedules.render_schedule(6000 * 8, 8, shading='lambertian')
+    assert rs == RenderSchedule(shading_ratio=0.5)
+    assert schedules.render_schedule(6000 * 8, 8) is None     # nothing scheduled without shading
+
+
+# ---------------------------------------------------------------------------------------------
+# Normals of analytic fields.
+
+class AnalyticField:
+    """sigma = f(x_hat), x_hat = x * 2 / box_warp; features = 0.5."""
+
+    def __init__(self, fn, box_warp=1.0):
+        self.fn, self.box_warp, self.batch_size = fn, box_warp, 1
+
+    def query(self, points, directions=None, channels=None):
+        return torch.full_like(points, 0.5), self.fn(points * (2 / self.box_warp))
+
+
+def test_normals_of_a_plane_and_a_sphere():
+    points = torch.tensor([[[0.1, 0.2, 0.3], [-0.2, 0.05, 0.1]]])
+    # plane: sigma = -x_hat_z (density grows towards -z): n = -d sigma / d x_hat = (0, 0, 1)
+    plane = AnalyticField(lambda x: -x[..., 2:3], box_warp=2.0)
+    _, sigma, n = field_normals(plane, points)
+    torch.testing.assert_close(n, torch.tensor([[[0.0, 0.0, 1.0]] * 2]))
+    # sphere: sigma = 1 - |x_hat|^2, box_warp 0.5 (x_hat = 4x): n = 2 x_hat = 8 x, outward, unnormalized
+    sphere = AnalyticField(lambda x: 1 - (x * x).sum(-1, keepdim=True), box_warp=0.5)
+    _, sigma, n = field_normals(sphere, points)
+    torch.testing.assert_close(n, 8 * points)
+    torch.testing.assert_close(sigma, 1 - 16 * (points * points).sum(-1, keepdim=True))
+    with torch.no_grad():                                  # inference still gets normals (detached)
+        _, _, n0 = field_normals(sphere, points)
+    torch.testing.assert_close(n0, 8 * points)
+    assert not n0.requires_grad
+
+
+def test_normal_field_appends_normals_and_skips_them_for_density_only_queries():
+    sphere = AnalyticField(lambda x: 1 - (x * x).sum(-1, keepdim=True))
+    points = torch.rand(1, 5, 3)
+    features, sigma = NormalField(sphere).query(points)
+    assert features.shape == (1, 5, 6)
+    torch.testing.assert_close(features[..., 3:], 4 * points)
+    assert NormalField(sphere).query(points, channels=1)[0].shape == (1, 5, 3)   # no normals computed
+
+
+def test_normals_keep_the_points_graph():
+    # A learned pose reaches the points: their graph must survive the normal computation.
+    offset = torch.tensor([0.1, 0.0, 0.0], requires_grad=True)
+    points = torch.rand(1, 4, 3) + offset
+    sphere = AnalyticField(lambda x: 1 - (x * x).sum(-1, keepdim=True))
+    _, _, n = field_normals(sphere, points)
+    (g,) = torch.autograd.grad(n.sum(), offset)
+    torch.testing.assert_close(g, torch.full((3,), 4.0 * 4))   # d(4 x)/d offset summed over 4 points
+
+
+def test_shaded_pixel_gradcheck_through_the_normals():
+    """gradcheck (float64) of the shaded colour w.r.t. SIREN parameters: the function contains the
+    normals -d sigma / d x (create_graph), so its gradient is double backward through the field."""
+    torch.manual_seed(0)
+    net = SirenNetwork(hidden=4, n_layers=2, view_condition=False).double()
+    gamma, beta = torch.rand(1, 3, 4, dtype=torch.float64) * 3 + 1, torch.rand(1, 3, 4, dtype=torch.float64)
+    points = torch.rand(1, 3, 3, dtype=torch.float64) - 0.5
+    weights = torch.tensor([[[0.2], [0.5], [0.3]]], dtype=torch.float64)
+    light = torch.tensor([[0.1, 0.3, 0.4, 0.2]], dtype=torch.float64)
+    layer = net.film[1]
+
+    def shaded(weight, bias):
+        def network(*args, **kwargs):
+            return torch.func.functional_call(net, {'film.1.weight': weight, 'film.1.bias': bias}, args, kwargs)
+        albedo, _, normals = field_normals(SirenField(gamma, beta, network, 1.0), points)
+        A = (weights * albedo).sum(1, keepdim=True)
+        N = (weights * normals).sum(1, keepdim=True)
+        return lambertian(A, N, weights.sum(1, keepdim=True), light).rgb
+
+    args = (layer.weight.detach().clone().requires_grad_(True), layer.bias.detach().clone().requires_grad_(True))
+    assert torch.autograd.gradcheck(shaded, args, eps=1e-6, atol=1e-5)
+    assert torch.autograd.gradgradcheck(shaded, args, eps=1e-6, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# The light source.
+
+def test_mvn_light_law_statistics_and_determinism():
+    law = LightMVN()
+    source = build_light_source('mvn', **{k: getattr(law, k) for k in ('a_mean', 'd_mean', 'lx_mean', 'ly_mean',
+                                                                      'a_std', 'd_std', 'lx_std', 'ly_std')})
+    draws = source(20000, 'cpu', generator=torch.Generator().manual_seed(0))
+    assert draws.shape == (20000, 4) and draws.dtype == torch.float32
+    np.testing.assert_allclose(draws.mean(0).numpy(), law.mean, atol=0.02)
+    np.testing.assert_allclose(np.cov(draws.numpy().T), law.cov, atol=0.01)
+    a = source(5, 'cpu', generator=torch.Generator().manual_seed(3))
+    b = source(5, 'cpu', generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    constant = MVNLight(a_std=0, d_std=0, lx_std=0, ly_std=0)(2, 'cpu')
+    assert torch.equal(constant, torch.tensor(np.stack([law.mean] * 2)).float())
+
+
+def test_fixed_light_is_frontal_and_draws_nothing():
+    g = torch.Generator().manual_seed(0)
+    state = g.get_state()
+    light = FixedLight()(3, 'cpu', generator=g)
+    assert torch.equal(light, torch.tensor([[-0.4, 0.2, 0.0, 0.0]] * 3)) and torch.equal(g.get_state(), state)
+    with pytest.raises(ValueError, match='light_source must be one of'):
+        build_light_source('sky')
+    with pytest.raises(ValueError, match='unknown'):
+        MVNLight(sigma=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The generator.
+
+def test_shading_none_is_unchanged_and_ratio_zero_is_the_albedo_render():
+    plain = make_G()
+    shaded = make_G('lambertian')
+    assert plain.state_dict().keys() == shaded.state_dict().keys()
+    z, c = torch.randn(2, Z), label(2)
+    a = plain(z, c, generator=torch.Generator().manual_seed(1))
+    light = torch.tensor([[0.3, 0.5, 0.2, 0.1]] * 2)
+    # r = 0 (before the ramp) under an explicit light (no draw): exactly the unshaded render.
+    b = shaded(z, c, generator=torch.Generator().manual_seed(1), light=light,
+               render_schedule=RenderSchedule(shading_ratio=0.0))
+    torch.testing.assert_close(a.image, b.image, atol=1e-6, rtol=0)
+    torch.testing.assert_close(a.image_depth, b.image_depth)
+    full = shaded(z, c, generator=torch.Generator().manual_seed(1), light=light)
+    assert not torch.allclose(full.image, a.image)
+    full.image.sum().backward()     # double backward through the SIREN
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in shaded.decoder.film.parameters())
+
+
+def test_light_conditioned_albedo_and_bad_combinations():
+    G = make_G('lambertian', representation_kwargs=dict(view_condition=False, light_condition=True),
+               light_source='fixed')
+    assert G.decoder.color_film.in_features == H + 4
+    out = G(torch.randn(2, Z), label(2), generator=torch.Generator().manual_seed(0))
+    assert out.image.shape == (2, 3, 8, 8) and torch.isfinite(out.image).all()
+    with pytest.raises(ValueError, match="needs representation='film_siren'"):
+        TriPlaneGenerator(Z, 25, W, 8, 3, pose_source='prior', rendering_kwargs=RK, shading='lambertian')
+    with pytest.raises(ValueError, match="light_condition=True"):
+        make_G(representation_kwargs=dict(light_condition=True))
+
+
+def test_pickle_round_trip_through_the_safe_loader():
+    G = make_G('lambertian', light_kwargs=dict(a_mean=0.1, lx_std=0.2)).eval()
+    buf = io.BytesIO()
+    pickle.dump(dict(G=G, D=None, G_ema=G, augment_pipe=None, training_set_kwargs={}), buf)
+    buf.seek(0)
+    loaded = legacy.load_network_pkl(buf)['G_ema']
+    assert loaded.shading == 'lambertian' and loaded.light_source.mean[0] == 0.1
+    assert loaded.light_source.std[2] == 0.2
+    z, c = torch.randn(2, Z), label(2)
+    a = G(z, c, generator=torch.Generator().manual_seed(1))
+    b = loaded(z, c, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a.image, b.image)
+
+
+# ---------------------------------------------------------------------------------------------
+# Config and train.py --cfg shadegan.
+
+def test_shadegan_preset():
+    c = config_lib.build_config('shadegan', data='x.zip')
+    kwargs = c.G_kwargs()
+    assert kwargs['shading'] == 'lambertian' and kwargs['light_source'] == 'mvn'
+    law = LightMVN()
+    assert kwargs['light_kwargs'] == {k: getattr(law, k) for k in kwargs['light_kwargs']} and \
+        len(kwargs['light_kwargs']) == 8                       # the synthetic data's default law
+    assert kwargs['representation_kwargs'] == dict(hidden=64, n_layers=4, view_condition=False,
+                                                   light_condition=False)
+    assert c.loss_kwargs()['render_schedule']['shading_start_steps'] == 833
+    fixed = config_lib.build_config('shadegan', data='x.zip', light_source='fixed').G_kwargs()
+    assert fixed['light_kwargs'] == dict(a=-0.4, d=0.2, lx=0.0, ly=0.0)
+    pigan = config_lib.build_config('pigan', data='x.zip')
+    assert 'shading' not in pigan.G_kwargs() and 'shading' not in pigan.loss_kwargs()['render_schedule']
+
+
+TINY = ['--metrics', 'none', '--tick', '0.008', '--snap', '1', '--workers', '0',
+        '--dataset_resolution', '16', '--neural_rendering_resolution_initial', '16',
+        '--siren_hidden', '16', '--siren_layers', '2', '--override', 'z_dim=16', '--override', 'w_dim=16',
+        '--override', 'cbase=256', '--override', 'cmax=16', '--override', 'depth_resolution=4',
+        '--override', 'depth_resolution_importance=4', '--override', 'image_grid=[2,2]']
+
+
+@pytest.fixture(scope='module')
+def heads(tmp_path_factory):
+    root = tmp_path_factory.mktemp('lit_heads')
+    proc = run_py('make_synthetic.py', '--outdir', root, '--family', 'head', '--num', 8, '--resolution', 16,
+                  '--seed', 0, '--pose', 'gaussian:h_std=0.3,v_std=0.15', '--light', 'mvn')
+    assert proc.returncode == 0, proc.stderr
+    return root / 'head16_unlabeled.zip'
+
+
+def test_shadegan_trains_and_its_snapshot_loads_and_renders(heads, tmp_path):
+    proc = run_py('train.py', '--outdir', tmp_path / 'runs', '--data', heads, '--kimg', '0.016', '--cfg', 'shadegan',
+                  '--shading_start_steps', '0', '--shading_ramp_steps', '1', *TINY)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (run_dir,) = (tmp_path / 'runs').iterdir()
+    with open(run_dir / 'network-snapshot-000000.016.pkl', 'rb') as f:
+        G = legacy.load_network_pkl(f)['G_ema']
+    assert G.shading == 'lambertian' and not G.decoder.view_condition
+    out = G(torch.randn(2, 16), label(2), generator=torch.Generator().manual_seed(1))
+    assert out.image.shape == (2, 3, 16, 16) and torch.isfinite(out.image).all()
+
+
+@pytest.mark.parametrize('args, named', [(['--cfg', 'pigan', '--light_source', 'fixed'], '--light_source'),
+                                         (['--cfg', 'synthetic', '--shading', 'lambertian'], 'film_siren'),
+                                         (['--cfg', 'shadegan', '--light_source', 'fixed', '--light_lx_mean', '1'],
+                                          '--light_lx_mean')])
+def test_shading_usage_errors_are_one_line(heads, tmp_path, args, named):
+    res = CliRunner().invoke(train.main, ['--outdir', str(tmp_path / 'runs'), '--data', str(heads), '--metrics',
+                                          'none', *args])
+    assert res.exit_code == 2, res.output
+    errors = [ln for ln in res.output.splitlines() if ln.startswith('Error')]
+    assert len(errors) == 1 and named in errors[0], res.output
+    assert not (tmp_path / 'runs').exists()
