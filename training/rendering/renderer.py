@@ -19,7 +19,8 @@ import torch
 
 from torch_utils import misc
 from training.rendering import depth_samplers, fused, samplers
-from training.rendering.compositing import coarse_weights, march_importance, march_rays, march_samples
+from training.rendering.compositing import (MarchedSamples, coarse_weights, march_importance, march_rays,
+                                            march_samples)
 from training.rendering.options import RenderingOptions, RenderSchedule
 from training.rendering.rays import ray_limits, ray_points
 
@@ -30,6 +31,11 @@ class RenderOutput(NamedTuple):
     depth: torch.Tensor                  # [N, M, 1] expected ray distance
     weight_sum: torch.Tensor             # [N, M, 1] sum of the compositing weights (opacity)
     final_transmittance: torch.Tensor    # [N, M, 1] transmittance behind the last sample
+    # Per-sample rules only (None on the eg3d path), for the GOF regularizers and the weighted
+    # depth variance (SEEDS_SPEC §3.3, §3.4; docs/architecture.md "What a render returns"):
+    samples: Optional[MarchedSamples] = None      # the composited samples' depths, alpha, weights
+    surface_depth: Optional[torch.Tensor] = None  # [N, M, 1] secant surface depth of the surface_window
+                                                  # sampler (no gradient), NaN on rays without a crossing
 
 
 class ImportanceRenderer(torch.nn.Module):
@@ -160,7 +166,8 @@ class ImportanceRenderer(torch.nn.Module):
         depths, colors, densities = zip(*sets)
         result = march_samples(depths, colors, densities, opts.alpha_rule, opts.density_activation,
                                white_back=opts.white_back, last_back=opts.last_back)
-        return RenderOutput(result.features, result.depth, result.weights.sum(dim=2), result.final_transmittance)
+        return RenderOutput(result.features, result.depth, result.weights.sum(dim=2), result.final_transmittance,
+                            result.samples, plan.surface_depth)
 
     def extra_repr(self) -> str:
         return repr(self.options)
