@@ -34,7 +34,7 @@ from training.rendering.field import TriplaneField
 from training.rendering.siren_field import SirenField
 from training.rendering.options import RenderingOptions
 from training.rendering.rays import RaySampler
-from training.rendering.renderer import ImportanceRenderer, RenderOutput
+from training.rendering.renderer import ImportanceRenderer, RecordedRender
 from training.superresolution import resolve_superresolution
 from training.symmetry import check_symmetry, plane_flip_dims, symmetrize_planes
 
@@ -64,7 +64,7 @@ RENDERING_DEFAULTS = {
 class GeometryRender(NamedTuple):
     """`TriPlaneGenerator.render_geometry`: one render with what the geometry losses read (GOF's
     normal consistency and opacity prior, SEEDS_SPEC §3.3; docs/architecture.md)."""
-    render: RenderOutput                 # features [N, M, 3], depth, samples, surface_depth (renderer.py)
+    render: RecordedRender               # .output (features [N, M, 3], depth, ...), .samples, .surface_depth
     field: object                        # the rendered field, queried again for normals (need_normal=True)
     ray_origins: torch.Tensor            # [N, M, 3]
     ray_directions: torch.Tensor         # [N, M, 3] unit
@@ -332,7 +332,8 @@ class TriPlaneGenerator(torch.nn.Module):
             field = self._field(self._code(ws, False, 'random', {}))
             origins, dirs = self.ray_sampler(pose.cam2world if cam2world is None else cam2world,
                                              Camera.from_label(c).intrinsics, R)
-            render = self.renderer(field, origins, dirs, generator=generator, channels=3, schedule=render_schedule)
+            render = self.renderer.render_recorded(field, origins, dirs, generator=generator, channels=3,
+                                                   schedule=render_schedule)
         return GeometryRender(render, field, origins, dirs, pose.pose)
 
     # ------------------------------------------------------------------------------------

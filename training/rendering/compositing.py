@@ -7,7 +7,7 @@ The plain formulation (interval colours, then a reduction) is kept beside the te
 (tests/reference/rendering.py); this one regroups the same sum per sample.
 """
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,6 @@ class MarchResult(NamedTuple):
     weights: torch.Tensor                # [N, M, S-1, 1]  w_i = alpha_i * T_i per interval ([N, M, S, 1]
                                          # per sample, sorted, for march_samples)
     final_transmittance: torch.Tensor    # [N, M, 1]  T after the last interval ("bg_lambda")
-    samples: Optional["MarchedSamples"] = None  # march_samples only: the sorted samples' depths, alpha, weights
 
 
 def density_alpha(densities_mid: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
@@ -258,12 +257,20 @@ def march_samples(depth_sets, color_sets, density_sets, alpha_rule: str, activat
     any order (merged and sorted by `sort_union`, colours summed in place by `composite_union`).
     Returns features = 2 (sum w c [+ 1 - sum w if white_back]) - 1, depth = sum w t (raw, not
     normalized, as pi-GAN; GOF's normalized depth is depth / (weight_sum + 1e-5), SEEDS_SPEC
-    §3.2 item 5), weights [N, M, S, 1] sorted, final transmittance, and `samples` (`MarchedSamples`).
+    §3.2 item 5), weights [N, M, S, 1] sorted, final transmittance.
     """
+    return march_samples_recorded(depth_sets, color_sets, density_sets, alpha_rule, activation, white_back,
+                                  last_back)[0]
+
+
+def march_samples_recorded(depth_sets, color_sets, density_sets, alpha_rule: str, activation: str = 'relu',
+                           white_back: bool = False, last_back: bool = False) -> Tuple[MarchResult, MarchedSamples]:
+    """`march_samples` and the composited samples it read (`MarchedSamples`, sorted)."""
     depths, densities, order = sort_union(depth_sets, density_sets)
     alpha = sample_alpha(densities, depths, alpha_rule, activation)
     weights, final_transmittance = sample_weights(densities, depths, alpha_rule, activation, last_back, alpha)
     features = composite_union(color_sets, weights, order)
     weight_sum = weights.sum(dim=-2)
-    return MarchResult(finish_features(features, weight_sum, white_back), torch.sum(weights * depths, dim=-2),
-                       weights, final_transmittance, MarchedSamples(depths, alpha, weights))
+    result = MarchResult(finish_features(features, weight_sum, white_back), torch.sum(weights * depths, dim=-2),
+                         weights, final_transmittance)
+    return result, MarchedSamples(depths, alpha, weights)
