@@ -287,3 +287,26 @@ def test_gof_terms_without_their_render_are_one_line_usage_errors(heads, tmp_pat
     errors = [ln for ln in res.output.splitlines() if ln.startswith('Error')]
     assert len(errors) == 1 and named in errors[0], res.output
     assert not (tmp_path / 'runs').exists()
+
+
+@pytest.mark.parametrize('pose_source', ['prior', 'learned'])
+def test_loss_drivers_run_the_terms_in_gmain(pose_source, monkeypatch):
+    """EG3DLoss (prior) and PoF3DLoss (PoF3D's learned pose with an occupancy field) call both terms."""
+    import dnnlib
+    from torch_utils import training_stats
+    from training.losses import loss_class_for
+    extra = dict(pose_source='learned', dis_pose_cond=True, dis_cam_weight=2.0, pose_gd_weight=1.0) \
+        if pose_source == 'learned' else {}
+    config = config_lib.build_config('gof', dataset_resolution=16, neural_rendering_resolution_initial=16,
+                                     siren_hidden=16, siren_layers=2, z_dim=16, w_dim=16, cbase=256, cmax=16,
+                                     pose_head_channels=16, **extra)
+    torch.manual_seed(0)
+    G = dnnlib.util.construct_class_by_name(**config.G_kwargs())
+    D = dnnlib.util.construct_class_by_name(**config.D_kwargs())
+    loss = loss_class_for(pose_source)(device=torch.device('cpu'), G=G, D=D, seed=0, **config.loss_kwargs())
+    seen = {}
+    monkeypatch.setattr(training_stats, 'report', lambda name, value: seen.setdefault(name, value))
+    loss.accumulate_gradients('Gmain', torch.zeros(4, 3, 16, 16), label(4), torch.randn(4, 16), label(4),
+                              gain=1, cur_nimg=0)
+    assert 'Loss/G/normal' in seen and 'Loss/G/opacity' in seen
+    assert G.decoder.sigma_head.weight.grad is not None
