@@ -148,6 +148,16 @@ OPTIONS = [
     (('--window_init',), POS_FLOAT, 'surface_window: half-width at step 0 (world units) [default: 0.12]'),
     (('--window_min',), POS_FLOAT, 'surface_window: smallest half-width, used at evaluation [default: 0.03]'),
     (('--window_decay',), NONNEG_FLOAT, 'surface_window: half-width decay per step [default: 1e-5]'),
+    (('--window_warmup_steps',), NONNEG_FLOAT,
+     'surface_window: steps at the start with the window over the whole ray range (warm start) [default: 0]'),
+    (('--normal_weight',), NONNEG_FLOAT, "GOF normal consistency weight; needs --depth_sampler surface_window "
+                                         "[default: 0]"),
+    (('--normal_h',), POS_FLOAT, 'Perturbation length (world units) of the normal consistency [default: 0.075]'),
+    (('--opacity_weight',), NONNEG_FLOAT, 'GOF opacity prior weight at step 0; needs a per-sample --alpha_rule '
+                                          '[default: 0]'),
+    (('--opacity_growth',), NONNEG_FLOAT, 'Opacity prior growth per step: min(10 w, w exp(growth step)) [default: 0]'),
+    (('--opacity_legacy_red',), B, "Opacity prior on the red channel, as GOF's code (reproduction only) "
+                                   '[default: False]'),
     (('--density_noise_init',), NONNEG_FLOAT, 'Std of the noise on raw density at step 0 [default: 0]'),
     (('--density_noise_fade_steps',), NONNEG_FLOAT, 'Steps over which that noise falls to 0 [default: 5000]'),
     (('--blur_mode',), click.Choice(['single', 'reference']),
@@ -315,10 +325,22 @@ def check_config(c) -> None:
         RenderingOptions.from_kwargs(c.rendering_kwargs())
     except ValueError as err:
         raise click.UsageError(f'rendering options: {err}') from None
+    check_geometry(c)
     head_trained = c.loss.dis_cam_weight + c.loss.pose_gd_weight > 0
     if c.loss.pose_dist_weight > 0 and not (m.pose_source == 'learned' and head_trained):
         raise click.UsageError('--pose_dist_weight > 0 needs --pose_source learned and a trained D pose head '
                                '(--dis_cam_weight or --pose_gd_weight > 0)')
+
+
+def check_geometry(c) -> None:
+    """GOF's regularizers need what the renderer gives them (training/losses/occupancy.py)."""
+    from training.losses.occupancy import GeometryRegularizers
+    ls = c.loss
+    try:
+        GeometryRegularizers(ls.normal_weight, ls.normal_h, ls.opacity_weight, ls.opacity_growth, c.batch,
+                             ls.opacity_legacy_red).check(RenderingOptions.from_kwargs(c.rendering_kwargs()))
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
 
 
 def check_representation(c) -> None:

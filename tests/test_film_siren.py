@@ -236,7 +236,8 @@ def test_pigan_preset():
     assert c.loss.gamma == 0.2 and c.optim.d_reg_interval == 1          # R1 every step (SEEDS_SPEC §6.0)
     kwargs = c.G_kwargs()
     assert kwargs['representation'] == 'film_siren' and 'channel_base' not in kwargs
-    assert kwargs['pose_kwargs'] == dict(h_std=0.3, v_std=0.15)
+    assert kwargs['pose_kwargs'] == dict(distribution='gaussian', parametrization='v', h_std=0.3, v_mean=math.pi / 2,
+                                         v_std=0.15)
     assert 'representation' not in config_lib.build_config('synthetic', data='x.zip').G_kwargs()   # unchanged
 
 

@@ -50,7 +50,7 @@ def assert_all_close(expected, got, **tol):
         torch.testing.assert_close(b, a, **tol)
 
 
-def _reference_render(self, field, ray_origins, ray_directions, generator=None, channels=None):
+def _reference_render(self, field, ray_origins, ray_directions, generator=None, channels=None, schedule=None):
     """ImportanceRenderer.forward as the reference port computes it (tests/reference/rendering.py)."""
     opts = dataclasses.asdict(self.options)
     features, depth, weight_sum = reference_rendering.importance_render(field.planes, field.decoder, ray_origins,

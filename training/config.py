@@ -96,7 +96,7 @@ class ModelConfig:
 # first ten; the schedules' constants ride along so that the pickle records them).
 RENDER_STRATEGY_FIELDS = ('alpha_rule', 'density_activation', 'last_back', 'depth_sampler', 'depth_resolution_surface',
                           'secant_steps', 'surface_level', 'window_init', 'window_min', 'window_decay',
-                          'density_noise_init', 'density_noise_fade_steps')
+                          'window_warmup_steps', 'density_noise_init', 'density_noise_fade_steps')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +133,7 @@ class RenderingConfig:
     window_init: float = 0.12             # surface_window half-width at step 0 (world units)
     window_min: float = 0.03              # ... its floor (and the half-width at evaluation)
     window_decay: float = 1e-5            # ... its decay per step: max(init exp(-decay step), min)
+    window_warmup_steps: float = 0        # ... the whole ray range before this step (GOF warm start, §6.3)
     density_noise_init: float = 0.0       # std of the noise on raw sigma at step 0 (pi-GAN 1)
     density_noise_fade_steps: float = 5000  # ... falling linearly to 0 over this many steps
 
@@ -160,6 +161,11 @@ class LossConfig:
     share_render: bool = True             # L1/L3 and L4/L5 share one render (one noise draw; learned, single blur)
     gpc_reg_prob: float = 0.0             # EG3D pose-conditioning swap probability (gen_pose_cond)
     gpc_reg_fade_kimg: float = 1000.0     # fade of the swap probability
+    normal_weight: float = 0.0            # GOF normal consistency λ_n (SEEDS_SPEC §3.3; needs surface_window)
+    normal_h: float = 0.075               # ... its perturbation length h (world units)
+    opacity_weight: float = 0.0           # GOF opacity prior λ₀ (per-sample alpha rules)
+    opacity_growth: float = 0.0           # ... its growth per step: min(10 λ₀, λ₀ exp(growth step))
+    opacity_legacy_red: bool = False      # ... on the red channel as GOF's code (§3.5 q1), not the occupancy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -331,10 +337,15 @@ class TrainConfig:
                                              density_noise_init=r.density_noise_init,
                                              density_noise_fade_steps=r.density_noise_fade_steps,
                                              window_init=r.window_init, window_min=r.window_min,
-                                             window_decay=r.window_decay)
+                                             window_decay=r.window_decay,
+                                             window_warmup_steps=r.window_warmup_steps)
             if m.shading != 'none':   # ShadeGAN's ramp (SEEDS_SPEC §4.3)
                 kwargs['render_schedule'].update(shading=m.shading, shading_start_steps=m.shading_start_steps,
                                                  shading_ramp_steps=m.shading_ramp_steps)
+        if ls.normal_weight > 0 or ls.opacity_weight > 0:   # GOF's regularizers (training/losses/occupancy.py)
+            kwargs['geometry'] = dict(normal_weight=ls.normal_weight, normal_h=ls.normal_h,
+                                      opacity_weight=ls.opacity_weight, opacity_growth=ls.opacity_growth,
+                                      batch=self.batch, legacy_red_channel=ls.opacity_legacy_red)
         if self.model.pose_source == 'learned':
             kwargs.update(dis_cam_weight=ls.dis_cam_weight, pose_gd_weight=ls.pose_gd_weight,
                           flip_to_dis=ls.flip_to_dis, flip_to_disd=ls.flip_to_disd,
@@ -434,6 +445,19 @@ PRESETS['pigan'] = dict(
 PRESETS['shadegan'] = dict(PRESETS['pigan'], shading='lambertian', light_source='mvn', albedo_view=False,
                            albedo_light=False, shading_start_steps=833.0, shading_ramp_steps=333.0)
 
+# GOF at CPU scale (SEEDS_SPEC §6.3 "Cheapest CPU test"): pigan's preset with the occupancy alpha (no
+# density noise, §3.2 item 5) and the surface_window sampler, S_c / S_s / S_f = 9 / 9 / 6; the window
+# and h scaled to the synthetic range (x 7.5, §6.0 "Scale"): Delta from 0.9 (half the range) to 0.225,
+# reached at half the run (gamma = ln 4 / (total_steps / 2)), the whole range for the first 2 % of the
+# steps (warm start, §6.3); lambda_n 0.05, h 0.075; lambda_0 0.05 growing x 10 over the run (the cap).
+# The rates are computed from the preset's kimg and batch: a run with another --kimg keeps them.
+_GOF_STEPS = PRESETS['pigan']['kimg'] * 1000 / PRESETS['pigan']['batch']
+PRESETS['gof'] = dict(
+    PRESETS['pigan'], alpha_rule='occupancy', depth_sampler='surface_window', density_noise_init=0.0,
+    depth_resolution=9, depth_resolution_surface=9, depth_resolution_importance=6, secant_steps=4, surface_level=0.5,
+    window_init=0.9, window_min=0.225, window_decay=math.log(4) / (_GOF_STEPS / 2),
+    window_warmup_steps=0.02 * _GOF_STEPS, normal_weight=0.05, normal_h=0.075, opacity_weight=0.05,
+    opacity_growth=math.log(10) / _GOF_STEPS)
 
 def _tuplify(value):
     """JSON round trip: lists back to tuples (the config's sequence fields are tuples)."""

@@ -22,6 +22,7 @@ when a generator is given that RNG is seeded from it for the call and restored a
 
 import contextlib
 import math
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -39,7 +40,7 @@ from training.rendering.field import TriplaneField
 from training.rendering.siren_field import SirenField
 from training.rendering.options import RenderingOptions
 from training.rendering.rays import RaySampler
-from training.rendering.renderer import ImportanceRenderer
+from training.rendering.renderer import ImportanceRenderer, RecordedRender
 from training.rendering.shading import SHADINGS, lambertian
 from training.superresolution import resolve_superresolution
 from training.symmetry import check_symmetry, plane_flip_dims, symmetrize_planes
@@ -65,6 +66,16 @@ RENDERING_DEFAULTS = {
     'clamp_v': None,                     # optional (min, max) for the learned v
     'safe_pose_clamp': True,             # SPEC §12.9
 }
+
+
+class GeometryRender(NamedTuple):
+    """`TriPlaneGenerator.render_geometry`: one render with what the geometry losses read (GOF's
+    normal consistency and opacity prior, SEEDS_SPEC §3.3; docs/architecture.md)."""
+    render: RecordedRender               # .output (features [N, M, 3], depth, ...), .samples, .surface_depth
+    field: object                        # the rendered field, queried again for normals (need_normal=True)
+    ray_origins: torch.Tensor            # [N, M, 3]
+    ray_directions: torch.Tensor         # [N, M, 3] unit
+    pose: Optional[torch.Tensor]         # [N, 2] the pose source's (h, v), or None
 
 
 @contextlib.contextmanager
@@ -351,6 +362,25 @@ class TriPlaneGenerator(torch.nn.Module):
                              noise_mode=noise_mode, generator=generator, render_schedule=render_schedule,
                              light=light, **synthesis_kwargs)
         return out.replace(pose=pose.pose, clamped_frac=pose.clamped_frac)
+
+    def render_geometry(self, z, c, neural_rendering_resolution=None, generator=None, render_schedule=None,
+                        cam2world=None) -> GeometryRender:
+        """z [N, z_dim], c [N, 25] -> a GeometryRender: the render of `forward` (untruncated, the pose
+        source's camera unless cam2world is given, R = neural_rendering_resolution or the default),
+        its RGB channels only, with the renderer's per-sample record and surface depth and the field
+        itself (SEEDS_SPEC §3.3: the normal loss queries the field at the surface points)."""
+        w = self._w(z, c)
+        pose = self.pose_source(w, z, c, generator=generator)
+        ws = self._broadcast_truncate(w, 1, None)
+        R = int(self.neural_rendering_resolution if neural_rendering_resolution is None
+                else neural_rendering_resolution)
+        with seeded_global_rng(generator, ws.device):
+            field = self._field(self._code(ws, False, 'random', {}))
+            origins, dirs = self.ray_sampler(pose.cam2world if cam2world is None else cam2world,
+                                             Camera.from_label(c).intrinsics, R)
+            render = self.renderer.render_recorded(field, origins, dirs, generator=generator, channels=3,
+                                                   schedule=render_schedule)
+        return GeometryRender(render, field, origins, dirs, pose.pose)
 
     # ------------------------------------------------------------------------------------
     # Point queries (density regularization, shape extraction; SPEC §4.2).

@@ -5,8 +5,9 @@ current `cur_nimg` (STYLE 6). Sources:
 - `blur_sigma` (the blur itself: training/blur.py), `neural_rendering_resolution`: SPEC §4.7;
 - `swapping_prob`: SPEC §6.1 (EG3D generator pose conditioning);
 - `ema_beta`, `lazy_reg_adam_kwargs`: SPEC §7;
-- `density_noise_std` (pi-GAN), `surface_window` (GOF), `shading_ratio` (ShadeGAN): SEEDS_SPEC §1.5,
-  §3.2 item 6, §4.3. They count iterations as the source does: step = cur_nimg / batch (a constant batch).
+- `density_noise_std` (pi-GAN), `surface_window`, `opacity_weight` (GOF), `shading_ratio` (ShadeGAN):
+  SEEDS_SPEC §1.5, §3.2 item 6, §3.3, §4.3, §6.3. They count iterations as the source does:
+  step = cur_nimg / batch (a constant batch).
 """
 
 import math
@@ -82,8 +83,8 @@ def density_noise_std(cur_nimg: float, batch: int, initial: float = 1.0, fade_st
 
 def render_schedule(cur_nimg: float, batch: int, depth_sampler: str = 'eg3d', density_noise_init: float = 0.0,
                     density_noise_fade_steps: float = 5000, window_init: float = 0.12, window_min: float = 0.03,
-                    window_decay: float = 1e-5, shading: str = 'none', shading_start_steps: float = 5000,
-                    shading_ramp_steps: float = 2000):
+                    window_decay: float = 1e-5, window_warmup_steps: float = 0, shading: str = 'none',
+                    shading_start_steps: float = 5000, shading_ramp_steps: float = 2000):
     """The renderer's per-call schedule values at cur_nimg (`RenderSchedule`, training/rendering/
     options.py), or None when nothing in the recipe is scheduled: pi-GAN's density noise
     (`density_noise_std`), GOF's surface window (`surface_window`) and ShadeGAN's shading ramp
@@ -91,7 +92,7 @@ def render_schedule(cur_nimg: float, batch: int, depth_sampler: str = 'eg3d', de
     from training.rendering.options import RenderSchedule
     noise = density_noise_std(cur_nimg, batch, density_noise_init, density_noise_fade_steps) \
         if density_noise_init > 0 else None
-    window = surface_window(cur_nimg, batch, window_init, window_min, window_decay) \
+    window = surface_window(cur_nimg, batch, window_init, window_min, window_decay, window_warmup_steps) \
         if depth_sampler == 'surface_window' else None
     ratio = shading_ratio(cur_nimg, batch, shading_start_steps, shading_ramp_steps) if shading != 'none' else None
     if noise is None and window is None and ratio is None:
@@ -110,9 +111,25 @@ def shading_ratio(cur_nimg: float, batch: int, start_steps: float = 5000, ramp_s
     return min(max((step - start_steps) / ramp_steps, 0.0), 1.0)
 
 
-def surface_window(cur_nimg: float, batch: int, window_init: float, window_min: float, window_decay: float) -> float:
+def surface_window(cur_nimg: float, batch: int, window_init: float, window_min: float, window_decay: float,
+                   warmup_steps: float = 0) -> float:
     """Half-width of GOF's surface window (SEEDS_SPEC §3.2 item 6, §6.3):
     Delta = max(window_init * exp(-window_decay * step), window_min), step = cur_nimg / batch (GOF uses
     the absolute step). Passed to the renderer as `RenderSchedule(window=...)`; evaluation uses
-    window_min (the renderer's default)."""
-    return max(window_init * math.exp(-window_decay * (cur_nimg / batch)), window_min)
+    window_min (the renderer's default).
+    warmup_steps: before this step Delta = inf, so the window spans the whole ray range
+    (`samplers.window_bounds` caps it there): the radiance-style warm start of §6.3 that stands in
+    for the authors' early checkpoint (§3.6); the decay still counts from step 0."""
+    step = cur_nimg / batch
+    if step < warmup_steps:
+        return math.inf
+    return max(window_init * math.exp(-window_decay * step), window_min)
+
+
+def opacity_weight(cur_nimg: float, batch: int, weight: float, growth: float) -> float:
+    """Weight of GOF's opacity prior (SEEDS_SPEC §3.3): min(10 weight, weight exp(growth step)),
+    step = cur_nimg / batch; 0 when weight is 0. The exponent is capped at ln 10 first (the cap is
+    reached there anyway), so long runs do not overflow."""
+    if not weight:
+        return 0.0
+    return weight * math.exp(min(growth * cur_nimg / batch, math.log(10)))

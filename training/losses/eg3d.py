@@ -1,6 +1,7 @@
 """EG3D's loss for the non-learned pose sources (`dataset`, `prior`, `prior_residual`).
 
-    Gmain  mean sp(-s(G z)) (+ the density symmetry of `--symmetry density`, `symmetry.py`)
+    Gmain  mean sp(-s(G z)) (+ the density symmetry of `--symmetry density`, `symmetry.py`; GOF's
+           normal consistency and opacity prior, `occupancy.py`, when their weights are > 0)
     Greg   density L1 (SPEC §6.2)
     Dmain  mean sp(s(G z)) + mean sp(-s(x))
     Dreg   (γ/2) R1 on image and image_raw (SPEC §6.4)
@@ -22,6 +23,7 @@ from training.losses.adversarial import DiscriminatorFake, DiscriminatorReal, Ge
 from training.losses.common import DInput, Step, backward, check_unsupported, effective_phase, real_pair
 from training.losses.density import DensityRegularizer
 from training.losses.fakes import EG3DFakes
+from training.losses.occupancy import GeometryRegularizers
 from training.losses.r1 import R1Penalty
 from training.losses.symmetry import DensitySymmetry
 
@@ -37,7 +39,7 @@ class EG3DLoss:
                  reg_type='l1', blur_init_sigma=10, blur_fade_kimg=200, neural_rendering_resolution_initial=64,
                  neural_rendering_resolution_final=None, neural_rendering_resolution_fade_kimg=1000,
                  gpc_reg_prob=None, gpc_reg_fade_kimg=1000, style_mixing_prob=0, pl_weight=0, seed=0,
-                 symmetry_density_weight=0.0, flip_type='flip_both', render_schedule=None):
+                 symmetry_density_weight=0.0, flip_type='flip_both', render_schedule=None, geometry=None):
         check_unsupported(style_mixing_prob, pl_weight)
         self.device, self.G, self.D = device, G, D
         self.r1_gamma, self.density_reg = r1_gamma, density_reg
@@ -53,6 +55,9 @@ class EG3DLoss:
         self.G_adv = GeneratorAdversarial(d_input, self.fakes)
         self.G_density = DensityRegularizer(density_reg, density_reg_p_dist, reg_type=reg_type)
         self.G_sym_density = DensitySymmetry(symmetry_density_weight, flip_type)   # --symmetry density
+        self.G_geometry = GeometryRegularizers(**(geometry or {}))   # GOF (SEEDS_SPEC §3.3), off by default
+        if self.G_geometry.on:
+            self.G_geometry.check(G.renderer.options)
         self.D_fake = DiscriminatorFake(d_input, self.fakes)
         self.D_real = DiscriminatorReal(d_input)
         self.D_r1 = R1Penalty(d_input, r1_gamma)
@@ -72,6 +77,7 @@ class EG3DLoss:
         real_label = real_c if self.d_conditional else None
         if phase in ('Gmain', 'Gboth'):
             backward(self.G_adv(G, D, gen_z, gen_c, step), gain)
+            backward(self.G_geometry(G, gen_z, gen_c, step, cur_nimg), gain)
             if self.G_sym_density.weight:   # guarded: the mapping label draws from the swap RNG
                 backward(self.G_sym_density(G, gen_z, self.fakes.mapping_condition(gen_c, step)), gain)
         if phase in ('Greg', 'Gboth'):

@@ -2,7 +2,8 @@
 
     Gmain  L1 adversarial, L2 flipped adversarial (flip_to_dis), L3 pose regularizer (λ_gd, from
            pose_gd_start_kimg), and the project's options (0 = paper): the mirror-symmetry render
-           term (λ_sym), the density symmetry (`symmetry.py`), the pose-distribution term (`pose_dist.py`)
+           term (λ_sym), the density symmetry (`symmetry.py`), the pose-distribution term (`pose_dist.py`),
+           GOF's normal consistency and opacity prior (`occupancy.py`)
     Greg   density L1 (λ_dens)
     Dmain  L4 pose head (λ_cam) or L4' (λ_gd when λ_cam = 0), L5 fake, L6 flipped fake
            (flip_to_disd), L7 real
@@ -29,6 +30,7 @@ from training.losses.adversarial import DiscriminatorFake, DiscriminatorReal, Ge
 from training.losses.common import DInput, Step, backward, check_unsupported, effective_phase, real_pair
 from training.losses.density import DensityRegularizer
 from training.losses.fakes import MirrorCamera, PoF3DFakes
+from training.losses.occupancy import GeometryRegularizers
 from training.losses.pose import PoseHeadLoss, PoseRegularizer
 from training.losses.pose_dist import HeadCalibration, PoseDistribution
 from training.losses.r1 import R1Penalty
@@ -55,7 +57,7 @@ class PoF3DLoss:
                  neural_rendering_resolution_fade_kimg=1000, style_mixing_prob=0, pl_weight=0, seed=0,
                  sym_weight=0.0, symmetry_density_weight=0.0, pose_dist_weight=0.0, pose_dist_start_kimg=0.0,
                  pose_dist_min_slope=0.5, pose_gd_start_kimg=0.0, pose_gd_debias=False, share_render=True,
-                 render_schedule=None):
+                 render_schedule=None, geometry=None):
         check_unsupported(style_mixing_prob, pl_weight)
         if (dis_cam_weight > 0 or pose_gd_weight > 0) and getattr(D, 'pose_head', True) is None:
             raise ValueError('dis_cam_weight / pose_gd_weight > 0 need a discriminator with a pose head')
@@ -84,6 +86,9 @@ class PoF3DLoss:
         self.G_pose_dist = PoseDistribution(d_input, pose_dist_weight, pose_dist_start_kimg,        # extension
                                             pose_dist_min_slope, self.calibration, seed=seed)
         self.G_density = DensityRegularizer(density_reg, density_reg_p_dist, reg_type=reg_type)
+        self.G_geometry = GeometryRegularizers(**(geometry or {}))   # GOF (SEEDS_SPEC §3.3), off by default
+        if self.G_geometry.on:
+            self.G_geometry.check(G.renderer.options)
         cam_weight = dis_cam_weight if dis_cam_weight > 0 else pose_gd_weight                      # L4 or L4'
         self.D_pose = PoseHeadLoss(d_input, cam_weight, update_emas=dis_cam_weight > 0,
                                    observer=None if self.calibration is None else self.calibration.update)
@@ -110,6 +115,7 @@ class PoF3DLoss:
             self._g_main(G, D, gen_z, gen_c, step, gain)
             backward(self.G_sym_density(G, gen_z, gen_c), gain)
             backward(self.G_pose_dist(G, D, gen_z, gen_c, real_img, step, cur_nimg), gain)
+            backward(self.G_geometry(G, gen_z, gen_c, step, cur_nimg), gain)
         if phase in ('Greg', 'Gboth'):
             backward(self.G_density(G, gen_z, gen_c), gain)
         if phase in ('Dmain', 'Dboth'):

@@ -7,7 +7,7 @@ The plain formulation (interval colours, then a reduction) is kept beside the te
 (tests/reference/rendering.py); this one regroups the same sum per sample.
 """
 
-from typing import NamedTuple
+from typing import NamedTuple, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -221,24 +221,38 @@ def coarse_weights(densities: torch.Tensor, depths: torch.Tensor) -> torch.Tenso
     return _interval_weights(densities, depths)[0]
 
 
+def sample_alpha(densities: torch.Tensor, depths: torch.Tensor, alpha_rule: str, activation: str = 'relu'):
+    """Per-sample alpha [N, M, S, 1] of the pi-GAN family's rules (SEEDS_SPEC §1.5, §3.2 item 5):
+    'sample_delta' (`sample_delta_alpha`, act = activation) or 'occupancy' (`occupancy_alpha`: the
+    occupancy o = sigmoid(sigma), GOF)."""
+    if alpha_rule == 'occupancy':
+        return occupancy_alpha(densities)
+    if alpha_rule == 'sample_delta':
+        return sample_delta_alpha(densities, depths, activation)
+    raise ValueError(f"alpha_rule={alpha_rule!r} is not a per-sample rule ('sample_delta', 'occupancy')")
+
+
 def sample_weights(densities: torch.Tensor, depths: torch.Tensor, alpha_rule: str, activation: str = 'relu',
-                   last_back: bool = False):
+                   last_back: bool = False, alpha: torch.Tensor = None):
     """Per-sample weights of the pi-GAN family (SEEDS_SPEC §1.5, §3.2 item 5): raw sigma and depths
     [N, M, S, 1] (sorted) -> (w [N, M, S, 1], final transmittance [N, M, 1]);
-    w_i = alpha_i prod_{j<i} (1 - alpha_j + 1e-10) with alpha_rule 'sample_delta'
-    (`sample_delta_alpha`, act = activation) or 'occupancy' (`occupancy_alpha`).
+    w_i = alpha_i prod_{j<i} (1 - alpha_j + 1e-10), alpha = `sample_alpha` (or the one given).
     last_back: the last sample also takes 1 - sum w (pi-GAN's eval_last_back)."""
-    if alpha_rule == 'occupancy':
-        alpha = occupancy_alpha(densities)
-    elif alpha_rule == 'sample_delta':
-        alpha = sample_delta_alpha(densities, depths, activation)
-    else:
-        raise ValueError(f"alpha_rule={alpha_rule!r} is not a per-sample rule ('sample_delta', 'occupancy')")
+    if alpha is None:
+        alpha = sample_alpha(densities, depths, alpha_rule, activation)
     weights, final_transmittance = _alpha_weights(alpha)
     if last_back:
         rest = 1 - weights.sum(dim=-2, keepdim=True)
         weights = torch.cat([weights[:, :, :-1], weights[:, :, -1:] + rest], dim=-2)
     return weights, final_transmittance
+
+
+class MarchedSamples(NamedTuple):
+    """The composited samples of `march_samples`, sorted by depth, each [N, M, S, 1] (what the
+    GOF regularizers and the weighted depth variance read, SEEDS_SPEC §3.3, §3.4)."""
+    depths: torch.Tensor
+    alpha: torch.Tensor                  # the occupancy o = sigmoid(sigma) under alpha_rule 'occupancy'
+    weights: torch.Tensor
 
 
 def march_samples(depth_sets, color_sets, density_sets, alpha_rule: str, activation: str = 'relu',
@@ -252,9 +266,18 @@ def march_samples(depth_sets, color_sets, density_sets, alpha_rule: str, activat
     normalized, as pi-GAN; GOF's normalized depth is depth / (weight_sum + 1e-5), SEEDS_SPEC
     §3.2 item 5), weights [N, M, S, 1] sorted, final transmittance.
     """
+    return march_samples_recorded(depth_sets, color_sets, density_sets, alpha_rule, activation, white_back,
+                                  last_back)[0]
+
+
+def march_samples_recorded(depth_sets, color_sets, density_sets, alpha_rule: str, activation: str = 'relu',
+                           white_back: bool = False, last_back: bool = False) -> Tuple[MarchResult, MarchedSamples]:
+    """`march_samples` and the composited samples it read (`MarchedSamples`, sorted)."""
     depths, densities, order = sort_union(depth_sets, density_sets)
-    weights, final_transmittance = sample_weights(densities, depths, alpha_rule, activation, last_back)
+    alpha = sample_alpha(densities, depths, alpha_rule, activation)
+    weights, final_transmittance = sample_weights(densities, depths, alpha_rule, activation, last_back, alpha)
     features = composite_union(color_sets, weights, order)
     weight_sum = weights.sum(dim=-2)
-    return MarchResult(finish_features(features, weight_sum, white_back), torch.sum(weights * depths, dim=-2),
-                       weights, final_transmittance)
+    result = MarchResult(finish_features(features, weight_sum, white_back), torch.sum(weights * depths, dim=-2),
+                         weights, final_transmittance)
+    return result, MarchedSamples(depths, alpha, weights)

@@ -93,6 +93,13 @@ class _RecomputedDecoder(torch.autograd.Function):
         return (g_x, *(g if need else None for g, need in zip(grads, (need_w1, need_b1, need_w2, need_b2))))
 
 
+def decode_rows_autograd(x: torch.Tensor, params) -> tuple:
+    """`decode_rows` with plain autograd ops (every derivative order, e.g. the normals' double
+    backward, SEEDS_SPEC §3.3); keeps the MLP's temporaries, so only for small point sets."""
+    _, out = _decoder_outputs(x, *params)
+    return out[:, 1:].sigmoid() * _RGB_SCALE - _RGB_SHIFT, out[:, :1]
+
+
 def decode_rows(x: torch.Tensor, params) -> tuple:
     """Plane-averaged features x [K, C] -> (rgb [K, O], sigma [K, 1]) through the decoder MLP,
     params = `OSGDecoder.params()` (the renderer's fused sampling feeds rows directly)."""

@@ -62,39 +62,44 @@ def _project(projection: torch.Tensor, coordinates: torch.Tensor, scale: float) 
     return projected.permute(0, 2, 1, 3).reshape(N * n_planes, M, 2)
 
 
-def _grid_sample(features: torch.Tensor, grid: torch.Tensor, mode: str, padding_mode: str):
+def _grid_sample(features: torch.Tensor, grid: torch.Tensor, mode: str, padding_mode: str, impl: str = 'auto'):
     """align_corners=False sampling; bilinear + zeros goes through the double-backward-capable
-    gradfix op (R1 / density regularization need it), other modes through F.grid_sample."""
+    gradfix op (R1 / density regularization need it), other modes through F.grid_sample.
+    impl: the gradfix op's implementation ('auto' follows its module flag; 'gradfix' forces the
+    double backward, which the normals of SEEDS_SPEC §3.3 need while training has the flag off)."""
     if mode == 'bilinear' and padding_mode == 'zeros':
-        return grid_sample_gradfix.grid_sample(features, grid)
+        return grid_sample_gradfix.grid_sample(features, grid, impl=impl)
     return F.grid_sample(features, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
 
 
 def sample_from_planes(plane_axes: torch.Tensor, plane_features: torch.Tensor, coordinates: torch.Tensor,
-                       box_warp: float, mode: str = 'bilinear', padding_mode: str = 'zeros') -> torch.Tensor:
+                       box_warp: float, mode: str = 'bilinear', padding_mode: str = 'zeros',
+                       impl: str = 'auto') -> torch.Tensor:
     """Features of each point on each plane.
 
     plane_axes [P, 3, 3] (from `generate_planes`), plane_features [N, P, C, H, W],
     coordinates [N, M, 3] in world units -> [N, P, M, C]. Points are scaled by 2/box_warp so
     the cube of side box_warp maps onto the grid's [-1, 1]; outside it the features are 0
     (zero padding). align_corners=False: grid -1 / +1 are the outer edges of the edge texels.
+    impl: see `_grid_sample`.
     """
     N, P, C, H, W = plane_features.shape
     misc.assert_shape(plane_axes, [P, 3, 3])
     misc.assert_shape(coordinates, [N, None, 3])
     return sample_projected(plane_features, coordinates, plane_projection(plane_axes, coordinates.dtype),
-                            2 / box_warp, mode, padding_mode)
+                            2 / box_warp, mode, padding_mode, impl)
 
 
 def sample_projected(plane_features: torch.Tensor, coordinates: torch.Tensor, projection: torch.Tensor,
-                     scale: float, mode: str = 'bilinear', padding_mode: str = 'zeros') -> torch.Tensor:
+                     scale: float, mode: str = 'bilinear', padding_mode: str = 'zeros',
+                     impl: str = 'auto') -> torch.Tensor:
     """`sample_from_planes` given the projection [P, 3, 2] (`plane_projection`) and the grid
     scale (2 / box_warp) instead of the axes and the box: [N, P, C, H, W], [N, M, 3] -> [N, P, M, C]."""
     N, P, C, H, W = plane_features.shape
     M = coordinates.shape[1]
     grid = _project(projection.to(coordinates.dtype), coordinates, scale).unsqueeze(1)   # [N*P, 1, M, 2]
     sampled = _grid_sample(plane_features.reshape(N * P, C, H, W), grid.to(plane_features.dtype),
-                           mode, padding_mode)                                      # [N*P, C, 1, M]
+                           mode, padding_mode, impl)                                # [N*P, C, 1, M]
     return sampled.reshape(N, P, C, M).permute(0, 1, 3, 2)
 
 

@@ -19,7 +19,8 @@ import torch
 
 from torch_utils import misc
 from training.rendering import depth_samplers, fused, samplers
-from training.rendering.compositing import coarse_weights, march_importance, march_rays, march_samples
+from training.rendering.compositing import (MarchedSamples, coarse_weights, march_importance, march_rays,
+                                            march_samples_recorded)
 from training.rendering.options import RenderingOptions, RenderSchedule
 from training.rendering.rays import ray_limits, ray_points
 
@@ -30,6 +31,16 @@ class RenderOutput(NamedTuple):
     depth: torch.Tensor                  # [N, M, 1] expected ray distance
     weight_sum: torch.Tensor             # [N, M, 1] sum of the compositing weights (opacity)
     final_transmittance: torch.Tensor    # [N, M, 1] transmittance behind the last sample
+
+
+class RecordedRender(NamedTuple):
+    """`ImportanceRenderer.render_recorded`: the render and, for the per-sample rules (None on the
+    eg3d path), what the GOF regularizers and the weighted depth variance read (SEEDS_SPEC §3.3,
+    §3.4; docs/architecture.md "What a render returns to the geometry losses")."""
+    output: RenderOutput
+    samples: Optional[MarchedSamples] = None      # the composited samples' depths, alpha, weights
+    surface_depth: Optional[torch.Tensor] = None  # [N, M, 1] secant surface depth of the surface_window
+                                                  # sampler (no gradient), NaN on rays without a crossing
 
 
 class ImportanceRenderer(torch.nn.Module):
@@ -49,6 +60,11 @@ class ImportanceRenderer(torch.nn.Module):
         (density noise std, surface-window half-width; options.py `RenderSchedule`), computed by
         the caller from cur_nimg (training/schedules.py); None or None fields: the options' values.
         """
+        return self.render_recorded(field, ray_origins, ray_directions, generator, channels, schedule).output
+
+    def render_recorded(self, field, ray_origins, ray_directions, generator: Optional[torch.Generator] = None,
+                        channels: Optional[int] = None, schedule: Optional[RenderSchedule] = None) -> RecordedRender:
+        """`forward` (same arguments, same draws) with its per-sample record (`RecordedRender`)."""
         misc.assert_shape(ray_origins, [field.batch_size, None, 3])
         misc.assert_shape(ray_directions, list(ray_origins.shape))
         opts = self.options
@@ -59,8 +75,9 @@ class ImportanceRenderer(torch.nn.Module):
             window = opts.window_min if schedule.window is None else float(schedule.window)
             rays = depth_samplers.RayQuery(self._bind_rays(field, ray_origins, ray_directions, generator, channels,
                                                            noise), t_start, t_end)
-            out = self._render_samples(rays, window, generator)
+            out, samples, surface = self._render_samples(rays, window, generator)
         else:
+            samples = surface = None
             depths = samplers.sample_stratified(t_start, t_end, opts.depth_resolution, generator=generator)
             kernel = self._kernel_inputs(field, ray_origins, ray_directions, density_noise=noise)
             if kernel is not None:
@@ -69,7 +86,7 @@ class ImportanceRenderer(torch.nn.Module):
                 out = self._render_staged(field, ray_origins, ray_directions, depths, generator, channels, noise)
         if channels is not None and out.features.shape[-1] != channels:
             out = out._replace(features=out.features[..., :channels])
-        return out
+        return RecordedRender(out, samples, surface)
 
     def query(self, field, points, directions=None, generator: Optional[torch.Generator] = None,
               channels: Optional[int] = None, density_noise: Optional[float] = None):
@@ -149,18 +166,19 @@ class ImportanceRenderer(torch.nn.Module):
                                     noise if with_noise else 0.0)
         return query
 
-    def _render_samples(self, rays, window, generator) -> RenderOutput:
+    def _render_samples(self, rays, window, generator):
         """A depth sampler of depth_samplers.py, then the per-sample alpha rule over what it sampled
-        (SEEDS_SPEC §6.1 items 2-3)."""
+        (SEEDS_SPEC §6.1 items 2-3) -> (RenderOutput, MarchedSamples, surface depth or None)."""
         opts = self.options
         plan = depth_samplers.SAMPLERS[opts.depth_sampler](rays, opts, window, generator)
         sets = [plan.queried] if plan.queried is not None else []
         if plan.depths is not None:
             sets.append((plan.depths, *rays(plan.depths)))
         depths, colors, densities = zip(*sets)
-        result = march_samples(depths, colors, densities, opts.alpha_rule, opts.density_activation,
-                               white_back=opts.white_back, last_back=opts.last_back)
-        return RenderOutput(result.features, result.depth, result.weights.sum(dim=2), result.final_transmittance)
+        result, samples = march_samples_recorded(depths, colors, densities, opts.alpha_rule, opts.density_activation,
+                                                 white_back=opts.white_back, last_back=opts.last_back)
+        out = RenderOutput(result.features, result.depth, result.weights.sum(dim=2), result.final_transmittance)
+        return out, samples, plan.surface_depth
 
     def extra_repr(self) -> str:
         return repr(self.options)

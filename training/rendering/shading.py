@@ -8,7 +8,7 @@ ShadeGAN shades per pixel, after the composite (deferred shading, §4.3):
   image = clamp(A s' + b, 0, 1) 2 - 1
 b is the unshaded white background 1 - sum w with white_back (0 otherwise): the synthetic data
 shade the object only (training/synthetic/render.py), ShadeGAN has no white background. The
-light terms are `training.synthetic.lights.light_terms`, so the model and the synthetic ground
+light terms are `light_terms` below, which training/synthetic/lights.py uses too, so the model and the synthetic ground
 truth share one Lambertian law and one frame: L is a world direction (x right, y up, +z towards
 the frontal camera, SEEDS_SPEC §4.3 and §6.0 "Pose": the frontal camera sits at +z in both).
 """
@@ -18,7 +18,6 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from training.synthetic.lights import light_terms
 
 SHADINGS = ('none', 'lambertian')
 NORMAL_EPS = 1e-7   # ShadeGAN's normalize eps (SEEDS_SPEC §4.3)
@@ -31,6 +30,15 @@ class Shaded(NamedTuple):
     normal: torch.Tensor     # [N, M, 3] unit world normal N (0 where sum w n = 0)
     shading: torch.Tensor    # [N, M, 1] s' (after the ramp)
 
+
+
+def light_terms(light: torch.Tensor):
+    """light [K, 4] (a, d, l_x, l_y) -> (k_a [K, 1], k_d [K, 1], L [K, 3] unit world direction)
+    (SEEDS_SPEC §4.3: k_a = a/2 + 1/2, k_d = d/2 + 1/2, L = normalize(l_x, l_y, 1))."""
+    k_a = light[:, 0:1] / 2 + 0.5
+    k_d = light[:, 1:2] / 2 + 0.5
+    L = F.normalize(torch.cat([light[:, 2:4], torch.ones_like(light[:, :1])], dim=1), dim=1)
+    return k_a, k_d, L
 
 def shading_factor(normal: torch.Tensor, light: torch.Tensor, ratio: float) -> torch.Tensor:
     """s' = r (k_a + k_d clamp(N . L, 0, 1)) + 1 - r: normal [N, M, 3] unit, light [N, 4] ->

@@ -17,6 +17,8 @@ from typing import Optional
 
 import torch
 
+from training.rendering.normals import query_with_normals
+
 
 @dataclasses.dataclass(frozen=True)
 class SirenField:
@@ -33,11 +35,16 @@ class SirenField:
     def batch_size(self) -> int:
         return self.gamma.shape[0]
 
-    def query(self, points: torch.Tensor, directions: Optional[torch.Tensor] = None, channels: Optional[int] = None):
-        """(rgb [N, K, 3], sigma [N, K, 1] raw) at world points [N, K, 3]. directions None: zero
-        vectors (sigma does not depend on them, only the colour does). channels is accepted
-        for the field interface; the network's 3 channels are returned whatever it asks."""
+    def query(self, points: torch.Tensor, directions: Optional[torch.Tensor] = None, channels: Optional[int] = None,
+              need_normal: bool = False):
+        """(rgb [N, K, 3], sigma [N, K, 1] raw) at world points [N, K, 3], and the normals [N, K, 3]
+        when need_normal (training/rendering/normals.py; plain autograd differentiates the SIREN
+        twice). directions None: zero vectors (sigma does not depend on them, only the colour
+        does). channels is accepted for the field interface; the network's 3 channels are
+        returned whatever it asks."""
         del channels
+        if need_normal:
+            return query_with_normals(self.query, points, directions)
         if directions is None:
             directions = torch.zeros_like(points)
         light = {} if self.light is None else dict(light=self.light)

@@ -22,6 +22,8 @@ import dataclasses
 import numpy as np
 import torch
 
+from training.rendering.shading import light_terms  # noqa: F401 (the one law, shared with the model)
+
 from training.synthetic.poses import parse_value
 
 LIGHT_MODES = ('fixed', 'mvn')
@@ -74,14 +76,6 @@ def parse_light_spec(spec: str):
     if min(law.a_std, law.d_std, law.lx_std, law.ly_std) < 0:
         raise ValueError('light standard deviations must be >= 0')
     return law
-
-
-def light_terms(light: torch.Tensor):
-    """light [K, 4] (a, d, l_x, l_y) -> (k_a [K, 1], k_d [K, 1], L [K, 3] unit world direction)."""
-    k_a = light[:, 0:1] / 2 + 0.5
-    k_d = light[:, 1:2] / 2 + 0.5
-    L = torch.nn.functional.normalize(torch.cat([light[:, 2:4], torch.ones_like(light[:, :1])], dim=1), dim=1)
-    return k_a, k_d, L
 
 
 def lambertian_shading(normals: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
