@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 import legacy
 import train
-from hardening_helpers import run_py
+from seed_helpers import TINY_SAMPLES, label, make_heads, train_tiny   # tests/seed_helpers.py
 from training import config as config_lib
 from training.film_siren import FilmAffine, FilmSirenBackbone, SirenNetwork, film_sine, siren_init_
 from training.generator import TriPlaneGenerator
@@ -32,16 +32,6 @@ def make_G(pose_source='prior', **kwargs):
     return TriPlaneGenerator(Z, 25, W, 8, 3, pose_source=pose_source, rendering_kwargs={**RK, **kwargs.pop('rk', {})},
                              mapping_kwargs=dict(num_layers=3), representation='film_siren',
                              representation_kwargs=dict(hidden=H, n_layers=L), **kwargs)
-
-
-def label(n):
-    """c [n, 25]: identity cam2world (unused by the prior sources), intrinsics of a 30° FOV."""
-    c = torch.zeros(n, 25)
-    c[:, :16] = torch.eye(4).flatten()
-    c[:, 16] = c[:, 20] = 1 / (2 * math.tan(math.radians(15)))
-    c[:, 18] = c[:, 21] = 0.5
-    c[:, 24] = 1
-    return c
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,26 +234,15 @@ def test_pigan_preset():
 # ---------------------------------------------------------------------------------------------
 # train.py --cfg pigan: a few iterations on make_synthetic.py heads, a snapshot that loads safely.
 
-TINY_PIGAN = ['--cfg', 'pigan', '--metrics', 'none', '--tick', '0.008', '--snap', '1', '--workers', '0',
-              '--dataset_resolution', '16', '--neural_rendering_resolution_initial', '16',
-              '--siren_hidden', '16', '--siren_layers', '2', '--override', 'z_dim=16', '--override', 'w_dim=16',
-              '--override', 'cbase=256', '--override', 'cmax=16', '--override', 'depth_resolution=4',
-              '--override', 'depth_resolution_importance=4', '--override', 'image_grid=[2,2]']
 
 
 @pytest.fixture(scope='module')
 def heads(tmp_path_factory):
-    root = tmp_path_factory.mktemp('heads')
-    proc = run_py('make_synthetic.py', '--outdir', root, '--family', 'head', '--num', 8, '--resolution', 16,
-                  '--seed', 0, '--pose', 'gaussian:h_std=0.3,v_std=0.15')
-    assert proc.returncode == 0, proc.stderr
-    return root / 'head16_unlabeled.zip'
+    return make_heads(tmp_path_factory.mktemp('heads'))
 
 
 def test_pigan_trains_and_its_snapshot_loads_and_renders_the_same(heads, tmp_path):
-    proc = run_py('train.py', '--outdir', tmp_path / 'runs', '--data', heads, '--kimg', '0.016', *TINY_PIGAN)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    (run_dir,) = (tmp_path / 'runs').iterdir()
+    run_dir = train_tiny('pigan', heads, tmp_path / 'runs', *TINY_SAMPLES)
     snapshot = run_dir / 'network-snapshot-000000.016.pkl'
     with open(snapshot, 'rb') as f:
         safe = legacy.load_network_pkl(f)

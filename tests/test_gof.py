@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import legacy
 import train
-from hardening_helpers import run_py
+from seed_helpers import label, make_heads, train_tiny   # tests/seed_helpers.py
 from torch_utils.ops import grid_sample_gradfix
 from training import config as config_lib, schedules
 from training.film_siren import SirenNetwork
@@ -31,16 +31,6 @@ pytestmark = pytest.mark.usefixtures('single_thread')   # tiny tensors (tests/co
 GOF_RK = dict(depth_resolution=9, depth_resolution_importance=6, depth_resolution_surface=9, ray_start=1.8,
               ray_end=3.6, box_warp=1.0, avg_camera_radius=2.7, avg_camera_pivot=[0, 0, 0], white_back=True,
               alpha_rule='occupancy', depth_sampler='surface_window', window_init=0.9, window_min=0.225)
-
-
-def label(n):
-    """c [n, 25]: identity cam2world (unused by the prior source), intrinsics of a 30° FOV."""
-    c = torch.zeros(n, 25)
-    c[:, :16] = torch.eye(4).flatten()
-    c[:, 16] = c[:, 20] = 1 / (2 * math.tan(math.radians(15)))
-    c[:, 18] = c[:, 21] = 0.5
-    c[:, 24] = 1
-    return c
 
 
 def make_gof_G(**rk):
@@ -245,25 +235,15 @@ def test_gof_preset_values():
         assert 'geometry' not in config_lib.build_config(cfg, data='x.zip').loss_kwargs()
 
 
-TINY_GOF = ['--cfg', 'gof', '--metrics', 'none', '--tick', '0.008', '--snap', '1', '--workers', '0',
-            '--dataset_resolution', '16', '--neural_rendering_resolution_initial', '16',
-            '--siren_hidden', '16', '--siren_layers', '2', '--override', 'z_dim=16', '--override', 'w_dim=16',
-            '--override', 'cbase=256', '--override', 'cmax=16', '--override', 'image_grid=[2,2]']
 
 
 @pytest.fixture(scope='module')
 def heads(tmp_path_factory):
-    root = tmp_path_factory.mktemp('heads')
-    proc = run_py('make_synthetic.py', '--outdir', root, '--family', 'head', '--num', 8, '--resolution', 16,
-                  '--seed', 0, '--pose', 'gaussian:h_std=0.3,v_std=0.15')
-    assert proc.returncode == 0, proc.stderr
-    return root / 'head16_unlabeled.zip'
+    return make_heads(tmp_path_factory.mktemp('heads'))
 
 
 def test_gof_trains_and_its_snapshot_loads_and_renders(heads, tmp_path):
-    proc = run_py('train.py', '--outdir', tmp_path / 'runs', '--data', heads, '--kimg', '0.016', *TINY_GOF)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    (run_dir,) = (tmp_path / 'runs').iterdir()
+    run_dir = train_tiny('gof', heads, tmp_path / 'runs')
     stats = (run_dir / 'stats.jsonl').read_text()
     assert 'Loss/G/normal' in stats and 'Loss/G/opacity' in stats
     with open(run_dir / 'network-snapshot-000000.016.pkl', 'rb') as f:

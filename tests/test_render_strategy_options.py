@@ -3,12 +3,10 @@ config fields -> rendering_kwargs -> RenderingOptions; bad values and combinatio
 usage errors."""
 
 import json
-import os
 
 import pytest
-from click.testing import CliRunner
 
-from test_train import dataset   # noqa: F401 (fixture)
+from test_train import assert_one_line_usage_error, dataset   # noqa: F401 (fixture)
 from training import checkpoint, config as config_lib
 from training.rendering.options import RenderingOptions
 
@@ -50,11 +48,4 @@ USAGE_ERRORS = [
 
 @pytest.mark.parametrize('extra,message', USAGE_ERRORS, ids=[e[1][:24] for e in USAGE_ERRORS])
 def test_bad_render_strategies_are_one_line_usage_errors(extra, message, dataset, tmp_path):   # noqa: F811
-    import train as train_cli
-    base = ['--outdir', str(tmp_path), '--cfg', 'synthetic', '--data', str(dataset.unlabeled),
-            '--dataset_resolution', '16', '--neural_rendering_resolution_initial', '16']
-    result = CliRunner().invoke(train_cli.main, base + extra)
-    errors = [line for line in result.output.splitlines() if line.startswith('Error:')]
-    assert result.exit_code == 2, result.output
-    assert len(errors) == 1 and message in errors[0], result.output
-    assert 'Traceback' not in result.output and not os.listdir(tmp_path)
+    assert_one_line_usage_error(extra, message, dataset.unlabeled, tmp_path)

@@ -5,7 +5,6 @@ shaded pixel through the normals (double backward), the light law, the generator
 without shading, and a short shadegan run whose snapshot loads and renders."""
 
 import io
-import math
 import pickle
 
 import numpy as np
@@ -15,7 +14,7 @@ from click.testing import CliRunner
 
 import legacy
 import train
-from hardening_helpers import run_py
+from seed_helpers import TINY_SAMPLES, label, make_heads, train_tiny   # tests/seed_helpers.py
 from training import config as config_lib, schedules
 from training.film_siren import SirenNetwork
 from training.generator import TriPlaneGenerator
@@ -40,16 +39,6 @@ def make_G(shading='none', representation_kwargs={}, **kwargs):
                              mapping_kwargs=dict(num_layers=3), representation='film_siren',
                              representation_kwargs=dict(hidden=H, n_layers=L, **representation_kwargs),
                              shading=shading, **kwargs)
-
-
-def label(n):
-    """c [n, 25]: identity cam2world (unused by the prior source), intrinsics of a 30° FOV."""
-    c = torch.zeros(n, 25)
-    c[:, :16] = torch.eye(4).flatten()
-    c[:, 16] = c[:, 20] = 1 / (2 * math.tan(math.radians(15)))
-    c[:, 18] = c[:, 21] = 0.5
-    c[:, 24] = 1
-    return c
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,27 +259,16 @@ def test_shadegan_preset():
     assert 'shading' not in pigan.G_kwargs() and 'shading' not in pigan.loss_kwargs()['render_schedule']
 
 
-TINY = ['--metrics', 'none', '--tick', '0.008', '--snap', '1', '--workers', '0',
-        '--dataset_resolution', '16', '--neural_rendering_resolution_initial', '16',
-        '--siren_hidden', '16', '--siren_layers', '2', '--override', 'z_dim=16', '--override', 'w_dim=16',
-        '--override', 'cbase=256', '--override', 'cmax=16', '--override', 'depth_resolution=4',
-        '--override', 'depth_resolution_importance=4', '--override', 'image_grid=[2,2]']
 
 
 @pytest.fixture(scope='module')
 def heads(tmp_path_factory):
-    root = tmp_path_factory.mktemp('lit_heads')
-    proc = run_py('make_synthetic.py', '--outdir', root, '--family', 'head', '--num', 8, '--resolution', 16,
-                  '--seed', 0, '--pose', 'gaussian:h_std=0.3,v_std=0.15', '--light', 'mvn')
-    assert proc.returncode == 0, proc.stderr
-    return root / 'head16_unlabeled.zip'
+    return make_heads(tmp_path_factory.mktemp('lit_heads'), '--light', 'mvn')
 
 
 def test_shadegan_trains_and_its_snapshot_loads_and_renders(heads, tmp_path):
-    proc = run_py('train.py', '--outdir', tmp_path / 'runs', '--data', heads, '--kimg', '0.016', '--cfg', 'shadegan',
-                  '--shading_start_steps', '0', '--shading_ramp_steps', '1', *TINY)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    (run_dir,) = (tmp_path / 'runs').iterdir()
+    run_dir = train_tiny('shadegan', heads, tmp_path / 'runs', '--shading_start_steps', '0',
+                         '--shading_ramp_steps', '1', *TINY_SAMPLES)
     with open(run_dir / 'network-snapshot-000000.016.pkl', 'rb') as f:
         G = legacy.load_network_pkl(f)['G_ema']
     assert G.shading == 'lambertian' and not G.decoder.view_condition
