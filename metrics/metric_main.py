@@ -17,7 +17,7 @@ import time
 import dnnlib
 from metrics import frechet_inception_distance as fid
 from metrics import kernel_inception_distance as kid
-from metrics import metric_utils, normal_error, pose_depth_error, pose_metrics
+from metrics import depth_variance, metric_utils, normal_error, pose_depth_error, pose_metrics
 
 _KID = dict(num_subsets=100, max_subset_size=1000)
 
@@ -37,6 +37,8 @@ _METRICS = {
     # Seed methods (SEEDS_SPEC §6.6): normals from depth maps vs the depth estimator's / the GT.
     'normal_err':    (normal_error.compute_normal_err, dict(num_gen=1000)),
     'normal_err_gt': (normal_error.compute_normal_err_gt, dict()),
+    # GOF's weighted depth variance x 1e4 (SEEDS_SPEC §3.4 "Metric"; 128 px, 36 uniform samples).
+    'depth_var_weighted': (depth_variance.compute_depth_var_weighted, dict(num_gen=1000)),
 }
 
 

@@ -364,14 +364,15 @@ class TriPlaneGenerator(torch.nn.Module):
         return out.replace(pose=pose.pose, clamped_frac=pose.clamped_frac)
 
     def render_geometry(self, z, c, neural_rendering_resolution=None, generator=None, render_schedule=None,
-                        cam2world=None) -> GeometryRender:
-        """z [N, z_dim], c [N, 25] -> a GeometryRender: the render of `forward` (untruncated, the pose
-        source's camera unless cam2world is given, R = neural_rendering_resolution or the default),
-        its RGB channels only, with the renderer's per-sample record and surface depth and the field
-        itself (SEEDS_SPEC §3.3: the normal loss queries the field at the surface points)."""
+                        cam2world=None, truncation_psi=1) -> GeometryRender:
+        """z [N, z_dim], c [N, 25] -> a GeometryRender: the render of `forward` (the pose source's
+        camera of the untruncated w unless cam2world is given, R = neural_rendering_resolution or the
+        default; the field of w truncated by truncation_psi, 1: none), its RGB channels only, with the
+        renderer's per-sample record and surface depth and the field itself (SEEDS_SPEC §3.3: the
+        normal loss queries the field at the surface points; §3.4: the depth variance reads the record)."""
         w = self._w(z, c)
         pose = self.pose_source(w, z, c, generator=generator)
-        ws = self._broadcast_truncate(w, 1, None)
+        ws = self._broadcast_truncate(w, truncation_psi, None)
         R = int(self.neural_rendering_resolution if neural_rendering_resolution is None
                 else neural_rendering_resolution)
         with seeded_global_rng(generator, ws.device):

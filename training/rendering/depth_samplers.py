@@ -83,4 +83,23 @@ def surface_window(rays: RayQuery, options, window: float, generator=None) -> Sa
     return Samples(samples, None, torch.where(valid, depth, torch.full_like(depth, float('nan'))))
 
 
-SAMPLERS = {'importance_nerf': importance_nerf, 'surface_window': surface_window}
+def uniform(rays: RayQuery, options, window: float, generator=None) -> Samples:
+    """The evaluation sampler of GOF's weighted depth variance (SEEDS_SPEC §3.4 "Metric"):
+    depth_resolution samples, the plain linspace over the ray range (no jitter, no importance or
+    surface samples; depth_resolution_importance and `window` are unused), queried with gradient
+    and composited. Under alpha_rule 'occupancy' it also returns the surface depth, the secant root
+    of sigma = logit(surface_level) bracketed by these samples (as `surface_window`; NaN without a
+    crossing), which the metric cuts the alpha in front of; None under other rules."""
+    depths = sample_linspace(rays.t_start, rays.t_end, options.depth_resolution, jitter=False)
+    features, sigma = rays(depths, noise=False)
+    if options.alpha_rule != 'occupancy':
+        return Samples(None, (depths, features, sigma))
+    with torch.no_grad():
+        level = options.surface_logit
+        t_lo, t_hi, f_lo, f_hi, valid = first_crossing(sigma - level, depths)
+        depth = secant_root(lambda t: rays(t, noise=False, channels=1)[1] - level, t_lo, t_hi, f_lo, f_hi,
+                            options.secant_steps)[:, :, 0]
+    return Samples(None, (depths, features, sigma), torch.where(valid, depth, torch.full_like(depth, float('nan'))))
+
+
+SAMPLERS = {'importance_nerf': importance_nerf, 'surface_window': surface_window, 'uniform': uniform}

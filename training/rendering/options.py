@@ -11,7 +11,7 @@ from typing import NamedTuple, Optional, Union
 
 IMPLS = ('auto', 'torch', 'triton')
 ALPHA_RULES = ('eg3d', 'sample_delta', 'occupancy')      # compositing.py; SEEDS_SPEC §6.1 item 2
-DEPTH_SAMPLERS = ('eg3d', 'importance_nerf', 'surface_window')   # depth_samplers.py; §6.1 item 3
+DEPTH_SAMPLERS = ('eg3d', 'importance_nerf', 'surface_window', 'uniform')   # depth_samplers.py; §6.1 item 3, §3.4
 DENSITY_ACTIVATIONS = ('relu', 'softplus')
 _IMPL_ALIASES = {'cuda': 'auto', 'ref': 'torch'}   # the names of earlier versions of this project
 _PLANE_AXES = ('correct', 'legacy')
@@ -34,7 +34,9 @@ class RenderingOptions:
     last_back (per-sample rules only): the last sample takes the weight 1 - sum w (pi-GAN's
     evaluation setting); not together with white_back.
     depth_sampler: 'eg3d' (stratified + EG3D's smoothed importance), 'importance_nerf' (pi-GAN),
-    'surface_window' (GOF); the last two need a per-sample alpha rule, 'eg3d' needs 'eg3d'.
+    'surface_window' (GOF), 'uniform' (evaluation only: depth_resolution plain linspace samples, no
+    density noise, GOF's depth-variance protocol, SEEDS_SPEC §3.4); all but 'eg3d' need a
+    per-sample alpha rule, 'eg3d' needs 'eg3d'.
     surface_window: depth_resolution coarse samples (no jitter), secant_steps secant steps to
     the level sigma = logit(surface_level), depth_resolution_surface window samples, then
     depth_resolution_importance fine ones. window_init, window_min, window_decay: the half-width
