@@ -156,6 +156,8 @@ OPTIONS = [
     (('--opacity_weight',), NONNEG_FLOAT, 'GOF opacity prior weight at step 0; needs a per-sample --alpha_rule '
                                           '[default: 0]'),
     (('--opacity_growth',), NONNEG_FLOAT, 'Opacity prior growth per step: min(10 w, w exp(growth step)) [default: 0]'),
+    (('--pos_weight',), NONNEG_FLOAT, "pi-GAN position loss: D's pose head regresses the prior draw (D and G "
+                                      'steps); needs --pose_source prior [default: 0]'),
     (('--opacity_legacy_red',), B, "Opacity prior on the red channel, as GOF's code (reproduction only) "
                                    '[default: False]'),
     (('--density_noise_init',), NONNEG_FLOAT, 'Std of the noise on raw density at step 0 [default: 0]'),
@@ -326,6 +328,8 @@ def check_config(c) -> None:
     except ValueError as err:
         raise click.UsageError(f'rendering options: {err}') from None
     check_geometry(c)
+    if c.loss.pos_weight > 0 and m.pose_source != 'prior':
+        raise click.UsageError('--pos_weight > 0 regresses the prior draw of each fake: it needs --pose_source prior')
     head_trained = c.loss.dis_cam_weight + c.loss.pose_gd_weight > 0
     if c.loss.pose_dist_weight > 0 and not (m.pose_source == 'learned' and head_trained):
         raise click.UsageError('--pose_dist_weight > 0 needs --pose_source learned and a trained D pose head '

@@ -166,6 +166,7 @@ class LossConfig:
     opacity_weight: float = 0.0           # GOF opacity prior λ₀ (per-sample alpha rules)
     opacity_growth: float = 0.0           # ... its growth per step: min(10 λ₀, λ₀ exp(growth step))
     opacity_legacy_red: bool = False      # ... on the red channel as GOF's code (§3.5 q1), not the occupancy
+    pos_weight: float = 0.0               # pi-GAN λ_pos: D's pose head regresses the prior draw (SEEDS_SPEC §1.7)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,7 +317,8 @@ class TrainConfig:
                     img_resolution=self.data.dataset_resolution, img_channels=3, channel_base=m.cbase,
                     channel_max=m.cmax, num_fp16_res=m.d_num_fp16_res,
                     conv_clamp=256 if m.d_num_fp16_res > 0 else None, disc_c_noise=m.disc_c_noise,
-                    pose_head=learned, dis_linear_pose=m.dis_linear_pose, self_condition=learned and m.dis_pose_cond,
+                    pose_head=learned or self.loss.pos_weight > 0, dis_linear_pose=m.dis_linear_pose,
+                    self_condition=learned and m.dis_pose_cond,
                     pose_head_channels=m.pose_head_channels, block_kwargs=dict(freeze_layers=m.freezed),
                     mapping_kwargs={}, epilogue_kwargs=dict(mbstd_group_size=m.mbstd_group))
 
@@ -357,6 +359,8 @@ class TrainConfig:
         else:
             kwargs.update(flip_type=ls.flip_type, gpc_reg_prob=ls.gpc_reg_prob if self.model.gen_pose_cond else None,
                           gpc_reg_fade_kimg=0 if from_pickle else ls.gpc_reg_fade_kimg)
+            if ls.pos_weight > 0:   # pi-GAN's position loss (SEEDS_SPEC §1.7, §6.1)
+                kwargs['pos_weight'] = ls.pos_weight
         return kwargs
 
     def g_reg_interval(self) -> Optional[int]:

@@ -1,9 +1,10 @@
 """EG3D's loss for the non-learned pose sources (`dataset`, `prior`, `prior_residual`).
 
     Gmain  mean sp(-s(G z)) (+ the density symmetry of `--symmetry density`, `symmetry.py`; GOF's
-           normal consistency and opacity prior, `occupancy.py`, when their weights are > 0)
+           normal consistency and opacity prior, `occupancy.py`, when their weights are > 0;
+           pi-GAN's position loss, `position.py`, when pos_weight > 0)
     Greg   density L1 (SPEC §6.2)
-    Dmain  mean sp(s(G z)) + mean sp(-s(x))
+    Dmain  mean sp(s(G z)) + mean sp(-s(x)) (+ the position loss when pos_weight > 0)
     Dreg   (γ/2) R1 on image and image_raw (SPEC §6.4)
 
 Differences from PoF3D's driver: no mirror terms and no pose losses; the mapping network
@@ -24,6 +25,7 @@ from training.losses.common import DInput, Step, backward, check_unsupported, ef
 from training.losses.density import DensityRegularizer
 from training.losses.fakes import EG3DFakes
 from training.losses.occupancy import GeometryRegularizers
+from training.losses.position import PositionLoss
 from training.losses.r1 import R1Penalty
 from training.losses.symmetry import DensitySymmetry
 
@@ -39,7 +41,8 @@ class EG3DLoss:
                  reg_type='l1', blur_init_sigma=10, blur_fade_kimg=200, neural_rendering_resolution_initial=64,
                  neural_rendering_resolution_final=None, neural_rendering_resolution_fade_kimg=1000,
                  gpc_reg_prob=None, gpc_reg_fade_kimg=1000, style_mixing_prob=0, pl_weight=0, seed=0,
-                 symmetry_density_weight=0.0, flip_type='flip_both', render_schedule=None, geometry=None):
+                 symmetry_density_weight=0.0, flip_type='flip_both', render_schedule=None, geometry=None,
+                 pos_weight=0.0):
         check_unsupported(style_mixing_prob, pl_weight)
         self.device, self.G, self.D = device, G, D
         self.r1_gamma, self.density_reg = r1_gamma, density_reg
@@ -61,6 +64,7 @@ class EG3DLoss:
         self.D_fake = DiscriminatorFake(d_input, self.fakes)
         self.D_real = DiscriminatorReal(d_input)
         self.D_r1 = R1Penalty(d_input, r1_gamma)
+        self.pos = PositionLoss(d_input, self.fakes, pos_weight)   # pi-GAN (SEEDS_SPEC §1.7), off by default
 
     def step(self, cur_nimg: float) -> Step:
         """Schedule values at cur_nimg (SPEC §4.7, §6.1)."""
@@ -76,14 +80,18 @@ class EG3DLoss:
         G, D, step = self.G, self.D, self.step(cur_nimg)
         real_label = real_c if self.d_conditional else None
         if phase in ('Gmain', 'Gboth'):
-            backward(self.G_adv(G, D, gen_z, gen_c, step), gain)
+            if self.pos.weight:   # the adversarial term and the position loss share one render and D pass
+                backward(self.pos.generator(G, D, gen_z, gen_c, step, self.G_adv), gain)
+            else:
+                backward(self.G_adv(G, D, gen_z, gen_c, step), gain)
             backward(self.G_geometry(G, gen_z, gen_c, step, cur_nimg), gain)
             if self.G_sym_density.weight:   # guarded: the mapping label draws from the swap RNG
                 backward(self.G_sym_density(G, gen_z, self.fakes.mapping_condition(gen_c, step)), gain)
         if phase in ('Greg', 'Gboth'):
             backward(self.G_density(G, gen_z, self.fakes.mapping_condition(gen_c, step)), gain)
         if phase in ('Dmain', 'Dboth'):
-            loss_gen = backward(self.D_fake(G, D, gen_z, gen_c, step), gain)
+            loss_gen = backward(self.pos.discriminator(G, D, gen_z, gen_c, step, self.D_fake) if self.pos.weight
+                                else self.D_fake(G, D, gen_z, gen_c, step), gain)
             real = real_pair(real_img, step.resolution, step.blur_sigma)
             loss_real = backward(self.D_real(D, real, real_label, step), gain)
             training_stats.report('Loss/D/loss', loss_gen + loss_real)
