@@ -196,6 +196,8 @@ OPTIONS = [
     (('--pose_dist_start_kimg',), NONNEG_FLOAT, 'kimg before the pose-distribution term [default: 0]'),
     (('--pose_dist_min_slope',), NONNEG_FLOAT,
      "D pose head's slope on fakes before its estimates are used [default: 0.5]"),
+    (('--pose_explore_weight',), NONNEG_FLOAT, "D's pose head also on yaws h_mean +- R (extension) [default: 0]"),
+    (('--pose_explore_range',), NONNEG_FLOAT, 'R of --pose_explore_weight, radians [default: pi/2]'),
     (('--clamp_h_min',), F, 'Lower clamp of the learned h (needs --clamp_h_max)'),
     (('--clamp_h_max',), F, 'Upper clamp of the learned h (needs --clamp_h_min)'),
     (('--clamp_v_min',), F, 'Lower clamp of the learned v (needs --clamp_v_max)'),
@@ -334,6 +336,8 @@ def check_config(c) -> None:
     if c.loss.pose_dist_weight > 0 and not (m.pose_source == 'learned' and head_trained):
         raise click.UsageError('--pose_dist_weight > 0 needs --pose_source learned and a trained D pose head '
                                '(--dis_cam_weight or --pose_gd_weight > 0)')
+    if c.loss.pose_explore_weight > 0 and not (m.pose_source == 'learned' and head_trained):
+        raise click.UsageError('--pose_explore_weight > 0 needs --pose_source learned and a trained D pose head')
 
 
 def check_geometry(c) -> None:

@@ -72,6 +72,11 @@ MODELS = {
     'pof3d_dist_planes': ('PoF3D + pose-distribution term + symmetric planes', 'unlabeled',
                           ['--pose_source', 'learned', '--pose_dist_weight', '1', '--lr_multiplier_pose', '1',
                            '--symmetry', 'planes']),
+    # D's pose head also trained on yaws spread wider than G's (issue 15 after run 5: the head's
+    # estimates on reals were as narrow as G's cameras; training/losses/pose_explore.py).
+    'pof3d_explore': ('PoF3D + pose-distribution term + head exploration', 'unlabeled',
+                      ['--pose_source', 'learned', '--pose_dist_weight', '1', '--lr_multiplier_pose', '1',
+                       '--pose_explore_weight', '1']),
     # All levers at once, stronger: the term at weight 10 from slope 0.3 (the head passes 0.5 only
     # after the cameras have contracted), L3 de-biased so that it stops pulling inward.
     'pof3d_levers': ('PoF3D + planes + de-biased L3 + pose-distribution term x10', 'unlabeled',

@@ -5,8 +5,8 @@
            term (λ_sym), the density symmetry (`symmetry.py`), the pose-distribution term (`pose_dist.py`),
            GOF's normal consistency and opacity prior (`occupancy.py`)
     Greg   density L1 (λ_dens)
-    Dmain  L4 pose head (λ_cam) or L4' (λ_gd when λ_cam = 0), L5 fake, L6 flipped fake
-           (flip_to_disd), L7 real
+    Dmain  L4 pose head (λ_cam) or L4' (λ_gd when λ_cam = 0), the head's exploration term
+           (`pose_explore.py`, off by default), L5 fake, L6 flipped fake (flip_to_disd), L7 real
     Dreg   R1 (γ)
 
 Each term is its own object (`adversarial.py`, `pose.py`, `density.py`, `r1.py`); the driver
@@ -24,6 +24,8 @@ A behaviour choice, not only a speed one: the paired terms see one noise/jitter 
 the reference draws twice (same expectation), and w_avg is updated once per Dmain, not twice.
 """
 
+import math
+
 from torch_utils import training_stats
 from training import schedules
 from training.losses.adversarial import DiscriminatorFake, DiscriminatorReal, GeneratorAdversarial
@@ -33,6 +35,7 @@ from training.losses.fakes import MirrorCamera, PoF3DFakes
 from training.losses.occupancy import GeometryRegularizers
 from training.losses.pose import PoseHeadLoss, PoseRegularizer
 from training.losses.pose_dist import HeadCalibration, PoseDistribution
+from training.losses.pose_explore import PoseHeadExplore
 from training.losses.r1 import R1Penalty
 from training.losses.symmetry import DensitySymmetry, MirrorSymmetry
 
@@ -57,7 +60,7 @@ class PoF3DLoss:
                  neural_rendering_resolution_fade_kimg=1000, style_mixing_prob=0, pl_weight=0, seed=0,
                  sym_weight=0.0, symmetry_density_weight=0.0, pose_dist_weight=0.0, pose_dist_start_kimg=0.0,
                  pose_dist_min_slope=0.5, pose_gd_start_kimg=0.0, pose_gd_debias=False, share_render=True,
-                 render_schedule=None, geometry=None):
+                 render_schedule=None, geometry=None, pose_explore_weight=0.0, pose_explore_range=math.pi / 2):
         check_unsupported(style_mixing_prob, pl_weight)
         if (dis_cam_weight > 0 or pose_gd_weight > 0) and getattr(D, 'pose_head', True) is None:
             raise ValueError('dis_cam_weight / pose_gd_weight > 0 need a discriminator with a pose head')
@@ -92,6 +95,7 @@ class PoF3DLoss:
         cam_weight = dis_cam_weight if dis_cam_weight > 0 else pose_gd_weight                      # L4 or L4'
         self.D_pose = PoseHeadLoss(d_input, cam_weight, update_emas=dis_cam_weight > 0,
                                    observer=None if self.calibration is None else self.calibration.update)
+        self.D_explore = PoseHeadExplore(d_input, pose_explore_weight, pose_explore_range, seed)   # extension
         self.D_fake = DiscriminatorFake(d_input, plain, w_f, 'fake')                               # L5
         self.D_fake_flip = DiscriminatorFake(d_input, flipped, w_f if flip_to_disd else 0.0, 'fake_flip')  # L6
         self.D_real = DiscriminatorReal(d_input)                                                   # L7
@@ -120,6 +124,7 @@ class PoF3DLoss:
             backward(self.G_density(G, gen_z, gen_c), gain)
         if phase in ('Dmain', 'Dboth'):
             adv = self._d_fakes(G, D, gen_z, gen_c, step, gain)
+            backward(self.D_explore(G, D, gen_z, gen_c, step), gain)   # issue 15: the head explores yaws
             real = real_pair(real_img, step.resolution, step.blur_sigma)
             adv.append(backward(self.D_real(D, real, None, step), gain))
             training_stats.report('Loss/D/loss', sum(x for x in adv if x is not None))
@@ -156,7 +161,8 @@ class PoF3DLoss:
 
     def state_dict(self) -> dict:
         """RNG and running state for resume (the mirror coin, the pose-distribution term)."""
-        state = {'mirror': self.mirror.state_dict(), 'pose_dist': self.G_pose_dist.state_dict()}
+        state = {'mirror': self.mirror.state_dict(), 'pose_dist': self.G_pose_dist.state_dict(),
+                 'pose_explore': self.D_explore.state_dict()}
         if self.calibration is not None:
             state['calibration'] = self.calibration.state_dict()
         return state
@@ -165,6 +171,8 @@ class PoF3DLoss:
         self.mirror.load_state_dict(state['mirror'])
         if 'pose_dist' in state:   # training states written before the extensions lack these
             self.G_pose_dist.load_state_dict(state['pose_dist'])
+        if 'pose_explore' in state:
+            self.D_explore.load_state_dict(state['pose_explore'])
         saved = state.get('calibration', state.get('pose_dist', {}).get('calibration'))   # older: under pose_dist
         if self.calibration is not None and saved is not None:
             self.calibration.load_state_dict(saved)
