@@ -185,15 +185,15 @@ class TriPlaneGenerator(torch.nn.Module):
             self._apply_rendering_kwargs()
         return self.renderer
 
-    def _field(self, code, light=None):
-        """The field the renderer queries for the backbone's output `code` (`_code`); with shading,
-        its normals appended to the albedo (training/rendering/normals.py) and the light [N, 4]
-        bound for a light-conditioned albedo head."""
+    def _field(self, code, light=None, normals=True):
+        """The field the renderer queries for the backbone's output `code` (`_code`); with shading
+        (and `normals`), its normals appended to the albedo (training/rendering/normals.py), and
+        the light [N, 4] bound for a light-conditioned albedo head."""
         options = self._renderer().options
         if self.representation == 'film_siren':
             bound = light if self.decoder.light_condition else None
             field = SirenField(*code, self.decoder, options.box_warp, light=bound)
-            return field if self.shading == 'none' else NormalField(field)
+            return field if self.shading == 'none' or not normals else NormalField(field)
         return TriplaneField(code, self.decoder, options.plane_axes, options.box_warp)
 
     def draw_light(self, batch_size, device, generator=None):
@@ -403,8 +403,8 @@ class TriPlaneGenerator(torch.nn.Module):
         with seeded_global_rng(generator, ws.device):
             code = self._code(ws, update_emas, noise_mode, synthesis_kwargs)
         # With shading: the albedo, without normals (a light-conditioned head reads a drawn light).
-        field = self._field(code, self.draw_light(ws.shape[0], ws.device, generator))
-        rgb, sigma = self.renderer.query(getattr(field, 'inner', field), coordinates, directions, generator=generator)
+        field = self._field(code, self.draw_light(ws.shape[0], ws.device, generator), normals=False)
+        rgb, sigma = self.renderer.query(field, coordinates, directions, generator=generator)
         return {'rgb': rgb, 'sigma': sigma}
 
     def extra_repr(self):
