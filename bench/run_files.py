@@ -70,19 +70,38 @@ def stop_orphan(pid, model_dir):
             time.sleep(0.5)
 
 
-def run_budgeted(cmd, env, log_path, model_dir, budget_s, progress, abort=None):
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process pid, all its threads (/proc/pid/stat fields 14-15);
+    0 once it is gone. Worker subprocesses are not counted: budget with --workers 0."""
+    try:
+        with open(f'/proc/{int(pid)}/stat') as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def run_budgeted(cmd, env, log_path, model_dir, budget_s, progress, abort=None, cpu_clock=False):
     """Run cmd until it exits, the budget stops it (module docstring) or the threading.Event abort
-    is set; progress(seconds, pid, force) is called about every second. Returns the seconds used."""
+    is set; progress(seconds, pid, force) is called about every second. Returns the seconds used:
+    wall-clock, or with cpu_clock the process's CPU seconds (rows that share a busy machine then
+    get the same compute, whatever else runs beside them)."""
     with open(log_path, 'ab') as log:
         # SIGINT back to default in the child: a background job (`cmd &`, nohup) inherits it ignored.
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     start, seen, seen_at, interval, stopped = time.monotonic(), latest_state(model_dir), None, None, False
+    used = [0.0]
+
+    def clock():
+        used[0] = max(used[0], cpu_seconds(proc.pid)) if cpu_clock else time.monotonic() - start
+        return used[0]
+
     progress(0.0, proc.pid, True)
     try:
         while proc.poll() is None:
             time.sleep(1.0)
-            elapsed = time.monotonic() - start
+            elapsed = clock()
             newest = latest_state(model_dir)
             fresh = newest != seen
             if fresh:
@@ -95,13 +114,13 @@ def run_budgeted(cmd, env, log_path, model_dir, budget_s, progress, abort=None):
                 stopped = True
             if abort is not None and abort.is_set():
                 stop(proc)
-                return time.monotonic() - start
+                return clock() if not cpu_clock else used[0]
             progress(elapsed, proc.pid, False)
     finally:
         stop(proc)
-        progress(time.monotonic() - start, None, True)
+        progress(used[0] if cpu_clock else clock(), None, True)
     if not stopped and proc.returncode != 0:
         raise click.ClickException(f'train.py exited with code {proc.returncode}; see {log_path}')
-    return time.monotonic() - start
+    return used[0] if cpu_clock else clock()
 
 

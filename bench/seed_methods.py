@@ -1,0 +1,243 @@
+"""The seed methods side by side (issues 18 and 19): pi-GAN's FiLM-SIREN field, the tri-plane, GOF,
+ShadeGAN (and its wrong-fixed-light ablation), PoF3D's learned pose with GOF, VolumeGAN and its two
+ablations, each trained for the same CPU budget on heads with per-image lights and measured alike.
+Rows, protocol and results: docs/seed_methods.md.
+
+    python bench/seed_methods.py --outdir out/seed_bench --budget-min 8          # all rows, one at a time
+    python bench/seed_methods.py --outdir out/seed_bench --models pigan,gof      # some rows (resumes)
+    python bench/seed_methods.py --outdir /tmp/sb --smoke                          # every step, tiny
+
+The budget is CPU seconds of the train.py process (one thread, --workers 0): on an idle core that
+is its wall-clock, and rows trained beside other jobs still get the same compute
+(bench/run_files.py `run_budgeted(cpu_clock=True)`). Resume = the same command again
+({outdir}/state.json). Data: make_synthetic.py heads, pose N(h 0.3, v 0.15) (the pi-GAN prior of
+the presets), per-image MVN lights with true normals. Metrics (metrics/metric_main.py, against the
+labeled zip): KID on the estimator features of bench/pose_learning.py, depth_err, normal_err,
+GOF's depth_var_weighted (per-sample alpha rules only), pose_err, and reproj_err where the metric
+exists.
+"""
+
+import json
+import os
+import subprocess
+import signal
+import sys
+import threading
+import time
+
+import click
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import dnnlib  # noqa: E402
+import legacy  # noqa: E402
+import pose_learning as pl  # noqa: E402  (bench/: the detector, metric calls and sample grids)
+from dnnlib import cli  # noqa: E402
+from metrics import metric_main, metric_utils  # noqa: E402
+from run_files import latest_state, run_budgeted, snapshots, stop_orphan, write_json  # noqa: E402
+from training import checkpoint  # noqa: E402
+
+_TRIPLANE = ['--representation', 'triplane', '--override', 'plane_resolution=32', '--override', 'plane_channels=16']
+_LEARNED = ['--pose_source', 'learned', '--dis_pose_cond', 'true', '--dis_cam_weight', '2', '--pose_gd_weight', '1']
+# name -> (label, preset, train.py options). Each row is one preset or one change to one.
+MODELS = {
+    'pigan': ('pi-GAN (FiLM-SIREN)', 'pigan', []),
+    'triplane': ('pi-GAN recipe, tri-plane field', 'pigan', _TRIPLANE),
+    'gof': ('GOF (occupancy, shrinking window)', 'gof', []),
+    'shadegan': ('ShadeGAN (Lambertian, MVN light)', 'shadegan', []),
+    'shadegan_fixed': ('ShadeGAN, wrong fixed light', 'shadegan', ['--light_source', 'fixed']),
+    'pof3d_gof': ('GOF + PoF3D learned pose', 'gof', _LEARNED),
+    'volumegan': ('VolumeGAN', 'volumegan', []),
+    'volumegan_nofv': ('VolumeGAN w/o feature volume', 'volumegan', ['--volume', 'false']),
+    'volumegan_nonr': ('VolumeGAN w/o neural renderer', 'volumegan', ['--image_head', 'none']),
+}
+POSE = 'gaussian:h_std=0.3,v_std=0.15'
+METRICS = ('kid_est', 'depth_err', 'normal_err', 'depth_var_weighted', 'pose_err', 'reproj_err')
+SMOKE = dict(num=64, budget_min=1 / 3, kimg_max=1.0, tick=0.008, est_steps=20, kid_num=32, eval_num=8)
+RUN_ONLY = ('outdir', 'models')
+
+
+def train_model(ctx, state, name):
+    """Train (or continue) one row until its CPU budget is spent or --kimg-max; mark it 'trained'."""
+    rec = state['models'].setdefault(name, dict(status='training', seconds=0.0))
+    model_dir = os.path.join(ctx.runs, name)
+    os.makedirs(model_dir, exist_ok=True)
+    stop_orphan(rec.get('pid'), model_dir)
+    base, last_save = rec['seconds'], [-1e9]
+
+    def progress(used, pid, force):
+        if force or used - last_save[0] >= 10:
+            last_save[0] = used
+            rec.update(seconds=base + used, pid=pid)
+            write_json(ctx.state_path, state)
+
+    if ctx.budget_s > base:
+        print(f'[{name}] training: {ctx.budget_s - base:.0f} CPU s of budget left', flush=True)
+        _, preset, args = MODELS[name]
+        cmd = [sys.executable, os.path.join(REPO, 'train.py'), '--outdir', model_dir, '--cfg', preset,
+               '--data', ctx.zips['unlabeled'], '--kimg', f'{ctx.kimg_max:g}', '--tick', f'{ctx.tick:g}',
+               '--snap', '1', '--metrics', 'none', '--workers', '0', '--seed', str(ctx.seed), '--resume', 'auto',
+               *args]
+        env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+        run_budgeted(cmd, env, os.path.join(model_dir, 'train_stdout.log'), model_dir, ctx.budget_s - base,
+                     progress, ctx.abort, cpu_clock=True)
+    final = latest_state(model_dir)
+    if final is None:
+        raise click.ClickException(f'{name}: no snapshot after training; see {model_dir}/train_stdout.log')
+    for _, path in snapshots(model_dir, 'training-state', 'pt'):
+        if path != final:
+            os.remove(path)
+    kimg = checkpoint.load_training_state(final)['counters']['cur_nimg'] / 1000
+    rec.update(status='trained', kimg=kimg, pid=None,
+               snapshot=os.path.relpath(checkpoint.network_pickle_for(final), ctx.outdir))
+    write_json(ctx.state_path, state)
+    print(f'[{name}] trained {kimg:g} kimg in {rec["seconds"]:.0f} CPU s', flush=True)
+
+
+def score(ctx, G, name) -> dict:
+    """The METRICS of one generator; a metric that does not apply to it (GOF's variance under the
+    tri-plane's interval alpha, a metric this tree lacks) is None, with the reason printed."""
+    n = ctx.eval_num
+    jobs = dict(kid_est=('kid2k', dict(max_real=None, num_gen=ctx.kid_num), 'kid2k'),
+                depth_err=('depth_err', dict(num_gen=n, est_steps=ctx.est_steps), 'depth_err'),
+                normal_err=('normal_err', dict(num_gen=n, est_steps=ctx.est_steps), 'normal_err'),
+                depth_var_weighted=('depth_var_weighted', dict(num_gen=n, resolution=ctx.resolution),
+                                    'depth_var_weighted'),
+                pose_err=('pose_err', dict(num_gen=n, est_steps=ctx.est_steps, num_align=ctx.js_num), 'pose_err'),
+                reproj_err=('reproj_err', dict(num_gen=n), 'reproj_err'))
+    out = {}
+    for key, (metric, kwargs, result) in jobs.items():
+        if not metric_main.is_valid_metric(metric):
+            print(f'[{name}] {key}: no such metric in this tree', flush=True)
+            out[key] = None
+            continue
+        try:
+            out[key] = pl.calc(ctx, metric, G, **kwargs)[result]
+        except ValueError as err:     # the metric refuses this generator (its docstring says why)
+            print(f'[{name}] {key}: {err}', flush=True)
+            out[key] = None
+    return out
+
+
+def evaluate_model(ctx, state, name):
+    rec = state['models'][name]
+    print(f'[{name}] evaluating {rec["snapshot"]}', flush=True)
+    G = legacy.load_network(os.path.join(ctx.outdir, rec['snapshot']), 'G_ema', 'cpu')
+    rec.update(metrics=score(ctx, G, name), status='evaluated')
+    pl.sample_grid(ctx, name, G)
+    write_json(ctx.state_path, state)
+
+
+def fmt(value, scale=1.0, digits=3):
+    return '–' if value is None else f'{value * scale:.{digits}g}'
+
+
+def write_report(ctx, state):
+    """results.md / results.json from the evaluated rows."""
+    done = [n for n in MODELS if state['models'].get(n, {}).get('status') == 'evaluated']
+    s, fl = state['settings'], state.get('floors', {})
+    rows = {n: dict(label=MODELS[n][0], preset=MODELS[n][1], train_args=MODELS[n][2], **state['models'][n])
+            for n in done}
+    write_json(os.path.join(ctx.outdir, 'results.json'), dict(settings=s, floors=fl, fid_proxy=pl.DETECTOR_DOC,
+                                                              models=rows))
+    md = [f'# Seed methods{" (SMOKE: meaningless numbers)" if s["smoke"] else ""}', '',
+          f'{s["num"]} heads at {s["resolution"]} px, poses `{POSE}`, MVN lights; {s["budget_min"]:.3g} CPU '
+          f'minutes per row (one thread), train seed {s["seed"]}.', '',
+          '| Row | preset + options | kimg | KID-est x1e3 | depth_err | normal_err (deg) | depth var x1e4 '
+          '| pose_err (deg) | reproj_err |', '|---|---|---|---|---|---|---|---|---|']
+    for r in rows.values():
+        m, opts = r['metrics'], ' '.join(['--cfg', r['preset'], *r['train_args']])
+        md.append(f'| {r["label"]} | `{opts}` | {r["kimg"]:.3g} | {fmt(m["kid_est"], 1e3)} | {fmt(m["depth_err"])} '
+                  f'| {fmt(m["normal_err"])} | {fmt(m["depth_var_weighted"])} | {fmt(m["pose_err"])} '
+                  f'| {fmt(m.get("reproj_err"))} |')
+    md += ['', 'Floors (held-out real images): ' + ', '.join(f'{k} {v:.3g}' for k, v in fl.items()) + '.',
+           'Lower is better everywhere. – : the metric does not apply (depth var needs per-sample weights) '
+           'or is not in this tree. Samples: samples_{row}.png (images over depth).']
+    metric_utils.write_atomic(os.path.join(ctx.outdir, 'results.md'), ('\n'.join(md) + '\n').encode())
+
+
+def prepare(opts):
+    ctx = dnnlib.EasyDict(opts, outdir=os.path.abspath(opts['outdir']), budget_s=opts['budget_min'] * 60,
+                          abort=threading.Event(), family='head', pose=POSE, lock=threading.Lock())
+    ctx.data, ctx.runs, ctx.cache = (os.path.join(ctx.outdir, x) for x in ('data', 'runs', 'cache'))
+    stem = os.path.join(ctx.data, f'head{ctx.resolution}')
+    ctx.zips = dict(labeled=stem + '_labeled.zip', unlabeled=stem + '_unlabeled.zip')
+    ctx.state_path, ctx.detector = os.path.join(ctx.outdir, 'state.json'), os.path.join(ctx.cache, 'detector.pt')
+    ctx.eval_kwargs = dict(class_name='training.dataset.ImageFolderDataset', path=ctx.zips['labeled'],
+                           resolution=ctx.resolution, use_labels=True)
+    settings = {k: v for k, v in opts.items() if k not in RUN_ONLY}
+    state = json.load(open(ctx.state_path)) if os.path.isfile(ctx.state_path) else dict(models={})
+    if state.setdefault('settings', settings) != settings:
+        diff = sorted(k for k in settings if state['settings'].get(k) != settings[k])
+        raise click.UsageError(f'{ctx.outdir} was made with other settings ({", ".join(diff)}); use a new --outdir')
+    os.makedirs(ctx.cache, exist_ok=True)
+    if not all(os.path.isfile(p) for p in ctx.zips.values()):
+        print(f'making the dataset in {ctx.data}', flush=True)
+        subprocess.run([sys.executable, os.path.join(REPO, 'make_synthetic.py'), '--outdir', ctx.data, '--family',
+                           'head', '--num', str(ctx.num), '--resolution', str(ctx.resolution), '--pose', POSE,
+                           '--light', 'mvn', '--seed', str(ctx.data_seed)], check=True, cwd=REPO,
+                          stdout=subprocess.DEVNULL)
+    pl.build_detector(ctx)
+    if 'floors' not in state:
+        state['floors'] = {k: pl.calc(ctx, k, est_steps=ctx.est_steps)[k]
+                           for k in ('pose_err_gt', 'depth_err_gt', 'normal_err_gt')}
+    write_json(ctx.state_path, state)
+    return ctx, state
+
+
+def parse_models(ctx, param, value):
+    names = list(MODELS) if value == 'all' else [x.strip() for x in value.split(',') if x.strip()]
+    if not names or any(n not in MODELS for n in names):
+        raise click.BadParameter(f'{value!r}: choose from {", ".join(MODELS)} or all')
+    return names
+
+
+@click.command(context_settings=dict(max_content_width=110))
+@click.option('--outdir', required=True, help='Output folder (state, data, runs, results)')
+@click.option('--models', default='all', callback=parse_models, show_default=True,
+              help=f'Comma-separated rows: {", ".join(MODELS)}')
+@click.option('--num', type=click.IntRange(min=20), default=4000, show_default=True, help='Dataset images')
+@click.option('--resolution', type=click.IntRange(min=8), default=32, show_default=True, help='Image side (px)')
+@click.option('--data-seed', type=int, default=0, show_default=True, help='make_synthetic.py seed')
+@click.option('--seed', type=click.IntRange(min=0), default=0, show_default=True, help='train.py seed')
+@click.option('--budget-min', type=cli.POS_FLOAT, default=8.0, show_default=True,
+              help='CPU minutes of training per row (one thread)')
+@click.option('--kimg-max', type=cli.POS_FLOAT, default=1000.0, show_default=True, help='kimg cap per row')
+@click.option('--tick', type=cli.POS_FLOAT, default=0.25, show_default=True, help='kimg between snapshots')
+@click.option('--est-steps', type=click.IntRange(min=1), default=None, help='Estimator training steps')
+@click.option('--kid-num', type=click.IntRange(min=2), default=1000, show_default=True, help='Images for KID-est')
+@click.option('--eval-num', type=click.IntRange(min=1), default=300, show_default=True,
+              help='Images for the other metrics')
+@click.option('--js-num', type=click.IntRange(min=1), default=5000, show_default=True,
+              help='Generator poses for the pose_err alignment')
+@click.option('--smoke', is_flag=True, help='Tiny run for CI (SMOKE); explicit options still win')
+@click.pass_context
+def main(click_ctx, **opts):
+    """Train the seed-method rows for the same CPU budget each on lit synthetic heads; evaluate
+    and tabulate them. Rerun the same command to resume (docs/seed_methods.md)."""
+    if opts['smoke']:
+        for key, value in SMOKE.items():
+            if click_ctx.get_parameter_source(key) == click.core.ParameterSource.DEFAULT:
+                opts[key] = value
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    torch.set_num_threads(1)
+    start = time.time()
+    ctx, state = prepare(opts)
+    try:
+        for name in ctx.models:
+            if state['models'].get(name, {}).get('status') in (None, 'training'):
+                train_model(ctx, state, name)
+            if state['models'][name]['status'] == 'trained':
+                evaluate_model(ctx, state, name)
+            write_report(ctx, state)
+    finally:
+        ctx.abort.set()
+    print(f'done in {time.time() - start:.0f} s: {ctx.outdir}/results.md', flush=True)
+    with open(os.path.join(ctx.outdir, 'results.md')) as f:
+        print(f.read())
+
+
+if __name__ == '__main__':
+    main()
