@@ -1,0 +1,59 @@
+"""bench/seed_methods.py: the CPU-second budget clock (bench/run_files.py) and, marked slow, the bench end
+to end on two rows (the rows and their results: docs/seed_methods.md)."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, 'bench'))
+import run_files  # noqa: E402
+
+BUSY = [sys.executable, '-c', 'import time\nt = time.process_time()\nwhile time.process_time() - t < 3: pass']
+SLEEPER = [sys.executable, '-c', 'import time; time.sleep(60)']
+
+
+def test_cpu_seconds_counts_compute_not_sleep():
+    busy, idle = subprocess.Popen(BUSY), subprocess.Popen(SLEEPER)
+    try:
+        time.sleep(2.0)
+        spent_busy, spent_idle = run_files.cpu_seconds(busy.pid), run_files.cpu_seconds(idle.pid)
+    finally:
+        busy.kill(), idle.kill(), busy.wait(), idle.wait()
+    assert 0.3 < spent_busy <= 2.5, spent_busy     # a spinning process (at least a share of one core)
+    assert spent_idle < 0.3, spent_idle             # a sleeping one: start-up only
+    assert run_files.cpu_seconds(2 ** 22 + 12345) == 0.0   # no such process
+
+
+def test_run_budgeted_cpu_clock_reports_cpu_seconds(tmp_path):
+    """A sleeping child under the CPU clock: 2 s of wall time, almost no CPU seconds used."""
+    abort, seen = threading.Event(), []
+    threading.Timer(2.0, abort.set).start()
+    used = run_files.run_budgeted(SLEEPER, dict(os.environ), str(tmp_path / 'log'), str(tmp_path), 600,
+                                  lambda s, pid, force: seen.append(s), abort, cpu_clock=True)
+    assert used < 0.5 and max(seen) < 0.5, (used, seen)
+
+
+@pytest.mark.slow
+def test_seed_bench_smoke(tmp_path):
+    cmd = [sys.executable, os.path.join(REPO, 'bench', 'seed_methods.py'), '--smoke', '--outdir', str(tmp_path),
+           '--models', 'pigan,gof']
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    results = json.loads((tmp_path / 'results.json').read_text())
+    assert sorted(results['models']) == ['gof', 'pigan']
+    for name, row in results['models'].items():
+        assert row['kimg'] > 0 and 0 < row['seconds'] < 60, name     # 20 CPU s budget + the last tick
+        for key in ('kid_est', 'depth_err', 'depth_var_weighted', 'pose_err'):
+            assert isinstance(row['metrics'][key], float), (name, key)
+        assert (tmp_path / f'samples_{name}.png').stat().st_size > 0
+    assert set(results['floors']) == {'pose_err_gt', 'depth_err_gt', 'normal_err_gt'}
+    table = [line for line in (tmp_path / 'results.md').read_text().splitlines() if line.startswith('| ')]
+    assert len(table) == 3
+    rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)   # resume: nothing to do
+    assert rerun.returncode == 0 and '] training:' not in rerun.stdout and '] evaluating' not in rerun.stdout
