@@ -162,7 +162,7 @@ def masked_l1(image: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor,
 # The metric.
 
 
-def _at_resolution(image: torch.Tensor, res: int) -> torch.Tensor:
+def image_at_resolution(image: torch.Tensor, res: int) -> torch.Tensor:
     """image [N, C, H, W] -> [N, C, res, res] by area averaging (unchanged at res)."""
     if image.shape[-2:] == (res, res):
         return image
@@ -191,7 +191,7 @@ def view_pair_rows(G, z, c, seed: int, yaw: float, pivot, depth_tol: float, imag
     out2 = render(cam2world=cam2)
     depth1, depth2 = out1['image_depth'].float(), out2['image_depth'].float()
     res = depth1.shape[-1]
-    img1, img2 = [(_at_resolution(o[image].float(), res).clamp(-1, 1) + 1) / 2 for o in (out1, out2)]
+    img1, img2 = [(image_at_resolution(o[image].float(), res).clamp(-1, 1) + 1) / 2 for o in (out1, out2)]
     K = Camera.from_label(c).intrinsics.float()
     warped, mask = warp_to_view(img2, depth2, depth1, cam1.float(), K, cam2.float(), K, depth_tol)
     err = masked_l1(img1, warped, mask)

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from metrics import metric_main
-from metrics.reprojection_error import look_at_point, masked_l1, reproject, warp_to_view, yaw_camera
+from metrics.reprojection_error import (image_at_resolution, look_at_point, masked_l1, reproject, warp_to_view,
+                                       yaw_camera)
 from tests.test_generator import make_G
 from tests.test_metrics import camera_labels, write_zip
 from training.cameras import LookAtPose
@@ -143,6 +144,12 @@ def test_analytic_pair_inconsistent_view_has_the_larger_error():
     assert good < 0.01 and bad > 0.05 and bad > 10 * good, (good, bad)
     # the unwarped view 2 (no reprojection) is far worse than the warp: the warp does the work
     assert masked_l1(image_a, image_b, mask).item() > 5 * good
+
+def test_image_is_box_averaged_to_the_depth_resolution():
+    image = torch.arange(2 * 3 * 8 * 8, dtype=F64).reshape(2, 3, 8, 8) ** 1.5      # not linear: point samples differ
+    small = image_at_resolution(image, 4)
+    torch.testing.assert_close(small, image.reshape(2, 3, 4, 2, 4, 2).mean(dim=(3, 5)))
+    assert image_at_resolution(image, 8) is image
 
 # ----------------------------------------------------------------------------------------
 # The registered metric on tiny generators.
