@@ -17,7 +17,7 @@ import time
 import dnnlib
 from metrics import frechet_inception_distance as fid
 from metrics import kernel_inception_distance as kid
-from metrics import depth_variance, metric_utils, normal_error, pose_depth_error, pose_metrics
+from metrics import depth_variance, metric_utils, normal_error, pose_depth_error, pose_metrics, reprojection_error
 
 _KID = dict(num_subsets=100, max_subset_size=1000)
 
@@ -39,6 +39,9 @@ _METRICS = {
     'normal_err_gt': (normal_error.compute_normal_err_gt, dict()),
     # GOF's weighted depth variance x 1e4 (SEEDS_SPEC §3.4 "Metric"; 128 px, 36 uniform samples).
     'depth_var_weighted': (depth_variance.compute_depth_var_weighted, dict(num_gen=1000)),
+    # VolumeGAN's 3D consistency (SEEDS_SPEC §6.5-6.6): view 2 yawed 10 deg, warped into view 1 with
+    # the rendered depth, masked L1 on [0, 1] (metrics/reprojection_error.py).
+    'reproj_err': (reprojection_error.compute_reproj_err, dict(num_gen=1000, yaw_deg=10.0)),
 }
 
 
