@@ -96,9 +96,10 @@ def train_model(ctx, state, name):
     print(f'[{name}] trained {kimg:g} kimg in {rec["seconds"]:.0f} CPU s', flush=True)
 
 
-def score(ctx, G, name) -> dict:
-    """The METRICS of one generator; a metric that does not apply to it (GOF's variance under the
-    tri-plane's interval alpha, a metric this tree lacks) is None, with the reason printed."""
+def score(ctx, G, name, only=METRICS) -> tuple:
+    """({metric: value}, [refused]) for the METRICS (or those in `only`) of one generator. A metric
+    that refuses it (GOF's variance under the tri-plane's interval alpha) or that this tree lacks
+    is None, with the reason printed; only the refusals are listed (a later tree may add a metric)."""
     n = ctx.eval_num
     jobs = dict(kid_est=('kid2k', dict(max_real=None, num_gen=ctx.kid_num), 'kid2k'),
                 depth_err=('depth_err', dict(num_gen=n, est_steps=ctx.est_steps), 'depth_err'),
@@ -107,8 +108,8 @@ def score(ctx, G, name) -> dict:
                                     'depth_var_weighted'),
                 pose_err=('pose_err', dict(num_gen=n, est_steps=ctx.est_steps, num_align=ctx.js_num), 'pose_err'),
                 reproj_err=('reproj_err', dict(num_gen=n), 'reproj_err'))
-    out = {}
-    for key, (metric, kwargs, result) in jobs.items():
+    out, refused = {}, []
+    for key, (metric, kwargs, result) in ((k, v) for k, v in jobs.items() if k in only):
         if not metric_main.is_valid_metric(metric):
             print(f'[{name}] {key}: no such metric in this tree', flush=True)
             out[key] = None
@@ -118,16 +119,34 @@ def score(ctx, G, name) -> dict:
         except ValueError as err:     # the metric refuses this generator (its docstring says why)
             print(f'[{name}] {key}: {err}', flush=True)
             out[key] = None
-    return out
+            refused.append(key)
+    return out, refused
 
 
 def evaluate_model(ctx, state, name):
     rec = state['models'][name]
     print(f'[{name}] evaluating {rec["snapshot"]}', flush=True)
     G = legacy.load_network(os.path.join(ctx.outdir, rec['snapshot']), 'G_ema', 'cpu')
-    rec.update(metrics=score(ctx, G, name), status='evaluated')
+    metrics, refused = score(ctx, G, name)
+    rec.update(metrics=metrics, status='evaluated', refused=refused)
     pl.sample_grid(ctx, name, G)
     write_json(ctx.state_path, state)
+
+
+def rescore_missing(ctx, state, name):
+    """A row evaluated before a metric existed in this tree (e.g. reproj_err) gets it on rerun."""
+    rec = state['models'][name]
+    missing = [k for k in METRICS if rec['metrics'].get(k) is None and metric_main.is_valid_metric(
+        dict(kid_est='kid2k').get(k, k))]
+    refused = set(rec.get('refused', []))
+    missing = [k for k in missing if k not in refused]
+    if missing:
+        print(f'[{name}] scoring {", ".join(missing)}', flush=True)
+        G = legacy.load_network(os.path.join(ctx.outdir, rec['snapshot']), 'G_ema', 'cpu')
+        new, no = score(ctx, G, name, missing)
+        rec['metrics'].update(new)
+        rec['refused'] = sorted(refused | set(no))
+        write_json(ctx.state_path, state)
 
 
 def fmt(value, scale=1.0, digits=3):
@@ -231,6 +250,8 @@ def main(click_ctx, **opts):
                 train_model(ctx, state, name)
             if state['models'][name]['status'] == 'trained':
                 evaluate_model(ctx, state, name)
+            else:
+                rescore_missing(ctx, state, name)
             write_report(ctx, state)
     finally:
         ctx.abort.set()
