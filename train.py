@@ -160,6 +160,10 @@ OPTIONS = [
                                       'steps); needs --pose_source prior [default: 0]'),
     (('--opacity_legacy_red',), B, "Opacity prior on the red channel, as GOF's code (reproduction only) "
                                    '[default: False]'),
+    (('--mapping_lr_mul',), POS_FLOAT, "film_siren: lr multiplier of pi-GAN's mapping network (GOF/ShadeGAN's "
+                                       'unique_lr: 0.05) [default: 1]'),
+    (('--mapping_lr_legacy',), B, "Ignore --mapping_lr_mul as GOF/ShadeGAN's official code does under DDP (the "
+                                  'broken lr split; reproduction only) [default: False]'),
     (('--density_noise_init',), NONNEG_FLOAT, 'Std of the noise on raw density at step 0 [default: 0]'),
     (('--density_noise_fade_steps',), NONNEG_FLOAT, 'Steps over which that noise falls to 0 [default: 5000]'),
     (('--blur_mode',), click.Choice(['single', 'reference']),
@@ -354,6 +358,9 @@ def check_geometry(c) -> None:
 def check_representation(c) -> None:
     """Options that need the tri-plane representation -> one-line usage errors."""
     m = c.model
+    if m.representation != 'film_siren' and (m.mapping_lr_mul != 1 or m.mapping_lr_legacy):
+        raise click.UsageError('--mapping_lr_mul / --mapping_lr_legacy need --representation film_siren (the '
+                               'tri-plane mapping has --lr_multiplier)')
     if m.representation != 'film_siren':
         return
     for bad, text in ((m.superres, '--superres True (film_siren renders the image directly, SEEDS_SPEC §6.2)'),

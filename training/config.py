@@ -91,6 +91,8 @@ class ModelConfig:
     albedo_light: bool = False            # albedo head sees the light l (ShadeGAN's shipped configs, §4.6 q3)
     shading_start_steps: float = 5000     # shading ramp r = clamp((step - start) / ramp, 0, 1) (ShadeGAN 5000)
     shading_ramp_steps: float = 2000      # ShadeGAN 2000
+    mapping_lr_mul: float = 1.0           # film_siren: lr multiplier of pi-GAN's mapping (GOF/ShadeGAN unique_lr 0.05)
+    mapping_lr_legacy: bool = False       # ... ignored, the mapping at the full glr, as the official DDP code (§3.5 q3)
 
 
 # RenderingConfig fields passed as rendering_kwargs under their own names (the renderer reads the
