@@ -170,6 +170,9 @@ OPTIONS = [
      "D input blur: 'single' (one D pass) or 'reference' (the reference's double blur) [default: single]"),
     (('--dataset_resolution',), POS_INT, 'Training resolution; images are resized on load [preset]'),
     (('--create_label_fov',), POS_FLOAT, 'FOV (degrees) for synthesized intrinsics labels; crops images square'),
+    (('--create_label_grid',), click.Choice(['eg3d', 'corner']),
+     "--create_label_fov's focal: eg3d (EG3D's formula) or corner (pi-GAN's corner-aligned ray grid at "
+     '--dataset_resolution, SEEDS_SPEC §6.0) [default: eg3d]'),
     (('--pad_long',), B, 'With --create_label_fov: pad to the long side (white) instead of cropping'),
     (('--neural_rendering_resolution_initial',), POS_INT, 'Neural rendering resolution at the start [preset]'),
     (('--neural_rendering_resolution_final',), POS_INT, 'Neural rendering resolution after the fade [default: none]'),
@@ -301,6 +304,8 @@ def check_config(c) -> None:
                                f'({m.mbstd_group}); change --batch-gpu or --mbstd-group')
     if res < 8 or res & (res - 1):
         raise click.UsageError(f'--dataset_resolution {res} must be a power of two >= 8')
+    if c.data.create_label_grid != 'eg3d' and c.data.create_label_fov is None:
+        raise click.UsageError(f'--create_label_grid {c.data.create_label_grid} needs --create_label_fov')
     check_representation(c)
     check_shading(c)
     if m.pose_source == 'learned' and m.dis_pose_cond != (c.loss.dis_cam_weight > 0):
