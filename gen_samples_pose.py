@@ -17,7 +17,9 @@ pose, SPEC §12.5). Files in --outdir:
                                   min-max normalized, 0 = nearest, 65535 = farthest; background 65535
   seed{seed:04d}_yaw{Y}_pitch{P}.png   with --yaws / --pitches (every pair, Y/P in degrees)
   seed{seed:04d}.mrc / .ply       with --shapes (training/shapes.py: grid of side box_warp, raw
-                                  density, border -1000, marching cubes at --shape-level)
+                                  field, border -1000, marching cubes at --shape-level): the density
+                                  (tri-plane, pi-GAN; level 10) or GOF's occupancy logit (level
+                                  logit(surface_level) = 0, the surface GOF renders)
 
 --yaws / --pitches are offsets in degrees from the frontal pose (h, v) = (h_mean, pi/2): h =
 h_mean + yaw, v = pi/2 + pitch (EG3D's convention: the pitch is added to v, the uniform-on-sphere
@@ -203,7 +205,7 @@ def generate_seed(G, seed, c, opts, device) -> dict:
         info = shapes.export_shape(G, ws, stem, opts['shape_res'], opts['shape_formats'], opts['shape_level'],
                                    noise_mode=opts['noise_mode'])
         if info['faces'] == 0:
-            tqdm.write(f'seed {seed}: the density never crosses --shape-level {opts["shape_level"]:g} '
+            tqdm.write(f'seed {seed}: the raw field never crosses --shape-level {opts["shape_level"]:g} '
                        f'(range {info["volume_range"]}); the .ply is empty')
     return record
 
@@ -257,8 +259,9 @@ def generate_all(G, seeds, c, opts, device) -> list:
 @cli.bool_flag('--shapes', 'do_shapes', help='Also export the density volume / mesh (--shapes, --shapes true|false).')
 @click.option('--shape-res', type=click.IntRange(min=2), default=512, show_default=True, help='Grid N.')
 @click.option('--shape-format', type=click.Choice(['.mrc', '.ply', 'both']), default='.mrc', show_default=True)
-@click.option('--shape-level', type=cli.FLOAT, default=shapes.DEFAULT_LEVEL, show_default=True,
-              help='Iso level (raw density) of the .ply surface.')
+@click.option('--shape-level', type=cli.FLOAT, default=None,
+              help=f'Iso level of the .ply surface in the raw field [default: {shapes.DEFAULT_LEVEL:g} (density); '
+                   f'logit of the surface level (0) for an occupancy generator].')
 @click.option('--yaws', type=FloatList(), default=None, help='Extra views: yaw offsets in degrees, e.g. -30,0,30.')
 @click.option('--pitches', type=FloatList(), default=None, help='Extra views: pitch offsets in degrees.')
 @cli.ignored_option('--reload_modules', why='networks are always rebuilt from this code by legacy.py')
@@ -277,7 +280,7 @@ def main(network, seeds, truncation_psi, truncation_cutoff, outdir, dataset, fov
     opts = dict(outdir=outdir, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                 noise_mode=noise_mode, angles=angle_pairs(yaws, pitches), shapes=do_shapes, shape_res=shape_res,
                 shape_formats=('.mrc', '.ply') if shape_format == 'both' else (shape_format,),
-                shape_level=shape_level)
+                shape_level=shapes.surface_level(G) if shape_level is None else shape_level)
     c = frontal_label(G, dataset_intrinsics(dataset, fov_deg), device)
     with cli.output_errors('--outdir', outdir):   # e.g. a full disk: one line
         records = generate_all(G, seeds, c, opts, device)

@@ -12,6 +12,13 @@ pitch_range to 1 std(v). For an EG3D generator (no learned pose) the centre is (
 and the defaults 0.3 / 0.1 rad. The seeds fill the grid row by row (COLSxROWS, e.g. 2x2); ws,
 noise and the renderer's random draws are the same in every frame, so only the camera moves.
 
+Relighting (--light-path orbit, a generator with shading 'lambertian', ShadeGAN SEEDS_SPEC §4.3):
+the camera stays at the orbit's centre and the light moves instead. Frame t lights every seed with
+    l = (a, d, r sin(2 pi t / T), r cos(2 pi t / T)),   L = normalize(l_x, l_y, 1) (world frame)
+so L circles the +z axis at atan(r) from it (r = --light-range, 1: 45 degrees); a, d (k_a = a/2 +
+1/2, k_d = d/2 + 1/2) are the means of G's light source (ShadeGAN's relighting demo varies l_x
+with a, d fixed the same way, §4.3).
+
 Output: an H.264 mp4 (imageio + imageio-ffmpeg, written atomically). Without ffmpeg the video
 is written as a GIF beside it (same stem) with a one-line warning. --depth writes
 `<stem>_depth.mp4` too: the neural render's ray distance mapped linearly from
@@ -74,6 +81,34 @@ def orbit(center, yaw_range, pitch_range, frames):
              v_mu + pitch_range * math.cos(2 * math.pi * t / frames)) for t in range(frames)]
 
 
+def light_strengths(G):
+    """(a, d) of G's light source: the law's means (mvn) or the constant light's (fixed)."""
+    source = G.light_source
+    return tuple(float(x) for x in (source.mean if hasattr(source, 'mean') else source.light)[:2])
+
+
+def light_orbit(strengths, light_range, frames):
+    """[(a, d, l_x, l_y)] of the frames of --light-path orbit (module docstring)."""
+    a, d = strengths
+    return [(a, d, light_range * math.sin(2 * math.pi * t / frames), light_range * math.cos(2 * math.pi * t / frames))
+            for t in range(frames)]
+
+
+def check_light_path(G, light_path):
+    """A one-line usage error for relighting a generator without a shading stage."""
+    if light_path != 'none' and getattr(G, 'shading', 'none') == 'none':
+        raise click.UsageError(f"--light-path {light_path} relights a generator with shading 'lambertian' "
+                               f'(--cfg shadegan); this network has no shading stage')
+
+
+def views(G, center, opts, frames):
+    """[(h, v, light or None)] per frame: the camera orbit, or the fixed centre camera under a
+    moving light (--light-path orbit)."""
+    if opts['light_path'] == 'none':
+        return [(h, v, None) for h, v in orbit(center, opts['yaw_range'], opts['pitch_range'], frames)]
+    return [(*center, light) for light in light_orbit(light_strengths(G), opts['light_range'], frames)]
+
+
 def tile(images: np.ndarray, cols: int, rows: int) -> np.ndarray:
     """[N, H, W, C] (N = cols*rows) -> [rows*H, cols*W, C]."""
     n, h, w, ch = images.shape
@@ -112,14 +147,16 @@ def open_video(path, fps):
             writer.close()
 
 
-def render_video(G, ws, c, poses, grid, writers, opts):
-    """Render every frame; writers = (rgb VideoWriter, depth VideoWriter or None)."""
+def render_video(G, ws, c, frames, grid, writers, opts):
+    """Render every frame of `frames` [(h, v, light or None)] (`views`); writers = (rgb
+    VideoWriter, depth VideoWriter or None)."""
     n = ws.shape[0]
     rk = G.rendering_kwargs
     device = ws.device
-    for h, v in tqdm(poses, desc='frames', unit='frame'):
+    for h, v, light in tqdm(frames, desc='frames', unit='frame'):
         cam = camera_at(G, h, v, device).expand(n, -1, -1)
-        out = G.synthesis(ws, c.expand(n, -1), cam2world=cam, noise_mode=opts['noise_mode'],
+        light = None if light is None else torch.tensor(light, device=device).expand(n, 4)
+        out = G.synthesis(ws, c.expand(n, -1), cam2world=cam, noise_mode=opts['noise_mode'], light=light,
                           generator=torch.Generator(device).manual_seed(0))
         rgb = (out['image'].permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
         writers[0].append(tile(rgb, *grid))
@@ -145,12 +182,16 @@ def render_video(G, ws, c, poses, grid, writers, opts):
 @click.option('--dataset', type=click.Choice(DATASETS), default='ffhq', show_default=True, help='Intrinsics.')
 @click.option('--fov-deg', type=cli.FOV_DEG, default=18.837, show_default=True)
 @click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
+@click.option('--light-path', type=click.Choice(['none', 'orbit']), default='none', show_default=True,
+              help="orbit: relight (shading 'lambertian'): fixed camera at the centre, the light circles.")
+@click.option('--light-range', type=cli.NONNEG_FLOAT, default=1.0, show_default=True,
+              help='--light-path orbit: radius r of (l_x, l_y); the light is atan(r) off the +z axis.')
 @cli.bool_flag('--depth', help='Also write <stem>_depth.mp4.')
 @click.option('--output', required=True, help='Output video path (.mp4).')
 @cli.ignored_option('--reload_modules', why='networks are always rebuilt from this code by legacy.py')
 @click.option('--device', default=None, help='torch device (default: cuda if available, else cpu).')
 def main(network, seeds, grid, frames, fps, truncation_psi, truncation_cutoff, yaw_range, pitch_range, pose_samples,
-         dataset, fov_deg, noise_mode, depth, output, device):
+         dataset, fov_deg, noise_mode, light_path, light_range, depth, output, device):
     """Orbit videos of a grid of seeds around the learned pose distribution."""
     if len(seeds) != grid[0] * grid[1]:
         raise click.BadParameter(f'{len(seeds)} seeds for a {grid[0]}x{grid[1]} grid (need {grid[0] * grid[1]})',
@@ -158,6 +199,7 @@ def main(network, seeds, grid, frames, fps, truncation_psi, truncation_cutoff, y
     cli.prepare_output(output, '--output', extensions=('.mp4', '.gif'))
     device = pick_device(device)
     G = load_G(network, device)
+    check_light_path(G, light_path)
     c = frontal_label(G, dataset_intrinsics(dataset, fov_deg), device)
     with torch.no_grad():
         stats = learned_pose_stats(G, c, pose_samples)
@@ -177,8 +219,9 @@ def main(network, seeds, grid, frames, fps, truncation_psi, truncation_cutoff, y
                 if depth:
                     stem, ext = os.path.splitext(output)
                     writers[1] = stack.enter_context(open_video(f'{stem}_depth{ext}', fps))
-                render_video(G, ws, c, orbit((stats[0], stats[2]), yaw_range, pitch_range, frames), grid, writers,
-                             dict(noise_mode=noise_mode))
+                frame_views = views(G, (stats[0], stats[2]), dict(light_path=light_path, light_range=light_range,
+                                                                  yaw_range=yaw_range, pitch_range=pitch_range), frames)
+                render_video(G, ws, c, frame_views, grid, writers, dict(noise_mode=noise_mode))
         except OSError as e:
             raise click.BadParameter(f'{output}: cannot write the video ({e})', param_hint="'--output'") from e
     click.echo('wrote ' + ', '.join(w.path for w in writers if w is not None))

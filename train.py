@@ -160,12 +160,19 @@ OPTIONS = [
                                       'steps); needs --pose_source prior [default: 0]'),
     (('--opacity_legacy_red',), B, "Opacity prior on the red channel, as GOF's code (reproduction only) "
                                    '[default: False]'),
+    (('--mapping_lr_mul',), POS_FLOAT, "film_siren: lr multiplier of pi-GAN's mapping network (GOF/ShadeGAN's "
+                                       'unique_lr: 0.05) [default: 1]'),
+    (('--mapping_lr_legacy',), B, "Ignore --mapping_lr_mul as GOF/ShadeGAN's official code does under DDP (the "
+                                  'broken lr split; reproduction only) [default: False]'),
     (('--density_noise_init',), NONNEG_FLOAT, 'Std of the noise on raw density at step 0 [default: 0]'),
     (('--density_noise_fade_steps',), NONNEG_FLOAT, 'Steps over which that noise falls to 0 [default: 5000]'),
     (('--blur_mode',), click.Choice(['single', 'reference']),
      "D input blur: 'single' (one D pass) or 'reference' (the reference's double blur) [default: single]"),
     (('--dataset_resolution',), POS_INT, 'Training resolution; images are resized on load [preset]'),
     (('--create_label_fov',), POS_FLOAT, 'FOV (degrees) for synthesized intrinsics labels; crops images square'),
+    (('--create_label_grid',), click.Choice(['eg3d', 'corner']),
+     "--create_label_fov's focal: eg3d (EG3D's formula) or corner (pi-GAN's corner-aligned ray grid at "
+     '--dataset_resolution, SEEDS_SPEC §6.0) [default: eg3d]'),
     (('--pad_long',), B, 'With --create_label_fov: pad to the long side (white) instead of cropping'),
     (('--neural_rendering_resolution_initial',), POS_INT, 'Neural rendering resolution at the start [preset]'),
     (('--neural_rendering_resolution_final',), POS_INT, 'Neural rendering resolution after the fade [default: none]'),
@@ -297,6 +304,8 @@ def check_config(c) -> None:
                                f'({m.mbstd_group}); change --batch-gpu or --mbstd-group')
     if res < 8 or res & (res - 1):
         raise click.UsageError(f'--dataset_resolution {res} must be a power of two >= 8')
+    if c.data.create_label_grid != 'eg3d' and c.data.create_label_fov is None:
+        raise click.UsageError(f'--create_label_grid {c.data.create_label_grid} needs --create_label_fov')
     check_representation(c)
     check_shading(c)
     if m.pose_source == 'learned' and m.dis_pose_cond != (c.loss.dis_cam_weight > 0):
@@ -354,6 +363,9 @@ def check_geometry(c) -> None:
 def check_representation(c) -> None:
     """Options that need the tri-plane representation -> one-line usage errors."""
     m = c.model
+    if m.representation != 'film_siren' and (m.mapping_lr_mul != 1 or m.mapping_lr_legacy):
+        raise click.UsageError('--mapping_lr_mul / --mapping_lr_legacy need --representation film_siren (the '
+                               'tri-plane mapping has --lr_multiplier)')
     if m.representation != 'film_siren':
         return
     for bad, text in ((m.superres, '--superres True (film_siren renders the image directly, SEEDS_SPEC §6.2)'),

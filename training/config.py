@@ -36,6 +36,7 @@ class DataConfig:
     mirror: bool = False                  # x-flip augmentation: doubles the dataset (labels not flipped)
     create_label_fov: Optional[float] = None  # degrees: square-crop and synthesize intrinsics labels (SPEC §2.2)
     pad_long: bool = False                # with create_label_fov: pad to the long side instead of cropping
+    create_label_grid: str = 'eg3d'       # create_label_fov's K: eg3d formula | corner (pi-GAN's grid, SEEDS_SPEC §6.0)
     max_size: Optional[int] = None        # use a random subset of this many images
     workers: int = 3                      # DataLoader worker processes per GPU
     dataset_class: str = 'training.dataset.ImageFolderDataset'  # dataset class (EG3D class_name)
@@ -91,6 +92,8 @@ class ModelConfig:
     albedo_light: bool = False            # albedo head sees the light l (ShadeGAN's shipped configs, §4.6 q3)
     shading_start_steps: float = 5000     # shading ramp r = clamp((step - start) / ramp, 0, 1) (ShadeGAN 5000)
     shading_ramp_steps: float = 2000      # ShadeGAN 2000
+    mapping_lr_mul: float = 1.0           # film_siren: lr multiplier of pi-GAN's mapping (GOF/ShadeGAN unique_lr 0.05)
+    mapping_lr_legacy: bool = False       # ... ignored, the mapping at the full glr, as the official DDP code (§3.5 q3)
 
 
 # RenderingConfig fields passed as rendering_kwargs under their own names (the renderer reads the
@@ -241,7 +244,8 @@ class TrainConfig:
         class_name = 'training.dataset_check.SkipBadImagesDataset' if skipping else d.dataset_class
         return dict(class_name=class_name, path=d.data, use_labels=True, max_size=d.max_size, xflip=d.mirror,
                     resolution=d.dataset_resolution, random_seed=self.seed, create_label_fov=d.create_label_fov,
-                    pad_long=d.pad_long)
+                    pad_long=d.pad_long, **({} if d.create_label_grid == 'eg3d' else
+                                            dict(create_label_grid=d.create_label_grid)))
 
     def rendering_kwargs(self) -> dict:
         r, m = self.rendering, self.model

@@ -20,6 +20,7 @@ check is exact (H == W == resolution) and made per image, so every item has one 
 import io
 import os
 import zipfile
+from typing import Optional
 
 import numpy as np
 import PIL.Image
@@ -27,7 +28,7 @@ import torch
 
 import dnnlib
 from dnnlib.util import one_line
-from training.cameras import FOV_to_intrinsics
+from training.cameras import FOV_to_intrinsics, corner_aligned_intrinsics
 from training.dataset_format import LABEL_DIM, LABELS_FNAME, is_image_name, make_square, parse_labels, resize_square
 from training.dataset_gt import load_ground_truth
 
@@ -36,12 +37,22 @@ class BadImageError(IOError):
     """An image of the dataset cannot be read; the message (one line) names the file and member."""
 
 
-def fov_label(fov_degrees: float) -> np.ndarray:
+LABEL_GRIDS = ('eg3d', 'corner')   # focal rules of create_label_fov (fov_label)
+
+
+def fov_label(fov_degrees: float, grid: str = 'eg3d', resolution: Optional[int] = None) -> np.ndarray:
     """Synthetic label float32 [25]: 16 zeros, then K from EG3D's FOV formula (SPEC §2.2).
 
     f = 1 / (tan(fov * 3.14159 / 360) * 1.414) with the literal constants; 18.837 -> 4.2634.
+    grid 'corner': the pi-GAN family's corner-aligned ray grid at `resolution` instead,
+    f = (R - 1) / (2R tan(fov/2)) (training/cameras.py corner_aligned_focal, SEEDS_SPEC §6.0).
     """
-    K = FOV_to_intrinsics(float(fov_degrees)).numpy().reshape(-1)
+    if grid not in LABEL_GRIDS:
+        raise ValueError(f'create_label_grid {grid!r}: choose from {LABEL_GRIDS}')
+    if grid == 'corner' and resolution is None:
+        raise ValueError("create_label_grid 'corner' needs the training resolution")
+    K = FOV_to_intrinsics(float(fov_degrees)) if grid == 'eg3d' else corner_aligned_intrinsics(fov_degrees, resolution)
+    K = K.numpy().reshape(-1)
     return np.concatenate([np.zeros(16, dtype=np.float32), K.astype(np.float32)])
 
 
@@ -184,12 +195,14 @@ class ImageFolderDataset(Dataset):
     create_label_fov: FOV in degrees: make every image square first (center crop; white
                       canvas of the long side with `pad_long`), and when there are no labels
                       use 16 zeros ++ K(fov) for every image (SPEC §2.2).
+    create_label_grid: 'eg3d' (EG3D's FOV formula) or 'corner' (pi-GAN's corner-aligned grid at
+                      `resolution`; `fov_label`).
     The open zip is per process: it is not pickled and is reopened lazily, once, in each
     DataLoader worker (also after a fork, which would otherwise share the parent's handle).
     """
 
     def __init__(self, path, resolution=None, use_labels=False, max_size=None, xflip=False, random_seed=0,
-                 create_label_fov=None, pad_long=False, **super_kwargs):
+                 create_label_fov=None, pad_long=False, create_label_grid='eg3d', **super_kwargs):
         self._path = os.fspath(path)
         self._zipfile = None
         self._zip_pid = None
@@ -198,6 +211,9 @@ class ImageFolderDataset(Dataset):
         self._resolution = None if resolution is None else int(resolution)
         self._create_label_fov = None if create_label_fov is None else float(create_label_fov)
         self._pad_long = bool(pad_long)
+        self._create_label_grid = str(create_label_grid)
+        if self._create_label_fov is not None:
+            fov_label(self._create_label_fov, self._create_label_grid, self._resolution)   # ValueError early
         self._all_fnames = self._list_files()
         self._image_fnames = sorted(f for f in self._all_fnames if is_image_name(f))
         if not self._image_fnames:
@@ -282,7 +298,8 @@ class ImageFolderDataset(Dataset):
                 data = f.read()
             labels = parse_labels(data, self._image_fnames, f'{self._path}/{LABELS_FNAME}')
         if labels is None and self._create_label_fov is not None:
-            labels = np.tile(fov_label(self._create_label_fov), (len(self._image_fnames), 1))
+            label = fov_label(self._create_label_fov, self._create_label_grid, self._resolution)
+            labels = np.tile(label, (len(self._image_fnames), 1))
         return None if labels is None else labels.astype(np.float32)
 
     @property

@@ -75,8 +75,10 @@ PRESETS['pigan'] = dict(
 # albedo/shading split, §4.6 q3; --albedo_light True --albedo_view True is the shipped _view head).
 # Ramp: ShadeGAN CelebA's 5000 / 2000 of 150k steps scaled to this preset's 25k (kimg 200 at
 # batch 8): 833 / 333. Ablation (§6.4): --light_source fixed (the law's mean strengths, frontal).
+# Mapping at lr_G x 0.05: ShadeGAN CelebA's unique_lr as intended (--mapping_lr_legacy True: as it ran, §4.6 q2).
 PRESETS['shadegan'] = dict(PRESETS['pigan'], shading='lambertian', light_source='mvn', albedo_view=False,
-                           albedo_light=False, shading_start_steps=833.0, shading_ramp_steps=333.0)
+                           albedo_light=False, shading_start_steps=833.0, shading_ramp_steps=333.0,
+                           mapping_lr_mul=0.05)
 
 # GOF at CPU scale (SEEDS_SPEC §6.3 "Cheapest CPU test"): pigan's preset with the occupancy alpha (no
 # density noise, §3.2 item 5) and the surface_window sampler, S_c / S_s / S_f = 9 / 9 / 6; the window
@@ -84,10 +86,11 @@ PRESETS['shadegan'] = dict(PRESETS['pigan'], shading='lambertian', light_source=
 # reached at half the run (gamma = ln 4 / (total_steps / 2)), the whole range for the first 2 % of the
 # steps (warm start, §6.3); lambda_n 0.05, h 0.075; lambda_0 0.05 growing x 10 over the run (the cap).
 # The rates are computed from the preset's kimg and batch: a run with another --kimg keeps them.
+# The mapping trains at lr_G x 0.05, GOF's unique_lr as intended (--mapping_lr_legacy True: as it ran, §3.5 q3).
 _GOF_STEPS = PRESETS['pigan']['kimg'] * 1000 / PRESETS['pigan']['batch']
 PRESETS['gof'] = dict(
     PRESETS['pigan'], alpha_rule='occupancy', depth_sampler='surface_window', density_noise_init=0.0,
     depth_resolution=9, depth_resolution_surface=9, depth_resolution_importance=6, secant_steps=4, surface_level=0.5,
     window_init=0.9, window_min=0.225, window_decay=math.log(4) / (_GOF_STEPS / 2),
     window_warmup_steps=0.02 * _GOF_STEPS, normal_weight=0.05, normal_h=0.075, opacity_weight=0.05,
-    opacity_growth=math.log(10) / _GOF_STEPS)
+    opacity_growth=math.log(10) / _GOF_STEPS, mapping_lr_mul=0.05)

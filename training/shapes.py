@@ -17,9 +17,15 @@ The grid, as the reference's gen_samples_pose builds it:
   EG3D's `convert_sdf_samples_to_ply`. Marching cubes is PyMCubes' (`mcubes`), not skimage's
   Lewiner variant: the surface is the same, the triangulation may differ.
 
+The field is every representation's raw output (`G.sample_mixed`): the density before its
+activation for the tri-plane and pi-GAN's FiLM-SIREN, the occupancy logit for GOF's alpha rule
+'occupancy'. `surface_level(G)` is the level that means "surface" for that field.
+
 All writers are atomic: the file appears complete under its name or not at all.
 """
 
+
+import math
 
 import numpy as np
 import torch
@@ -33,6 +39,17 @@ CHUNK = 1_000_000         # points per decoder query
 
 
 atomic_output = dnnlib.util.atomic_output  # temp name beside the file, rename on success
+
+
+def surface_level(G) -> float:
+    """The default iso level of G's raw field: logit(tau) for the occupancy alpha rule (GOF's
+    surface, sigmoid(raw) = tau, SEEDS_SPEC §3.2; tau = G's surface_level, 0.5 -> 0), else the
+    reference's density level DEFAULT_LEVEL (tri-plane; pi-GAN's relu density alike)."""
+    rk = G.rendering_kwargs
+    if rk.get('alpha_rule') != 'occupancy':
+        return DEFAULT_LEVEL
+    tau = float(rk.get('surface_level', 0.5))
+    return math.log(tau / (1 - tau))
 
 
 def grid_coordinates(start: int, stop: int, N: int, box_warp: float, legacy_index: bool = True,

@@ -37,7 +37,7 @@ import torch
 import dnnlib
 from torch_utils import misc, training_stats
 from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix
-from training import checkpoint, reporting, schedules
+from training import checkpoint, optim_groups, reporting, schedules
 from training.losses import loss_class_for
 
 
@@ -125,9 +125,12 @@ def build_networks(ctx, config, network_pickle=None, allow_exec=False):
 def build_phases(config, G, D):
     o = config.optim
     phases = []
+    m = config.model
     for name, module, lr, interval in (('G', G, o.glr if o.glr is not None else 0.0025, config.g_reg_interval()),
                                        ('D', D, o.dlr, o.d_reg_interval)):
-        opt = torch.optim.Adam(module.parameters(), eps=o.eps, **schedules.lazy_reg_adam_kwargs(lr, o.betas, interval))
+        adam = schedules.lazy_reg_adam_kwargs(lr, o.betas, interval)
+        split = dict(mapping_lr_mul=m.mapping_lr_mul, legacy=m.mapping_lr_legacy) if name == 'G' else {}
+        opt = torch.optim.Adam(optim_groups.param_groups(module, adam.pop('lr'), **split), eps=o.eps, **adam)
         if interval:
             phases += [Phase(name + 'main', module, opt, 1), Phase(name + 'reg', module, opt, interval)]
         else:

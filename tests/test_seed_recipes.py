@@ -1,0 +1,121 @@
+"""The paper-scale recipes of docs/seed_methods.md ("Paper-scale recipes") parse: every
+`python train.py ...` command there goes through train.py's option parser, config builder and
+config checks (the one-line usage errors) and yields G, D and loss kwargs, without training;
+the convention bridges of SEEDS_SPEC §6.0 are in every one (polar prior, corner-aligned labels)."""
+
+import math
+import pathlib
+import re
+import shlex
+
+import numpy as np
+import pytest
+
+import train
+from training.cameras import corner_aligned_focal
+from training.dataset import fov_label
+
+DOC = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'seed_methods.md'
+SECTION = '## Paper-scale recipes'
+
+
+def recipe_commands():
+    """[(title comment, argv after train.py)] of the section's bash blocks."""
+    text = DOC.read_text(encoding='utf-8')
+    section = text[text.index(SECTION):]
+    section = section[:section.index('\n## ', len(SECTION))] if '\n## ' in section[len(SECTION):] else section
+    commands = []
+    for block in re.findall(r'```bash\n(.*?)```', section, flags=re.S):
+        title = ''
+        for line in block.replace('\\\n', ' ').splitlines():
+            if line.startswith('#'):
+                title = title if title else line
+            elif 'train.py' in line:
+                argv = shlex.split(line, comments=True)
+                commands.append((title, argv[argv.index('train.py') + 1:]))
+                title = ''
+    return commands
+
+
+COMMANDS = recipe_commands()
+
+
+def test_the_section_has_the_six_recipes():
+    titles = [t for t, _ in COMMANDS]
+    assert len(COMMANDS) == 6, titles
+    for method in ('pi-GAN', 'GOF', 'ShadeGAN'):
+        for data in ('CelebA', 'Cats'):
+            assert sum(method in t and data in t for t in titles) == 1, (method, data, titles)
+
+
+def parse(argv, tmp_path):
+    """argv with --data / --outdir pointed into tmp_path -> the checked TrainConfig."""
+    argv = list(argv)
+    data = tmp_path / 'data.zip'
+    data.write_bytes(b'')
+    argv[argv.index('--data') + 1] = str(data)
+    argv[argv.index('--outdir') + 1] = str(tmp_path / 'runs')
+    ctx = train.main.make_context('train.py', argv)
+    c = train.make_config(ctx.params)
+    train.check_config(c)
+    return c
+
+
+@pytest.mark.parametrize('title, argv', COMMANDS, ids=[t[2:40] for t, _ in COMMANDS])
+def test_recipe_parses_and_checks(title, argv, tmp_path):
+    c = parse(argv, tmp_path)
+    m, r, d = c.model, c.rendering, c.data
+    assert m.representation == 'film_siren' and (m.siren_hidden, m.siren_layers, m.z_dim, m.w_dim) == (256, 8, 256, 256)
+    assert m.pose_source == 'prior' and m.prior_parametrization == 'polar'                      # §6.0 pose bridge
+    assert d.create_label_fov == 12 and d.create_label_grid == 'corner'                          # §6.0 intrinsics
+    K = fov_label(12, 'corner', d.dataset_resolution)[16:]
+    assert K[0] == pytest.approx(corner_aligned_focal(12, d.dataset_resolution)) and K[2] == K[5] == 0.5
+    assert r.box_warp == 0.24 and r.avg_camera_radius == 1 and not r.white_back
+    assert r.neural_rendering_resolution_initial == d.dataset_resolution in (64, 128)
+    assert c.optim.betas == (0.0, 0.9) and c.optim.d_reg_interval == 1 and d.mirror
+    for kwargs in (c.G_kwargs(), c.D_kwargs(), c.loss_kwargs(), c.training_set_kwargs()):
+        assert isinstance(kwargs, dict)
+    assert c.training_set_kwargs()['create_label_grid'] == 'corner'
+    if 'GOF' in title:
+        assert r.alpha_rule == 'occupancy' and r.depth_sampler == 'surface_window' and m.mapping_lr_mul == 0.05
+    if 'ShadeGAN' in title:
+        assert m.shading == 'lambertian' and m.albedo_light
+    if 'Cats' in title:
+        assert m.prior_distribution == 'uniform' and (m.prior_h_std, m.prior_v_std) == (0.5, 0.4)
+        assert (r.ray_start, r.ray_end) == (0.8, 1.2)
+    else:
+        assert m.prior_distribution == 'gaussian' and (m.prior_h_std, m.prior_v_std) == (0.3, 0.155)
+        assert (r.ray_start, r.ray_end) == (0.88, 1.12) and m.prior_v_mean == pytest.approx(math.pi / 2)
+
+
+def test_pigan_celeba_recipe_focal_at_128():
+    label = fov_label(12, 'corner', 128)
+    assert label[16] == pytest.approx(127 / (256 * math.tan(math.radians(6))))   # 4.7203
+    assert np.array_equal(label[:16], np.zeros(16))
+    with pytest.raises(ValueError, match='resolution'):
+        fov_label(12, 'corner')
+
+
+def test_corner_labels_through_the_dataset(tmp_path):
+    import PIL.Image
+
+    from training.dataset import ImageFolderDataset
+    folder = tmp_path / 'imgs'
+    folder.mkdir()
+    for i in range(2):
+        PIL.Image.fromarray(np.full((20, 24, 3), 40 * i, np.uint8)).save(folder / f'{i}.png')
+    ds = ImageFolderDataset(str(folder), resolution=16, use_labels=True, create_label_fov=12,
+                            create_label_grid='corner')
+    f = 15 / (32 * math.tan(math.radians(6)))     # (R - 1) / (2R tan(fov/2)) at R = 16
+    assert ds.get_label(1)[16] == pytest.approx(corner_aligned_focal(12, 16)) == pytest.approx(f)
+    with pytest.raises(ValueError, match='create_label_grid'):
+        ImageFolderDataset(str(folder), resolution=16, create_label_fov=12, create_label_grid='centre')
+
+
+def test_recipe_networks_build(tmp_path):
+    """The pi-GAN CelebA recipe's G and D construct (the kwargs are not just dicts)."""
+    import dnnlib
+    c = parse(COMMANDS[0][1], tmp_path)
+    G = dnnlib.util.construct_class_by_name(**c.G_kwargs())
+    D = dnnlib.util.construct_class_by_name(**c.D_kwargs())
+    assert G.img_resolution == D.img_resolution == 128
