@@ -418,6 +418,9 @@ def check_feature_volume(c) -> None:
         if bad:
             raise click.UsageError(f'--representation feature_volume does not go with {text}')
     R = r.neural_rendering_resolution_initial
+    if m.image_head == 'none' and {R, r.neural_rendering_resolution_final or res} != {res}:
+        raise click.UsageError(f'--image_head none renders the image directly: --neural_rendering_resolution_initial '
+                               f'({R}) must be --dataset_resolution ({res}), without a fade')
     if m.image_head != 'none' and (r.neural_rendering_resolution_final not in (None, R) or R >= res
                                    or res % R or (res // R) & (res // R - 1)):
         raise click.UsageError(f'--image_head {m.image_head} upsamples a fixed render by powers of two: '
