@@ -295,7 +295,9 @@ def test_incompatible_options_are_one_line_usage_errors(heads, tmp_path, args, n
 TINY_VOLUME = [*TINY_SAMPLES, '--volume_channels', '8,4', '--point_mlp_hidden', '16', '--feature_channels', '8']
 ROWS = {'full': ['--neural_rendering_resolution_initial', '8'],
         'fv_off': ['--neural_rendering_resolution_initial', '8', '--volume', 'false'],
-        'nr_off': ['--image_head', 'none']}
+        'nr_off': ['--image_head', 'none'],
+        'pof3d_pose': ['--neural_rendering_resolution_initial', '8', '--pose_source', 'learned', '--dis_pose_cond',
+                       'true', '--dis_cam_weight', '2', '--pose_gd_weight', '1', '--override', 'pose_head_channels=16']}
 
 
 @pytest.mark.parametrize('row', sorted(ROWS))
@@ -308,6 +310,7 @@ def test_volumegan_rows_train_and_their_snapshots_load_and_render(heads, tmp_pat
         trusted = legacy.load_network_pkl(f, allow_exec=True)   # the file we just wrote
     G, G_ref = safe['G_ema'], trusted['G_ema']
     assert G.representation == 'feature_volume' and safe['D'] is not None
+    assert (G.pose_source.__class__.__name__ == 'LearnedPose') == (row == 'pof3d_pose')
     assert (G.backbone.synthesis.volume is None) == (row == 'fv_off')
     assert (G.superresolution is None) == (row == 'nr_off')
     z, c = torch.randn(2, 16, generator=torch.Generator().manual_seed(0)), label(2)
