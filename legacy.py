@@ -62,9 +62,9 @@ def _our_modules():
     """This project's network modules: the ones whose classes a snapshot of ours holds."""
     from training import dual_discriminator, film_siren, generator, networks_stylegan2, pose_head, pose_sources
     from training.rendering import decoder
-    from training import superresolution
+    from training import feature_volume, neural_renderer, point_mlp, superresolution
     modules = [networks_stylegan2, superresolution, decoder, pose_head, pose_sources, dual_discriminator, film_siren,
-               generator]
+               generator, feature_volume, point_mlp, neural_renderer]
     try:
         from training import augment   # optional: only once the project has an augmentation pipeline
         modules.append(augment)
@@ -158,7 +158,7 @@ def _build_ours(rec, what, force_fp16):
         raise ValueError(f'{what}: unknown class {rec.class_name!r} in a snapshot of this project')
     kwargs = rec.init_kwargs
     if force_fp16 and rec.class_name in ('TriPlaneGenerator', 'DualDiscriminator') \
-            and kwargs.get('representation', 'triplane') == 'triplane':   # film_siren has no fp16 layers
+            and kwargs.get('representation', 'triplane') == 'triplane':   # the others have no fp16 layers
         kwargs.update(num_fp16_res=4, conv_clamp=256)
     module = _construct(cls, rec.init_args, kwargs, what)
     _check_gains(module, rec, what)

@@ -61,6 +61,22 @@ class _GainPair(click.ParamType):
         return gains
 
 
+class _Widths(click.ParamType):
+    """'64,32,16' (positive ints) -> (64, 32, 16)."""
+    name = 'C,C,...'
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            widths = tuple(int(x) for x in str(value).split(','))
+        except ValueError:
+            widths = ()
+        if not widths or min(widths) < 1:
+            self.fail(f'{value!r}: expected positive integers separated by commas', param, ctx)
+        return widths
+
+
 def _no_constant(item):
     """json.loads(parse_constant=...): NaN and Infinity are valid JSON for Python, not for a config."""
     def refuse(name):
@@ -116,7 +132,25 @@ OPTIONS = [
     (('--prior_v_mean',), F, 'Prior mean of v (of phi with --prior_parametrization polar) [default: pi/2]'),
     (('--prior_v_std',), NONNEG_FLOAT, 'Prior std (half range if uniform) of v or phi [default: 0.155]'),
     (('--representation',), click.Choice(config_lib.REPRESENTATIONS),
-     "G's 3-D representation: triplane (EG3D/PoF3D), film_siren (pi-GAN's FiLM-SIREN) [default: triplane]"),
+     "G's 3-D representation: triplane (EG3D/PoF3D), film_siren (pi-GAN's FiLM-SIREN), feature_volume "
+     "(VolumeGAN) [default: triplane]"),
+    (('--volume',), B, 'feature_volume: the 3-D feature volume (False: the MLP reads PE(x) only) [default: True]'),
+    (('--volume_channels',), _Widths(), 'feature_volume: stage widths, 4^3 -> 4*2^(stages-1) cubed '
+                                        '[default: 256,128,64,32]'),
+    (('--template_init',), click.Choice(['ones', 'randn']),
+     "feature_volume: the volume template's init, ones (VolumeGAN's code) or randn (its slides) [default: ones]"),
+    (('--adain_scale',), click.Choice(['raw', 'one_plus']),
+     'feature_volume: AdaIN x*scale+shift (raw, the code) or x*(1+scale)+shift [default: raw]'),
+    (('--point_mlp',), click.Choice(['modconv', 'film_siren']),
+     'feature_volume: point MLP, modconv on PE(x) (the code) or FiLM-SIREN (the slides) [default: modconv]'),
+    (('--point_mlp_hidden',), POS_INT, 'feature_volume: point MLP width [default: 256]'),
+    (('--point_mlp_layers',), POS_INT, 'feature_volume: point MLP layers [default: 4]'),
+    (('--feature_channels',), POS_INT, 'feature_volume: rendered feature channels C_f (3 with --image_head none) '
+                                       '[default: 512]'),
+    (('--view_dependent',), B, 'feature_volume: the feature head sees the view direction [default: False]'),
+    (('--image_head',), click.Choice(['modconv1x1', 'none']),
+     'feature_volume: image head, modconv1x1 (1x1 neural renderer) or none (render the image) '
+     '[default: modconv1x1]'),
     (('--siren_hidden',), POS_INT, 'film_siren: FiLM-SIREN width [default: 256]'),
     (('--siren_layers',), POS_INT, 'film_siren: FiLM-sine layers of the trunk [default: 8]'),
     (('--shading',), click.Choice(config_lib.SHADINGS),
@@ -315,7 +349,7 @@ def check_config(c) -> None:
         raise click.UsageError(f'--superres True needs --dataset_resolution in {sorted(config_lib.SR_BY_RESOLUTION)}; '
                                f'got {res} (use --superres False)')
     finals = {r.neural_rendering_resolution_initial, r.neural_rendering_resolution_final or res}
-    if not m.superres and finals != {res}:
+    if not m.superres and c.rendering_kwargs()['superresolution_module'] is None and finals != {res}:
         raise click.UsageError(f'--superres False renders at the image size: the neural rendering resolution must '
                                f'be --dataset_resolution ({res})')
     if c.aug != 'noaug':
@@ -361,11 +395,12 @@ def check_geometry(c) -> None:
 
 
 def check_representation(c) -> None:
-    """Options that need the tri-plane representation -> one-line usage errors."""
+    """Options that need the tri-plane representation, or another one -> one-line usage errors."""
     m = c.model
     if m.representation != 'film_siren' and (m.mapping_lr_mul != 1 or m.mapping_lr_legacy):
         raise click.UsageError('--mapping_lr_mul / --mapping_lr_legacy need --representation film_siren (the '
                                'tri-plane mapping has --lr_multiplier)')
+    check_feature_volume(c)
     if m.representation != 'film_siren':
         return
     for bad, text in ((m.superres, '--superres True (film_siren renders the image directly, SEEDS_SPEC §6.2)'),
@@ -374,6 +409,38 @@ def check_representation(c) -> None:
                       (m.g_num_fp16_res > 0, '--g_num_fp16_res > 0 (no StyleGAN2 synthesis layers)')):
         if bad:
             raise click.UsageError(f'--representation film_siren does not go with {text}')
+
+
+VOLUME_FIELDS = ('volume', 'volume_channels', 'template_init', 'adain_scale', 'point_mlp', 'point_mlp_hidden',
+                 'point_mlp_layers', 'feature_channels', 'view_dependent', 'image_head')
+
+
+def check_feature_volume(c) -> None:
+    """feature_volume's options without it, and what it does not go with -> usage errors (SEEDS_SPEC §6.5)."""
+    m, r, res = c.model, c.rendering, c.data.dataset_resolution
+    if m.representation != 'feature_volume':
+        changed = [f for f in VOLUME_FIELDS if getattr(m, f) != getattr(config_lib.ModelConfig, f)]
+        if changed:
+            raise click.UsageError(f'--{changed[0]} needs --representation feature_volume')
+        return
+    for bad, text in ((m.superres, '--superres True (its image head is --image_head, SEEDS_SPEC §6.5)'),
+                      (m.symmetry == 'planes', "--symmetry planes (it mirrors tri-planes; use 'none' or 'density')"),
+                      (m.g_num_fp16_res > 0, '--g_num_fp16_res > 0 (no StyleGAN2 synthesis layers)'),
+                      (m.sr_num_fp16_res > 0, '--sr_num_fp16_res > 0 (the image head runs in float32)')):
+        if bad:
+            raise click.UsageError(f'--representation feature_volume does not go with {text}')
+    R = r.neural_rendering_resolution_initial
+    if m.image_head == 'none' and {R, r.neural_rendering_resolution_final or res} != {res}:
+        raise click.UsageError(f'--image_head none renders the image directly: --neural_rendering_resolution_initial '
+                               f'({R}) must be --dataset_resolution ({res}), without a fade')
+    if m.image_head != 'none' and (r.neural_rendering_resolution_final not in (None, R) or R >= res
+                                   or res % R or (res // R) & (res // R - 1)):
+        raise click.UsageError(f'--image_head {m.image_head} upsamples a fixed render by powers of two: '
+                               f'--neural_rendering_resolution_initial ({R}) must be --dataset_resolution ({res}) / '
+                               f'2^k, k >= 1, without a fade (for --image_head none it is {res})')
+    if m.image_head != 'none' and m.feature_channels < 3:
+        raise click.UsageError('--image_head modconv1x1 reads its base RGB from feature channels 0-2: '
+                               '--feature_channels must be >= 3')
 
 
 def check_shading(c) -> None:

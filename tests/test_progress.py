@@ -61,6 +61,7 @@ def test_help_shows_the_presets_values():
     res = CliRunner().invoke(train.main, ['--help'])
     text = ' '.join(res.output.split())
     kimg = (r'--kimg FLOAT Training length in kimg \[default: 25000; --cfg gof 200, pigan 200, shadegan 200, '
-            r'synthetic 200\]')
+            r'synthetic 200, volumegan 200\]')
     assert re.search(kimg, text), text
-    assert '--cfg cats 5.0, ffhq 1.0, gof 0.2, pigan 0.2, shadegan 0.2, shapenet 0.3, synthetic 1.0' in text   # gamma
+    gamma = '--cfg cats 5.0, ffhq 1.0, gof 0.2, pigan 0.2, shadegan 0.2, shapenet 0.3, synthetic 1.0, volumegan 1.0'
+    assert gamma in text

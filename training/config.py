@@ -76,6 +76,17 @@ class ModelConfig:
     sr_noise_mode: str = 'none'           # super-resolution noise: none | random
     symmetry: str = 'none'                # canonical mirror symmetry of the field: none | planes | density
     representation: str = 'triplane'      # G's 3-D representation: triplane | film_siren (pi-GAN, SEEDS_SPEC §6.2)
+    # | feature_volume (VolumeGAN, SEEDS_SPEC §6.5); its options (the defaults are the FFHQ-256 code, §5.2):
+    volume: bool = True                   # feature_volume: the 3-D feature volume (False: MLP on PE(x) only, "FV off")
+    volume_channels: Tuple[int, ...] = (256, 128, 64, 32)  # ... its stage widths, 4^3 -> 4 * 2^(stages - 1) cubed
+    template_init: str = 'ones'           # ... its 4^3 template's init: ones (the code) | randn (the slides)
+    adain_scale: str = 'raw'              # ... AdaIN x * scale + shift: raw (the code) | one_plus (x * (1 + scale))
+    point_mlp: str = 'modconv'            # ... point MLP: modconv (the code, on PE(x)) | film_siren (the slides)
+    point_mlp_hidden: int = 256           # ... its width
+    point_mlp_layers: int = 4             # ... its layers (one w code each)
+    feature_channels: int = 512           # ... C_f, the rendered feature channels (3 without an image head)
+    view_dependent: bool = False          # ... the feature head sees the view direction (the code: no)
+    image_head: str = 'modconv1x1'        # ... image head: modconv1x1 (1x1 neural renderer) | none ("NR off")
     siren_hidden: int = 256               # film_siren: FiLM-SIREN width (pi-GAN 256; w_dim is the mapping width)
     siren_layers: int = 8                 # film_siren: FiLM-sine layers of the trunk (pi-GAN 8)
     shading: str = 'none'                 # shading stage after compositing: none | lambertian (ShadeGAN, §4.3)
@@ -250,6 +261,8 @@ class TrainConfig:
     def rendering_kwargs(self) -> dict:
         r, m = self.rendering, self.model
         sr = SR_BY_RESOLUTION.get(self.data.dataset_resolution) if m.superres else None
+        if m.representation == 'feature_volume':   # VolumeGAN's image head in the SR slot (SEEDS_SPEC §6.5)
+            sr = 'NeuralRenderer1x1' if m.image_head == 'modconv1x1' else None
         kwargs = dict(image_resolution=self.data.dataset_resolution, disparity_space_sampling=False,
                       clamp_mode='softplus', superresolution_module=sr, c_gen_conditioning_zero=not m.gen_pose_cond,
                       c_scale=1, superresolution_noise_mode=m.sr_noise_mode, density_reg=r.density_reg,
@@ -275,6 +288,8 @@ class TrainConfig:
                                h_std=m.prior_h_std, v_mean=m.prior_v_mean, v_std=m.prior_v_std)
         if m.representation == 'film_siren':
             return self._film_siren_G_kwargs(pose_kwargs)
+        if m.representation == 'feature_volume':
+            return self._feature_volume_G_kwargs(pose_kwargs)
         fp16 = m.g_num_fp16_res > 0
         return dict(class_name='training.generator.TriPlaneGenerator', z_dim=m.z_dim, w_dim=m.w_dim, c_dim=25,
                     img_resolution=self.data.dataset_resolution, img_channels=3, pose_source=m.pose_source,
@@ -299,6 +314,26 @@ class TrainConfig:
                     symmetry_axis=MIRROR_AXES[self.loss.flip_type], representation='film_siren',
                     representation_kwargs=dict(hidden=m.siren_hidden, n_layers=m.siren_layers, **self._albedo_head()),
                     **self._shading_G_kwargs())
+
+    def _feature_volume_G_kwargs(self, pose_kwargs) -> dict:
+        """G kwargs of representation feature_volume (SEEDS_SPEC §6.5): the StyleGAN2 mapping, the
+        volume and point MLP options, the image head's input resolution and widths (sr_kwargs);
+        without an image head the feature is the RGB (C_f = 3)."""
+        m, r = self.model, self.rendering
+        head = m.image_head == 'modconv1x1'
+        representation_kwargs = dict(volume=m.volume, volume_channels=m.volume_channels, template_init=m.template_init,
+                                     adain_scale=m.adain_scale, mlp=m.point_mlp, mlp_hidden=m.point_mlp_hidden,
+                                     mlp_layers=m.point_mlp_layers, feature_channels=m.feature_channels if head else 3,
+                                     view_dependent=m.view_dependent)
+        sr_kwargs = dict(input_resolution=r.neural_rendering_resolution_initial, channel_base=m.cbase,
+                         channel_max=m.cmax) if head else {}
+        return dict(class_name='training.generator.TriPlaneGenerator', z_dim=m.z_dim, w_dim=m.w_dim, c_dim=25,
+                    img_resolution=self.data.dataset_resolution, img_channels=3, pose_source=m.pose_source,
+                    pose_kwargs=pose_kwargs, mapping_kwargs=dict(num_layers=m.map_depth, lr_multiplier=m.lr_multiplier),
+                    neural_rendering_resolution=r.neural_rendering_resolution_initial, sr_num_fp16_res=0,
+                    sr_kwargs=sr_kwargs, rendering_kwargs=self.rendering_kwargs(), symmetry=m.symmetry,
+                    symmetry_axis=MIRROR_AXES[self.loss.flip_type], representation='feature_volume',
+                    representation_kwargs=representation_kwargs)
 
     def _albedo_head(self) -> dict:
         """The colour head's options when they differ from pi-GAN's (SEEDS_SPEC §4.2)."""

@@ -6,7 +6,10 @@ ws --StyleGAN2 synthesis--> planes [N, 3, C_p, P, P] --volume rendering (camera,
 from c[:, 16:25])--> features [N, 32, R, R], depth [N, 1, R, R] --super-resolution--> image.
 The representation is a strategy chosen at construction (training/representations.py):
 'triplane' as above, or 'film_siren' (pi-GAN, SEEDS_SPEC §6.2), where the backbone maps ws to a
-FiLM code, a SIREN network is the field, and the render is the image (no super-resolution).
+FiLM code, a SIREN network is the field, and the render is the image (no super-resolution), or
+'feature_volume' (VolumeGAN, SEEDS_SPEC §6.5), where the backbone grows a 3-D feature volume read
+by a point MLP, and the image head in the super-resolution slot is VolumeGAN's 1x1 neural renderer
+(or none).
 The shading stage is a strategy too (SEEDS_SPEC §4.3, §6.4): 'none', or 'lambertian' (ShadeGAN),
 where the field's colour is albedo, its normals are composited beside it, and the composite is
 shaded per pixel under a light drawn per image by a light source (training/light_sources.py).
@@ -35,9 +38,10 @@ from training.pose_sources import PoseOutput, build_pose_source
 from training.rendering.compositing import unfinish_features
 from training.rendering.decoder import OSGDecoder
 from training.rendering.normals import NormalField
-from training.representations import build_film_siren, check_representation
+from training.representations import build_feature_volume, build_film_siren, check_representation
 from training.rendering.field import TriplaneField
 from training.rendering.siren_field import SirenField
+from training.rendering.volume_field import VolumeField
 from training.rendering.options import RenderingOptions
 from training.rendering.rays import RaySampler
 from training.rendering.renderer import ImportanceRenderer, RecordedRender
@@ -110,7 +114,9 @@ class TriPlaneGenerator(torch.nn.Module):
     | 'density' (soft, a loss term); see training/symmetry.py.
     representation: 'triplane' (the above) | 'film_siren' (pi-GAN's FiLM-SIREN: backbone =
     FiLM mapping + code, decoder = SIREN, no super-resolution; representation_kwargs hidden,
-    n_layers, view_condition, light_condition); see training/representations.py.
+    n_layers, view_condition, light_condition) | 'feature_volume' (VolumeGAN: backbone = StyleGAN2
+    mapping + feature volume, decoder = point MLP, image head 'NeuralRenderer1x1' or None); see
+    training/representations.py.
     shading: 'none' | 'lambertian' (ShadeGAN, film_siren only: albedo x (k_a + k_d max(0, N . L))
     after compositing, SEEDS_SPEC §4.3); light_source 'mvn' | 'fixed' with light_kwargs (its
     law; training/light_sources.py) draws the light per image.
@@ -140,11 +146,16 @@ class TriPlaneGenerator(torch.nn.Module):
         self._apply_rendering_kwargs()
 
         self.pose_source = build_pose_source(pose_source, **self._pose_source_kwargs(pose_source, pose_kwargs))
+        mapping_c_dim = c_dim if self.pose_source.conditions_mapping else 0
         if representation == 'film_siren':
             self.backbone, self.decoder = build_film_siren(z_dim, w_dim, mapping_kwargs, representation_kwargs)
             self.ray_sampler = RaySampler()
+        elif representation == 'feature_volume':
+            self.backbone, self.decoder = build_feature_volume(z_dim, mapping_c_dim, w_dim, img_resolution,
+                                                               mapping_kwargs, representation_kwargs,
+                                                               self.rendering_kwargs, sr_kwargs)
+            self.ray_sampler = RaySampler()
         else:
-            mapping_c_dim = c_dim if self.pose_source.conditions_mapping else 0
             self.backbone = networks_stylegan2.Generator(z_dim, mapping_c_dim, w_dim, img_resolution=plane_resolution,
                                                          img_channels=3 * plane_channels,
                                                          mapping_kwargs=mapping_kwargs, **synthesis_kwargs)
@@ -194,6 +205,8 @@ class TriPlaneGenerator(torch.nn.Module):
             bound = light if self.decoder.light_condition else None
             field = SirenField(*code, self.decoder, options.box_warp, light=bound)
             return field if self.shading == 'none' or not normals else NormalField(field)
+        if self.representation == 'feature_volume':
+            return VolumeField(*code, self.decoder, options.box_warp)
         return TriplaneField(code, self.decoder, options.plane_axes, options.box_warp)
 
     def draw_light(self, batch_size, device, generator=None):
@@ -222,7 +235,8 @@ class TriPlaneGenerator(torch.nn.Module):
         sr_class = resolve_superresolution(self.rendering_kwargs['superresolution_module'])
         if sr_class is None:
             return None
-        return sr_class(channels=DECODER_OUTPUT_DIM, img_resolution=self.img_resolution,
+        channels = getattr(self.decoder, 'feature_channels', DECODER_OUTPUT_DIM)   # C_f of a point MLP
+        return sr_class(channels=channels, img_resolution=self.img_resolution,
                         sr_num_fp16_res=sr_num_fp16_res, sr_antialias=self.rendering_kwargs['sr_antialias'],
                         **{'w_dim': self.w_dim, **sr_kwargs})
 
@@ -268,8 +282,9 @@ class TriPlaneGenerator(torch.nn.Module):
     def _code(self, ws, update_emas, noise_mode, synthesis_kwargs):
         """ws [N, num_ws, w_dim] -> what `_field` binds: planes [N, 3, C_p, P, P] ('triplane'),
         or the FiLM code (gamma, beta) [N, num_ws, hidden] each ('film_siren': no noise, and
-        the forward-time synthesis_kwargs of the StyleGAN2 blocks do not apply)."""
-        if self.representation == 'film_siren':
+        the forward-time synthesis_kwargs of the StyleGAN2 blocks do not apply), or (volume
+        [N, C, D, H, W] | None, ws) ('feature_volume', no noise)."""
+        if self.representation != 'triplane':
             return self.backbone.synthesis(ws)
         return self._planes(ws, update_emas, noise_mode, synthesis_kwargs)
 
@@ -408,11 +423,11 @@ class TriPlaneGenerator(torch.nn.Module):
         return {'rgb': rgb, 'sigma': sigma}
 
     def extra_repr(self):
-        planes = '' if self.representation == 'film_siren' else \
+        planes = '' if self.representation != 'triplane' else \
             f'plane_resolution={self.plane_resolution}, plane_channels={self.plane_channels}, '
         text = (f'z_dim={self.z_dim}, w_dim={self.w_dim}, img_resolution={self.img_resolution}, {planes}'
                 f'neural_rendering_resolution={self.neural_rendering_resolution}, symmetry={self.symmetry}')
-        text += ', representation=film_siren' if self.representation == 'film_siren' else ''
+        text += f', representation={self.representation}' if self.representation != 'triplane' else ''
         return text + (f', shading={self.shading}' if self.shading != 'none' else '')
 
 

@@ -94,3 +94,29 @@ PRESETS['gof'] = dict(
     window_init=0.9, window_min=0.225, window_decay=math.log(4) / (_GOF_STEPS / 2),
     window_warmup_steps=0.02 * _GOF_STEPS, normal_weight=0.05, normal_h=0.075, opacity_weight=0.05,
     opacity_growth=math.log(10) / _GOF_STEPS, mapping_lr_mul=0.05)
+
+# VolumeGAN at CPU scale (SEEDS_SPEC §6.5 "Cheapest CPU test"): the pigan row's camera, rays, box and
+# tiny D; the prior pose at the ModelConfig defaults, VolumeGAN's own law (gaussian, h_std 0.3, v_std
+# 0.155, §5.3; the synthetic heads' v_std 0.15 is within 0.005), so --pose_source learned / dataset need
+# no reset. Output 32 px from a 16 px feature map M with 12 + 12 samples (importance_nerf, sample_delta
+# relu, no density noise, §5.3); one modconv1x1 block 16 -> 32 (width min(cbase / 32, cmax) = 64);
+# volume 4^3 -> 16^3 in 3 stages of widths 64, 32, 16; point MLP 2 x 64 (modconv on [v || PE(x)]);
+# C_f 64. The target's StyleGAN2 mapping (8 layers, lr x 0.01, §6.5 "Keeps"); unconditional D;
+# VolumeGAN's Adam (lr 0.002 both, betas (0, 0.99)) with lazy R1 every 16 (§5.4; gamma 1 as the
+# synthetic row, VolumeGAN's 10 is for 256 px); no blur, no density regularizer (VolumeGAN has
+# neither), no path-length term (left out at this scale).
+# Ablations: --volume false ("FV off"); --image_head none --neural_rendering_resolution_initial 32 ("NR off").
+PRESETS['volumegan'] = dict(
+    {k: PRESETS['pigan'][k] for k in ('ray_start', 'ray_end', 'box_warp', 'white_back', 'avg_camera_radius',
+                                      'avg_camera_pivot', 'h_mean', 'create_label_fov', 'cbase', 'cmax',
+                                      'mbstd_group', 'd_num_fp16_res', 'sr_num_fp16_res', 'image_grid', 'tick', 'snap',
+                                      'kimg', 'workers', 'metrics', 'flip_type', 'pose_source', 'dis_pose_cond',
+                                      'dis_cam_weight', 'pose_gd_weight', 'pose_head_channels', 'alpha_rule',
+                                      'density_activation', 'depth_sampler', 'blur_init_sigma', 'density_reg',
+                                      'batch')},
+    representation='feature_volume', volume=True, volume_channels=(64, 32, 16), template_init='ones',
+    adain_scale='raw', point_mlp='modconv', point_mlp_hidden=64, point_mlp_layers=2, feature_channels=64,
+    view_dependent=False, image_head='modconv1x1', z_dim=512, w_dim=512, map_depth=8, lr_multiplier=0.01,
+    superres=False, dataset_resolution=32, neural_rendering_resolution_initial=16, depth_resolution=12,
+    depth_resolution_importance=12, density_noise_init=0.0, gamma=1.0, d_reg_interval=16, glr=0.002, dlr=0.002,
+    betas=(0.0, 0.99))

@@ -15,15 +15,25 @@ truncation, pose source and renderer calls do not depend on it:
                 SIREN point network; no super-resolution (the image is the render).
                 representation_kwargs view_condition / light_condition pick ShadeGAN's albedo
                 head inputs (SEEDS_SPEC §4.2; training/film_siren.py SirenNetwork).
+  'feature_volume'  VolumeGAN (SEEDS_SPEC §5.2, §6.5): StyleGAN2 mapping + a 3-D feature volume
+                (training/feature_volume.py; `volume` False drops it, the "FV off" row); the point
+                MLP of training/point_mlp.py; image head None (the render is the image: C_f = 3
+                with a sigmoid, "NR off") or 'NeuralRenderer1x1' (training/neural_renderer.py).
 """
 
 from typing import Tuple
 
 import torch
 
+from training.feature_volume import ADAIN_SCALES, TEMPLATE_INITS, VolumeBackbone
 from training.film_siren import FilmSirenBackbone, SirenNetwork
+from training.point_mlp import POINT_MLP_CLASSES
+from training.superresolution import IMAGE_HEADS, resolve_superresolution
 
-REPRESENTATIONS = ('triplane', 'film_siren')
+REPRESENTATIONS = ('triplane', 'film_siren', 'feature_volume')
+# VolumeGAN FFHQ-256 (SEEDS_SPEC §5.2); the flags' defaults reproduce the code (§6.5 "Flags").
+FEATURE_VOLUME_DEFAULTS = dict(volume=True, volume_channels=(256, 128, 64, 32), template_init='ones', adain_scale='raw',
+                               mlp='modconv', mlp_hidden=256, mlp_layers=4, feature_channels=512, view_dependent=False)
 FILM_SIREN_DEFAULTS = dict(hidden=256, n_layers=8)   # pi-GAN CelebA/Cats (SEEDS_SPEC §1.4)
 ALBEDO_HEAD_DEFAULTS = dict(view_condition=True, light_condition=False)   # pi-GAN's colour head (§1.4, §4.2)
 _FILM_SIREN_MAPPING_KEYS = ('num_layers',)
@@ -35,16 +45,22 @@ def check_representation(name: str, representation_kwargs: dict, symmetry: str, 
     go together (the train.py checks turn the same cases into usage errors)."""
     if name not in REPRESENTATIONS:
         raise ValueError(f'representation must be one of {REPRESENTATIONS}, got {name!r}')
+    head = rendering_kwargs.get('superresolution_module')
     if name == 'triplane':
         if representation_kwargs:
             raise ValueError(f"representation='triplane' takes no representation_kwargs, got {representation_kwargs}")
+        if head is not None and str(head).rsplit('.', 1)[-1] in IMAGE_HEADS:
+            raise ValueError(f"superresolution_module={head!r} is feature_volume's image head (SEEDS_SPEC §6.5)")
+        return
+    if symmetry == 'planes':
+        raise ValueError(f"symmetry='planes' mirrors tri-planes; {name} has none (use 'none' or 'density')")
+    if name == 'feature_volume':
+        check_feature_volume(representation_kwargs, head, synthesis_kwargs)
         return
     known = {**FILM_SIREN_DEFAULTS, **ALBEDO_HEAD_DEFAULTS}
     unknown = sorted(set(representation_kwargs) - set(known))
     if unknown:
         raise ValueError(f'film_siren representation_kwargs: unknown {unknown}; known {sorted(known)}')
-    if symmetry == 'planes':
-        raise ValueError("symmetry='planes' mirrors tri-planes; film_siren has none (use 'none' or 'density')")
     if rendering_kwargs.get('superresolution_module') is not None:
         raise ValueError('film_siren renders the image directly (SEEDS_SPEC §6.2 "Removes: SR"): '
                          'superresolution_module must be None')
@@ -65,4 +81,48 @@ def build_film_siren(z_dim: int, w_dim: int, mapping_kwargs: dict,
     head = {key: representation_kwargs.get(key, value) for key, value in ALBEDO_HEAD_DEFAULTS.items()}
     backbone = FilmSirenBackbone(z_dim, w_dim, mapping_layers=mapping_kwargs.get('num_layers', 3), **kwargs)
     decoder = SirenNetwork(**kwargs, **head)
+    return backbone, decoder
+
+
+def check_feature_volume(representation_kwargs: dict, head, synthesis_kwargs: dict) -> None:
+    """ValueError for feature_volume options that do not go together (SEEDS_SPEC §6.5)."""
+    unknown = sorted(set(representation_kwargs) - set(FEATURE_VOLUME_DEFAULTS))
+    if unknown:
+        raise ValueError(f'feature_volume representation_kwargs: unknown {unknown}; '
+                         f'known {sorted(FEATURE_VOLUME_DEFAULTS)}')
+    kw = {**FEATURE_VOLUME_DEFAULTS, **representation_kwargs}
+    for key, allowed in (('mlp', tuple(POINT_MLP_CLASSES)), ('template_init', TEMPLATE_INITS),
+                         ('adain_scale', ADAIN_SCALES)):
+        if kw[key] not in allowed:
+            raise ValueError(f'feature_volume {key} must be one of {allowed}, got {kw[key]!r}')
+    if head is not None and str(head).rsplit('.', 1)[-1] not in IMAGE_HEADS:
+        raise ValueError(f'feature_volume takes superresolution_module None or one of {sorted(IMAGE_HEADS)} (its '
+                         f'image head, SEEDS_SPEC §6.5), got {head!r}')
+    if head is None and kw['feature_channels'] != 3:
+        raise ValueError(f'feature_volume without an image head renders the image directly: feature_channels must be '
+                         f'3 (sigmoid RGB, SEEDS_SPEC §6.5 "NR off"), got {kw["feature_channels"]}')
+    if head is not None and kw['feature_channels'] < 3:
+        raise ValueError(f'the image head reads its base RGB from feature channels 0-2: feature_channels must be >= 3, '
+                         f'got {kw["feature_channels"]}')
+    if synthesis_kwargs:
+        raise ValueError(f'feature_volume has no StyleGAN2 synthesis network: unexpected {sorted(synthesis_kwargs)} '
+                         f'(the image head takes sr_kwargs)')
+
+
+def build_feature_volume(z_dim: int, c_dim: int, w_dim: int, img_resolution: int, mapping_kwargs: dict,
+                         representation_kwargs: dict, rendering_kwargs: dict,
+                         sr_kwargs: dict) -> Tuple[torch.nn.Module, torch.nn.Module]:
+    """(backbone, decoder) of 'feature_volume': VolumeBackbone (StyleGAN2 mapping with c_dim, the
+    volume) and the point MLP; num_ws = mlp_layers + the image head's codes (none without one)."""
+    kw = {**FEATURE_VOLUME_DEFAULTS, **representation_kwargs}
+    head = resolve_superresolution(rendering_kwargs.get('superresolution_module'))
+    head_ws = 0 if head is None else head.num_ws_for(img_resolution, sr_kwargs.get('input_resolution',
+                                                                                   img_resolution // 2))
+    backbone = VolumeBackbone(z_dim, c_dim, w_dim, kw['mlp_layers'] + head_ws, mapping_kwargs, volume=kw['volume'],
+                              channels=tuple(kw['volume_channels']), template_init=kw['template_init'],
+                              adain_scale=kw['adain_scale'])
+    decoder = POINT_MLP_CLASSES[kw['mlp']](w_dim, volume_channels=kw['volume_channels'][-1] if kw['volume'] else 0,
+                                           hidden=kw['mlp_hidden'], layers=kw['mlp_layers'],
+                                           feature_channels=kw['feature_channels'],
+                                           view_dependent=kw['view_dependent'], feature_sigmoid=head is None)
     return backbone, decoder

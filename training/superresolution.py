@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch_utils import misc, persistence
 from torch_utils.ops import upfirdn2d
 from training.networks_stylegan2 import SynthesisBlock
+from training.neural_renderer import NeuralRenderer1x1
 
 PROJECT_MODULE = 'pof3d-clean-room'  # marks this source as this project's in network pickles (legacy.py)
 
@@ -130,16 +131,19 @@ class SuperresolutionHybrid8XDC(_SuperresolutionHybrid):
 
 SR_MODULES = {cls.__name__: cls for cls in (SuperresolutionHybrid2X, SuperresolutionHybrid4X,
                                             SuperresolutionHybrid8XDC)}
+IMAGE_HEADS = {'NeuralRenderer1x1': NeuralRenderer1x1}   # VolumeGAN's (training/neural_renderer.py)
 SR_BY_RESOLUTION = {128: 'SuperresolutionHybrid2X', 256: 'SuperresolutionHybrid4X',
                     512: 'SuperresolutionHybrid8XDC'}  # SPEC §4.6: the default per dataset resolution
 
 
 def resolve_superresolution(name):
     """The SR class for `name`: a class name or EG3D's dotted path
-    ('training.superresolution.SuperresolutionHybrid4X'); None -> None."""
+    ('training.superresolution.SuperresolutionHybrid4X') or an image head of IMAGE_HEADS; None -> None."""
     if name is None:
         return None
-    cls = SR_MODULES.get(str(name).rsplit('.', 1)[-1])
+    short = str(name).rsplit('.', 1)[-1]
+    cls = SR_MODULES.get(short, IMAGE_HEADS.get(short))
     if cls is None:
-        raise ValueError(f'superresolution_module must be None or one of {sorted(SR_MODULES)}, got {name!r}')
+        raise ValueError(f'superresolution_module must be None or one of {sorted(SR_MODULES) + sorted(IMAGE_HEADS)}, '
+                         f'got {name!r}')
     return cls
