@@ -51,7 +51,8 @@ MODELS = {
     'pof3d_gof': ('GOF + PoF3D learned pose', 'gof', _LEARNED),
     'volumegan': ('VolumeGAN', 'volumegan', []),
     'volumegan_nofv': ('VolumeGAN w/o feature volume', 'volumegan', ['--volume', 'false']),
-    'volumegan_nonr': ('VolumeGAN w/o neural renderer', 'volumegan', ['--image_head', 'none']),
+    'volumegan_nonr': ('VolumeGAN w/o neural renderer', 'volumegan',
+                       ['--image_head', 'none', '--neural_rendering_resolution_initial', '32']),
 }
 POSE = 'gaussian:h_std=0.3,v_std=0.15'
 METRICS = ('kid_est', 'depth_err', 'normal_err', 'depth_var_weighted', 'pose_err', 'reproj_err')
