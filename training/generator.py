@@ -30,27 +30,22 @@ from typing import NamedTuple, Optional
 import torch
 
 from torch_utils import misc, persistence
-from training import networks_stylegan2
 from training.cameras import Camera
 from training.generator_output import GeneratorOutput
 from training.light_sources import build_light_source
 from training.pose_sources import PoseOutput, build_pose_source
 from training.rendering.compositing import unfinish_features
-from training.rendering.decoder import OSGDecoder
 from training.rendering.normals import NormalField
-from training.representations import build_feature_volume, build_film_siren, check_representation
-from training.rendering.field import TriplaneField
-from training.rendering.siren_field import SirenField
-from training.rendering.volume_field import VolumeField
+from training.representations import (DECODER_OUTPUT_DIM, build_representation, check_representation,
+                                       check_shading, representation_field)
 from training.rendering.options import RenderingOptions
 from training.rendering.rays import RaySampler
 from training.rendering.renderer import ImportanceRenderer, RecordedRender
-from training.rendering.shading import SHADINGS, lambertian
+from training.rendering.shading import lambertian
 from training.superresolution import resolve_superresolution
 from training.symmetry import check_symmetry, plane_flip_dims, symmetrize_planes
 
 PROJECT_MODULE = 'pof3d-clean-room'  # marks this source as this project's in network pickles (legacy.py)
-DECODER_OUTPUT_DIM = 32   # decoder feature channels; the first 3 are RGB (SPEC §4.5)
 
 # The generator-level rendering_kwargs (EG3D names; SPEC §8.2, §4.1, §12.9) and their values
 # when a pickle lacks them (EG3D's lack PoF3D's keys; PoF3D's lack plane_axes). Our config
@@ -147,21 +142,10 @@ class TriPlaneGenerator(torch.nn.Module):
 
         self.pose_source = build_pose_source(pose_source, **self._pose_source_kwargs(pose_source, pose_kwargs))
         mapping_c_dim = c_dim if self.pose_source.conditions_mapping else 0
-        if representation == 'film_siren':
-            self.backbone, self.decoder = build_film_siren(z_dim, w_dim, mapping_kwargs, representation_kwargs)
-            self.ray_sampler = RaySampler()
-        elif representation == 'feature_volume':
-            self.backbone, self.decoder = build_feature_volume(z_dim, mapping_c_dim, w_dim, img_resolution,
-                                                               mapping_kwargs, representation_kwargs,
-                                                               self.rendering_kwargs, sr_kwargs)
-            self.ray_sampler = RaySampler()
-        else:
-            self.backbone = networks_stylegan2.Generator(z_dim, mapping_c_dim, w_dim, img_resolution=plane_resolution,
-                                                         img_channels=3 * plane_channels,
-                                                         mapping_kwargs=mapping_kwargs, **synthesis_kwargs)
-            self.ray_sampler = RaySampler()
-            self.decoder = OSGDecoder(plane_channels, {'decoder_lr_mul': self.rendering_kwargs['decoder_lr_mul'],
-                                                       'decoder_output_dim': DECODER_OUTPUT_DIM})
+        self.backbone, self.decoder = build_representation(
+            representation, z_dim, mapping_c_dim, w_dim, img_resolution, plane_resolution, plane_channels,
+            mapping_kwargs, representation_kwargs, self.rendering_kwargs, sr_kwargs, synthesis_kwargs)
+        self.ray_sampler = RaySampler()
         self.num_ws = self.backbone.num_ws
         if shading != 'none':   # no module (no state, no draws) without shading: 'none' is as before
             self.light_source = build_light_source(light_source, **light_kwargs)
@@ -200,14 +184,8 @@ class TriPlaneGenerator(torch.nn.Module):
         """The field the renderer queries for the backbone's output `code` (`_code`); with shading
         (and `normals`), its normals appended to the albedo (training/rendering/normals.py), and
         the light [N, 4] bound for a light-conditioned albedo head."""
-        options = self._renderer().options
-        if self.representation == 'film_siren':
-            bound = light if self.decoder.light_condition else None
-            field = SirenField(*code, self.decoder, options.box_warp, light=bound)
-            return field if self.shading == 'none' or not normals else NormalField(field)
-        if self.representation == 'feature_volume':
-            return VolumeField(*code, self.decoder, options.box_warp)
-        return TriplaneField(code, self.decoder, options.plane_axes, options.box_warp)
+        field = representation_field(self.representation, code, self.decoder, self._renderer().options, light)
+        return field if self.shading == 'none' or not normals else NormalField(field)
 
     def draw_light(self, batch_size, device, generator=None):
         """Lights [N, 4] (a, d, l_x, l_y) from the light source; None without shading."""
@@ -430,13 +408,3 @@ class TriPlaneGenerator(torch.nn.Module):
         text += f', representation={self.representation}' if self.representation != 'triplane' else ''
         return text + (f', shading={self.shading}' if self.shading != 'none' else '')
 
-
-def check_shading(shading: str, representation: str, representation_kwargs: dict) -> None:
-    """ValueError naming the options for a shading stage the generator cannot build."""
-    if shading not in SHADINGS:
-        raise ValueError(f'shading must be one of {SHADINGS}, got {shading!r}')
-    if shading != 'none' and representation != 'film_siren':
-        raise ValueError(f"shading={shading!r} needs representation='film_siren' (its albedo head and twice-"
-                         f"differentiable field); the tri-plane OSG decoder has no albedo head")
-    if representation_kwargs.get('light_condition') and shading == 'none':
-        raise ValueError("light_condition=True (a light-conditioned albedo head) needs shading='lambertian'")

@@ -25,12 +25,19 @@ from typing import Tuple
 
 import torch
 
+from training import networks_stylegan2
 from training.feature_volume import ADAIN_SCALES, TEMPLATE_INITS, VolumeBackbone
 from training.film_siren import FilmSirenBackbone, SirenNetwork
 from training.point_mlp import POINT_MLP_CLASSES
+from training.rendering.decoder import OSGDecoder
+from training.rendering.field import TriplaneField
+from training.rendering.siren_field import SirenField
+from training.rendering.volume_field import VolumeField
+from training.rendering.shading import SHADINGS
 from training.superresolution import IMAGE_HEADS, resolve_superresolution
 
 REPRESENTATIONS = ('triplane', 'film_siren', 'feature_volume')
+DECODER_OUTPUT_DIM = 32   # the OSG decoder's feature channels; the first 3 are RGB (SPEC §4.5)
 # VolumeGAN FFHQ-256 (SEEDS_SPEC §5.2); the flags' defaults reproduce the code (§6.5 "Flags").
 FEATURE_VOLUME_DEFAULTS = dict(volume=True, volume_channels=(256, 128, 64, 32), template_init='ones', adain_scale='raw',
                                mlp='modconv', mlp_hidden=256, mlp_layers=4, feature_channels=512, view_dependent=False)
@@ -126,3 +133,44 @@ def build_feature_volume(z_dim: int, c_dim: int, w_dim: int, img_resolution: int
                                            feature_channels=kw['feature_channels'],
                                            view_dependent=kw['view_dependent'], feature_sigmoid=head is None)
     return backbone, decoder
+
+
+def build_representation(name: str, z_dim: int, mapping_c_dim: int, w_dim: int, img_resolution: int,
+                         plane_resolution: int, plane_channels: int, mapping_kwargs: dict, representation_kwargs: dict,
+                         rendering_kwargs: dict, sr_kwargs: dict,
+                         synthesis_kwargs: dict) -> Tuple[torch.nn.Module, torch.nn.Module]:
+    """(backbone, decoder) of representation `name` (checked by check_representation): the one
+    place the generator asks which networks a representation is made of."""
+    if name == 'film_siren':
+        return build_film_siren(z_dim, w_dim, mapping_kwargs, representation_kwargs)
+    if name == 'feature_volume':
+        return build_feature_volume(z_dim, mapping_c_dim, w_dim, img_resolution, mapping_kwargs,
+                                    representation_kwargs, rendering_kwargs, sr_kwargs)
+    backbone = networks_stylegan2.Generator(z_dim, mapping_c_dim, w_dim, img_resolution=plane_resolution,
+                                            img_channels=3 * plane_channels, mapping_kwargs=mapping_kwargs,
+                                            **synthesis_kwargs)
+    decoder = OSGDecoder(plane_channels, {'decoder_lr_mul': rendering_kwargs['decoder_lr_mul'],
+                                          'decoder_output_dim': DECODER_OUTPUT_DIM})
+    return backbone, decoder
+
+
+def representation_field(name: str, code, decoder: torch.nn.Module, options, light=None):
+    """The Field (training/rendering/field.py) of representation `name` over the backbone's
+    output `code`, in the renderer's box (options: RenderingOptions); `light` [N, 4] is bound
+    only by a light-conditioned FiLM-SIREN albedo head."""
+    if name == 'film_siren':
+        return SirenField(*code, decoder, options.box_warp, light=light if decoder.light_condition else None)
+    if name == 'feature_volume':
+        return VolumeField(*code, decoder, options.box_warp)
+    return TriplaneField(code, decoder, options.plane_axes, options.box_warp)
+
+
+def check_shading(shading: str, representation: str, representation_kwargs: dict) -> None:
+    """ValueError naming the options for a shading stage the generator cannot build."""
+    if shading not in SHADINGS:
+        raise ValueError(f'shading must be one of {SHADINGS}, got {shading!r}')
+    if shading != 'none' and representation != 'film_siren':
+        raise ValueError(f"shading={shading!r} needs representation='film_siren' (its albedo head and twice-"
+                         f"differentiable field); the tri-plane OSG decoder has no albedo head")
+    if representation_kwargs.get('light_condition') and shading == 'none':
+        raise ValueError("light_condition=True (a light-conditioned albedo head) needs shading='lambertian'")
