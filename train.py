@@ -239,6 +239,8 @@ OPTIONS = [
      "D pose head's slope on fakes before its estimates are used [default: 0.5]"),
     (('--pose_explore_weight',), NONNEG_FLOAT, "D's pose head also on yaws h_mean +- R (extension) [default: 0]"),
     (('--pose_explore_range',), NONNEG_FLOAT, 'R of --pose_explore_weight, radians [default: pi/2]'),
+    (('--pose_hold_kimg',), NONNEG_FLOAT, "No term moves G's camera for this many kimg: D's pose head learns on "
+     'its initial, broad law first (extension) [default: 0]'),
     (('--clamp_h_min',), F, 'Lower clamp of the learned h (needs --clamp_h_max)'),
     (('--clamp_h_max',), F, 'Upper clamp of the learned h (needs --clamp_h_min)'),
     (('--clamp_v_min',), F, 'Lower clamp of the learned v (needs --clamp_v_max)'),
@@ -379,6 +381,8 @@ def check_config(c) -> None:
     if c.loss.pose_dist_weight > 0 and not (m.pose_source == 'learned' and head_trained):
         raise click.UsageError('--pose_dist_weight > 0 needs --pose_source learned and a trained D pose head '
                                '(--dis_cam_weight or --pose_gd_weight > 0)')
+    if c.loss.pose_hold_kimg > 0 and m.pose_source != 'learned':
+        raise click.UsageError('--pose_hold_kimg > 0 needs --pose_source learned (it holds the learned camera law)')
     if c.loss.pose_explore_weight > 0 and not (m.pose_source == 'learned' and head_trained):
         raise click.UsageError('--pose_explore_weight > 0 needs --pose_source learned and a trained D pose head')
 

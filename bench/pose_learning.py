@@ -77,6 +77,11 @@ MODELS = {
     'pof3d_explore': ('PoF3D + pose-distribution term + head exploration', 'unlabeled',
                       ['--pose_source', 'learned', '--pose_dist_weight', '1', '--lr_multiplier_pose', '1',
                        '--pose_explore_weight', '1']),
+    # G's camera law held at its broad init for 6 kimg, so that D's head learns the data's yaw range from
+    # G's own fakes before anything can narrow them; then the distribution term (issue 15 after run 6).
+    'pof3d_hold': ('PoF3D + pose hold 6 kimg + pose-distribution term', 'unlabeled',
+                   ['--pose_source', 'learned', '--pose_dist_weight', '1', '--lr_multiplier_pose', '1',
+                    '--pose_hold_kimg', '6']),
     # All levers at once, stronger: the term at weight 10 from slope 0.3 (the head passes 0.5 only
     # after the cameras have contracted), L3 de-biased so that it stops pulling inward.
     'pof3d_levers': ('PoF3D + planes + de-biased L3 + pose-distribution term x10', 'unlabeled',

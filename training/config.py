@@ -167,6 +167,7 @@ class LossConfig:
     pose_dist_min_slope: float = 0.5      # ... and for D's pose head to reach this slope on fakes
     pose_explore_weight: float = 0.0      # D's pose head also on yaws U[h_mean ± R] (issue 15, pose_explore.py)
     pose_explore_range: float = math.pi / 2   # ... R, radians
+    pose_hold_kimg: float = 0.0           # G's camera law held at its init this long (issue 15, pof3d.py)
     flip_to_dis: bool = True              # G term on the mirrored render
     flip_to_disd: bool = True             # D term on the mirrored render (and w_f on both fake terms)
     flip_to_disd_weight: float = 1.0      # w_f
@@ -398,7 +399,8 @@ class TrainConfig:
                           pose_dist_weight=ls.pose_dist_weight, pose_dist_start_kimg=ls.pose_dist_start_kimg,
                           pose_dist_min_slope=ls.pose_dist_min_slope, pose_gd_start_kimg=ls.pose_gd_start_kimg,
                           pose_gd_debias=ls.pose_gd_debias, share_render=ls.share_render,
-                          pose_explore_weight=ls.pose_explore_weight, pose_explore_range=ls.pose_explore_range)
+                          pose_explore_weight=ls.pose_explore_weight, pose_explore_range=ls.pose_explore_range,
+                          pose_hold_kimg=ls.pose_hold_kimg)
         else:
             kwargs.update(flip_type=ls.flip_type, gpc_reg_prob=ls.gpc_reg_prob if self.model.gen_pose_cond else None,
                           gpc_reg_fade_kimg=0 if from_pickle else ls.gpc_reg_fade_kimg)

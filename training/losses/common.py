@@ -50,6 +50,7 @@ class Step:
     resolution: int                       # neural rendering resolution R (SPEC §4.7)
     swapping_prob: Optional[float] = None  # EG3D generator pose conditioning (SPEC §6.1)
     pose_gd_on: bool = True               # L3 on: cur_nimg is past pose_gd_start_kimg (extension)
+    pose_hold: bool = False               # G's camera held: renders at the detached camera (extension)
     render: Optional[RenderSchedule] = None  # the renderer's schedule values (schedules.render_schedule)
 
 

@@ -51,7 +51,8 @@ class PoF3DFakes:
 
     The mirrored camera is F(M(z)) with M(z) from `G.pose(z, c)` (the mapping is deterministic,
     so it is the camera G(z) renders); the pose gradient flows through the mirrored matrix
-    unless `detach_pose` (SPEC §6.1.2).
+    unless `detach_pose` (SPEC §6.1.2). While `step.pose_hold` (extension, --pose_hold_kimg) both
+    renders use the detached camera: the adversarial terms do not move the pose learner.
     """
 
     def __init__(self, mirror: Optional[MirrorCamera] = None, detach_pose: bool = False):
@@ -60,12 +61,15 @@ class PoF3DFakes:
 
     def __call__(self, G, z: torch.Tensor, c: torch.Tensor, step: Step,
                  update_emas: bool = False) -> Tuple[GeneratorOutput, None]:
-        if self.mirror is None:
+        if self.mirror is None and not step.pose_hold:
             return G(z, c, neural_rendering_resolution=step.resolution,
                      render_schedule=step.render, update_emas=update_emas), None
         cam2world = G.pose(z, c).cam2world                       # [N, 4, 4]
-        if self.detach_pose:
+        if self.detach_pose or step.pose_hold:
             cam2world = cam2world.detach()
+        if self.mirror is None:
+            return G(z, c, neural_rendering_resolution=step.resolution, render_schedule=step.render,
+                     update_emas=update_emas, cam2world=cam2world), None
         out = G(z, c, neural_rendering_resolution=step.resolution, render_schedule=step.render,
                 update_emas=update_emas, cam2world=self.mirror(cam2world))
         return out, None

@@ -1,8 +1,10 @@
 """PoF3D's loss (the reference's `StyleGAN2LossPose`, SPEC §6) as a short phase driver.
 
     Gmain  L1 adversarial, L2 flipped adversarial (flip_to_dis), L3 pose regularizer (λ_gd, from
-           pose_gd_start_kimg), and the project's options (0 = paper): the mirror-symmetry render
-           term (λ_sym), the density symmetry (`symmetry.py`), the pose-distribution term (`pose_dist.py`),
+           pose_gd_start_kimg), the pose hold (pose_hold_kimg: until then no term moves G's
+           camera: the renders use the detached camera, L3 and the distribution term wait), and the
+           project's options (0 = paper): the mirror-symmetry render term (λ_sym), the density
+           symmetry (`symmetry.py`), the pose-distribution term (`pose_dist.py`),
            GOF's normal consistency and opacity prior (`occupancy.py`)
     Greg   density L1 (λ_dens)
     Dmain  L4 pose head (λ_cam) or L4' (λ_gd when λ_cam = 0), the head's exploration term
@@ -60,14 +62,16 @@ class PoF3DLoss:
                  neural_rendering_resolution_fade_kimg=1000, style_mixing_prob=0, pl_weight=0, seed=0,
                  sym_weight=0.0, symmetry_density_weight=0.0, pose_dist_weight=0.0, pose_dist_start_kimg=0.0,
                  pose_dist_min_slope=0.5, pose_gd_start_kimg=0.0, pose_gd_debias=False, share_render=True,
-                 render_schedule=None, geometry=None, pose_explore_weight=0.0, pose_explore_range=math.pi / 2):
+                 render_schedule=None, geometry=None, pose_explore_weight=0.0, pose_explore_range=math.pi / 2,
+                 pose_hold_kimg=0.0):
         check_unsupported(style_mixing_prob, pl_weight)
         if (dis_cam_weight > 0 or pose_gd_weight > 0) and getattr(D, 'pose_head', True) is None:
             raise ValueError('dis_cam_weight / pose_gd_weight > 0 need a discriminator with a pose head')
         self.device, self.G, self.D = device, G, D
         self.r1_gamma, self.density_reg = r1_gamma, density_reg
         self.blur_init_sigma, self.blur_fade_kimg = blur_init_sigma, blur_fade_kimg
-        self.pose_gd_start_kimg = pose_gd_start_kimg   # L3 waits (extension; 0 = paper)
+        self.pose_hold_kimg = pose_hold_kimg           # G's camera held at its initial law (extension)
+        self.pose_gd_start_kimg = max(pose_gd_start_kimg, pose_hold_kimg)   # L3 waits (extension; 0 = paper)
         self.render_schedule = render_schedule   # schedules.render_schedule's constants, or None
         self.nrr = (neural_rendering_resolution_initial, neural_rendering_resolution_final,
                     neural_rendering_resolution_fade_kimg)
@@ -86,7 +90,7 @@ class PoF3DLoss:
                                       self.calibration if pose_gd_debias else None, pose_dist_min_slope)
         self.G_sym = MirrorSymmetry(sym_weight, flip_type)                                         # extension
         self.G_sym_density = DensitySymmetry(symmetry_density_weight, flip_type)                   # extension
-        self.G_pose_dist = PoseDistribution(d_input, pose_dist_weight, pose_dist_start_kimg,        # extension
+        self.G_pose_dist = PoseDistribution(d_input, pose_dist_weight, max(pose_dist_start_kimg, pose_hold_kimg),
                                             pose_dist_min_slope, self.calibration, seed=seed)
         self.G_density = DensityRegularizer(density_reg, density_reg_p_dist, reg_type=reg_type)
         self.G_geometry = GeometryRegularizers(**(geometry or {}))   # GOF (SEEDS_SPEC §3.3), off by default
@@ -107,7 +111,8 @@ class PoF3DLoss:
                     resolution=schedules.neural_rendering_resolution(cur_nimg, *self.nrr),
                     render=(schedules.render_schedule(cur_nimg, **self.render_schedule)
                             if self.render_schedule else None),
-                    pose_gd_on=cur_nimg >= self.pose_gd_start_kimg * 1000)
+                    pose_gd_on=cur_nimg >= self.pose_gd_start_kimg * 1000,
+                    pose_hold=cur_nimg < self.pose_hold_kimg * 1000)
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
         """real_img [N, 3, H, H] in [-1, 1], real_c [N, 25] (unused: D labels itself),

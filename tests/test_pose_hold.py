@@ -1,0 +1,81 @@
+"""The pose hold (--pose_hold_kimg, training/losses/pof3d.py, issue 15): until the hold ends no loss term
+moves G's camera (the renders use the detached camera; L3 and the distribution term wait), the renders
+themselves are unchanged, and afterwards the adversarial terms reach the pose learner again; the option's
+config round trip and usage error."""
+
+import json
+
+import pytest
+import torch
+
+import train as train_cli
+from training import config as config_lib
+from training.losses import PoF3DLoss
+from training.losses.common import Step
+from training.losses.fakes import MirrorCamera, PoF3DFakes
+
+from test_losses import Z_DIM, make_D, make_G, make_labels
+from test_train import assert_one_line_usage_error, dataset   # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures('single_thread')   # tiny tensors (tests/conftest.py)
+
+
+def _gmain_grads(G, D, cur_nimg, **loss_kwargs):
+    """{'pose': summed |grad| of the pose learner, 'rest': of the other G parameters} after Gmain."""
+    loss = PoF3DLoss('cpu', G, D, neural_rendering_resolution_initial=16, **loss_kwargs)
+    G.zero_grad(set_to_none=True)
+    torch.manual_seed(0)
+    z, c, reals = torch.randn(4, Z_DIM), make_labels(4), torch.rand(4, 3, 32, 32) * 2 - 1
+    loss.accumulate_gradients('Gmain', reals, c, z, c, 1, cur_nimg)
+    total = {'pose': 0.0, 'rest': 0.0}
+    for name, p in G.named_parameters():
+        if p.grad is not None:
+            total['pose' if name.startswith('pose_source.') else 'rest'] += p.grad.abs().sum().item()
+    return total
+
+
+def test_no_term_moves_the_camera_during_the_hold_and_all_do_after():
+    G, D = make_G(), make_D()
+    assert any(n.startswith('pose_source.') for n, _ in G.named_parameters())
+    held = _gmain_grads(G, D, 999, pose_hold_kimg=1.0, pose_gd_weight=1.0)
+    assert held['pose'] == 0 and held['rest'] > 0
+    after = _gmain_grads(G, D, 1000, pose_hold_kimg=1.0, pose_gd_weight=1.0)
+    assert after['pose'] > 0 and after['rest'] > 0
+    never = _gmain_grads(G, D, 999, pose_gd_weight=0.0)     # no hold, no L3: L1/L2 alone move the camera
+    assert never['pose'] > 0
+
+
+@pytest.mark.parametrize('mirror', [False, True])
+def test_the_held_render_is_the_same_image(mirror):
+    G = make_G()
+    z, c = torch.randn(2, Z_DIM), make_labels(2)
+    fakes = PoF3DFakes(MirrorCamera('flip_both', seed=3) if mirror else None)
+    images = []
+    for hold in (False, True):
+        if mirror:
+            fakes.mirror = MirrorCamera('flip_both', seed=3)
+        torch.manual_seed(0)
+        out, _ = fakes(G, z, c, Step(blur_sigma=0, resolution=16, pose_hold=hold))
+        images.append(out['image'])
+        assert out['image'].requires_grad
+    torch.testing.assert_close(images[0], images[1], rtol=0, atol=1e-6)
+
+
+def test_l3_and_the_distribution_term_wait_for_the_hold():
+    G, D = make_G(), make_D()
+    loss = PoF3DLoss('cpu', G, D, neural_rendering_resolution_initial=16, pose_hold_kimg=2.0, pose_gd_start_kimg=1.0,
+                     pose_dist_weight=1.0, pose_dist_start_kimg=0.5)
+    assert loss.step(1999).pose_hold and not loss.step(1999).pose_gd_on
+    assert not loss.step(2000).pose_hold and loss.step(2000).pose_gd_on
+    assert loss.G_pose_dist.start_kimg == 2.0
+
+
+def test_the_option_round_trips_and_needs_the_learned_pose(dataset, tmp_path):   # noqa: F811
+    on = config_lib.build_config('synthetic', pose_hold_kimg=3.0)
+    assert config_lib.TrainConfig.from_dict(json.loads(json.dumps(on.to_dict()))) == on
+    assert on.loss_kwargs()['pose_hold_kimg'] == 3.0
+    assert config_lib.build_config('synthetic').loss_kwargs()['pose_hold_kimg'] == 0
+    base = ['--outdir', 'o', '--cfg', 'synthetic', '--data', 'd.zip', '--pose_hold_kimg', '4']
+    assert train_cli.make_config(train_cli.main.make_context('train', base).params).loss.pose_hold_kimg == 4.0
+    assert_one_line_usage_error(['--pose_hold_kimg', '1', '--pose_source', 'prior', '--dis_pose_cond', 'false'],
+                                '--pose_hold_kimg > 0 needs', dataset.unlabeled, tmp_path)
