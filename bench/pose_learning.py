@@ -13,7 +13,6 @@ budget is spent; the newest snapshot is final. Evaluation: metrics/metric_main.p
 labeled zip (its labels are the true poses).
 """
 
-import json
 import os
 import signal
 import shlex
@@ -38,7 +37,8 @@ from dnnlib import cli  # noqa: E402
 import plot_pose_distribution as ppd  # noqa: E402
 from gen_samples_pose import depth_to_uint16  # noqa: E402
 from metrics import estimators, metric_main, metric_utils, pose_metrics  # noqa: E402
-from run_files import latest_state, run_budgeted, snapshots, stop_orphan, write_json  # noqa: E402
+from run_files import (bench_layout, latest_state, load_state, run_budgeted, snapshots, stop_orphan,  # noqa: E402
+                       write_json)
 from training import checkpoint  # noqa: E402
 
 # Rows: name -> (label, training zip, train.py options). Each row changes one thing of PoF3D's.
@@ -344,18 +344,8 @@ def prepare(opts) -> tuple:
     """(ctx, state): paths, the state (settings checked), the dataset, the detector, the floors."""
     ctx = dnnlib.EasyDict(opts, outdir=os.path.abspath(opts['outdir']), budget_s=opts['budget_min'] * 60,
                           lock=threading.Lock(), abort=threading.Event())
-    ctx.data, ctx.runs, ctx.cache = (os.path.join(ctx.outdir, x) for x in ('data', 'runs', 'cache'))
-    stem = os.path.join(ctx.data, f'{ctx.family}{ctx.resolution}')
-    ctx.zips = dict(labeled=stem + '_labeled.zip', unlabeled=stem + '_unlabeled.zip')
-    ctx.state_path, ctx.detector = os.path.join(ctx.outdir, 'state.json'), os.path.join(ctx.cache, 'detector.pt')
-    ctx.eval_kwargs = dict(class_name='training.dataset.ImageFolderDataset', path=ctx.zips['labeled'],
-                           resolution=ctx.resolution, use_labels=True)
-    settings = {k: v for k, v in opts.items() if k not in RUN_ONLY}
-    state = json.load(open(ctx.state_path)) if os.path.isfile(ctx.state_path) else dict(models={})
-    if state.setdefault('settings', settings) != settings:
-        diff = sorted(k for k in settings if state['settings'].get(k) != settings[k])
-        raise click.UsageError(f'{ctx.outdir} was made with other settings ({", ".join(diff)}); use a new --outdir')
-    os.makedirs(ctx.cache, exist_ok=True)
+    bench_layout(ctx, f'{ctx.family}{ctx.resolution}')
+    state = load_state(ctx, {k: v for k, v in opts.items() if k not in RUN_ONLY})
     write_json(ctx.state_path, state)
     if not all(os.path.isfile(p) for p in ctx.zips.values()):
         print(f'making the dataset in {ctx.data}', flush=True)

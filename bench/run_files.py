@@ -81,6 +81,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
+def bench_layout(ctx, stem: str) -> None:
+    """The paths of a bench's output folder on ctx (outdir set): data/, runs/, cache/, the
+    labeled and unlabeled zips data/{stem}_*.zip, state.json, the detector, the eval dataset."""
+    ctx.data, ctx.runs, ctx.cache = (os.path.join(ctx.outdir, x) for x in ('data', 'runs', 'cache'))
+    ctx.zips = {kind: os.path.join(ctx.data, f'{stem}_{kind}.zip') for kind in ('labeled', 'unlabeled')}
+    ctx.state_path, ctx.detector = os.path.join(ctx.outdir, 'state.json'), os.path.join(ctx.cache, 'detector.pt')
+    ctx.eval_kwargs = dict(class_name='training.dataset.ImageFolderDataset', path=ctx.zips['labeled'],
+                           resolution=ctx.resolution, use_labels=True)
+
+
+def load_state(ctx, settings: dict) -> dict:
+    """ctx.state_path's state (new: no rows), its settings checked against `settings` (a resumed
+    bench must not mix settings: a usage error naming them)."""
+    state = json.load(open(ctx.state_path)) if os.path.isfile(ctx.state_path) else dict(models={})
+    if state.setdefault('settings', settings) != settings:
+        diff = sorted(k for k in settings if state['settings'].get(k) != settings[k])
+        raise click.UsageError(f'{ctx.outdir} was made with other settings ({", ".join(diff)}); use a new --outdir')
+    os.makedirs(ctx.cache, exist_ok=True)
+    return state
+
+
 def run_budgeted(cmd, env, log_path, model_dir, budget_s, progress, abort=None, cpu_clock=False):
     """Run cmd until it exits, the budget stops it (module docstring) or the threading.Event abort
     is set; progress(seconds, pid, force) is called about every second. Returns the seconds used:

@@ -17,7 +17,6 @@ GOF's depth_var_weighted (per-sample alpha rules only), pose_err, and reproj_err
 exists.
 """
 
-import json
 import os
 import subprocess
 import signal
@@ -36,7 +35,8 @@ import legacy  # noqa: E402
 import pose_learning as pl  # noqa: E402  (bench/: the detector, metric calls and sample grids)
 from dnnlib import cli  # noqa: E402
 from metrics import metric_main, metric_utils  # noqa: E402
-from run_files import latest_state, run_budgeted, snapshots, stop_orphan, write_json  # noqa: E402
+from run_files import (bench_layout, latest_state, load_state, run_budgeted, snapshots, stop_orphan,  # noqa: E402
+                       write_json)
 from training import checkpoint  # noqa: E402
 
 _TRIPLANE = ['--representation', 'triplane', '--override', 'plane_resolution=32', '--override', 'plane_channels=16']
@@ -181,18 +181,8 @@ def write_report(ctx, state):
 def prepare(opts):
     ctx = dnnlib.EasyDict(opts, outdir=os.path.abspath(opts['outdir']), budget_s=opts['budget_min'] * 60,
                           abort=threading.Event(), family='head', pose=POSE, lock=threading.Lock())
-    ctx.data, ctx.runs, ctx.cache = (os.path.join(ctx.outdir, x) for x in ('data', 'runs', 'cache'))
-    stem = os.path.join(ctx.data, f'head{ctx.resolution}')
-    ctx.zips = dict(labeled=stem + '_labeled.zip', unlabeled=stem + '_unlabeled.zip')
-    ctx.state_path, ctx.detector = os.path.join(ctx.outdir, 'state.json'), os.path.join(ctx.cache, 'detector.pt')
-    ctx.eval_kwargs = dict(class_name='training.dataset.ImageFolderDataset', path=ctx.zips['labeled'],
-                           resolution=ctx.resolution, use_labels=True)
-    settings = {k: v for k, v in opts.items() if k not in RUN_ONLY}
-    state = json.load(open(ctx.state_path)) if os.path.isfile(ctx.state_path) else dict(models={})
-    if state.setdefault('settings', settings) != settings:
-        diff = sorted(k for k in settings if state['settings'].get(k) != settings[k])
-        raise click.UsageError(f'{ctx.outdir} was made with other settings ({", ".join(diff)}); use a new --outdir')
-    os.makedirs(ctx.cache, exist_ok=True)
+    bench_layout(ctx, f'head{ctx.resolution}')
+    state = load_state(ctx, {k: v for k, v in opts.items() if k not in RUN_ONLY})
     if not all(os.path.isfile(p) for p in ctx.zips.values()):
         print(f'making the dataset in {ctx.data}', flush=True)
         subprocess.run([sys.executable, os.path.join(REPO, 'make_synthetic.py'), '--outdir', ctx.data, '--family',

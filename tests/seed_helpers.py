@@ -40,3 +40,34 @@ def train_tiny(cfg, data, outdir, *extra):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     (run_dir,) = outdir.iterdir()
     return run_dir
+
+
+def safe_round_trip(G):
+    """G pickled as a snapshot dict and loaded back through the safe loader (legacy.py): the G_ema."""
+    import io
+    import pickle
+    import legacy
+    buf = io.BytesIO()
+    pickle.dump(dict(G=G, D=None, G_ema=G, augment_pipe=None, training_set_kwargs={}), buf)
+    buf.seek(0)
+    return legacy.load_network_pkl(buf)['G_ema']
+
+
+def assert_renders_alike(G, loaded, z_dim):
+    """Two generators render the same image and depth for the same z, label and seed."""
+    z, c = torch.randn(2, z_dim), label(2)
+    a = G(z, c, generator=torch.Generator().manual_seed(1))
+    b = loaded(z, c, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a.image, b.image) and torch.equal(a.image_depth, b.image_depth)
+
+
+def assert_one_line_usage_error(heads, tmp_path, args, named):
+    """train.py on `heads` with `args` exits 2 with one 'Error' line containing `named`, writing nothing."""
+    from click.testing import CliRunner
+    import train
+    res = CliRunner().invoke(train.main, ['--outdir', str(tmp_path / 'runs'), '--data', str(heads), '--metrics',
+                                          'none', *args])
+    assert res.exit_code == 2, res.output
+    errors = [ln for ln in res.output.splitlines() if ln.startswith('Error')]
+    assert len(errors) == 1 and named in errors[0], res.output
+    assert not (tmp_path / 'runs').exists()

@@ -4,9 +4,7 @@ and the gamma map, the initializations of SEEDS_SPEC §1.3-1.4, gradcheck of the
 backward through the points), the generator with every pose source, and a short pigan run
 whose snapshot loads safely and renders the same image."""
 
-import io
 import math
-import pickle
 
 import pytest
 import torch
@@ -14,7 +12,8 @@ from click.testing import CliRunner
 
 import legacy
 import train
-from seed_helpers import TINY_SAMPLES, label, make_heads, train_tiny   # tests/seed_helpers.py
+from seed_helpers import (TINY_SAMPLES, assert_renders_alike, label,
+                          make_heads, safe_round_trip, train_tiny)   # tests/seed_helpers.py
 from training import config as config_lib
 from training.film_siren import FilmAffine, FilmSirenBackbone, SirenNetwork, film_sine, siren_init_
 from training.generator import TriPlaneGenerator
@@ -202,15 +201,9 @@ def test_incompatible_options_are_errors(kwargs, match):
 
 def test_pickle_round_trip_through_the_safe_loader():
     G = make_G('learned').eval()
-    buf = io.BytesIO()
-    pickle.dump(dict(G=G, D=None, G_ema=G, augment_pipe=None, training_set_kwargs={}), buf)
-    buf.seek(0)
-    loaded = legacy.load_network_pkl(buf)['G_ema']
+    loaded = safe_round_trip(G)
     assert loaded.representation == 'film_siren'
-    z, c = torch.randn(2, Z), label(2)
-    a = G(z, c, generator=torch.Generator().manual_seed(1))
-    b = loaded(z, c, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(a.image, b.image) and torch.equal(a.image_depth, b.image_depth)
+    assert_renders_alike(G, loaded, Z)
 
 
 # ---------------------------------------------------------------------------------------------

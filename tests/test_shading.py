@@ -4,17 +4,14 @@ Lambertian shader and the ramp (SEEDS_SPEC §6.6), normals of analytic fields, g
 shaded pixel through the normals (double backward), the light law, the generator with and
 without shading, and a short shadegan run whose snapshot loads and renders."""
 
-import io
-import pickle
 
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 import legacy
-import train
-from seed_helpers import TINY_SAMPLES, label, make_heads, train_tiny   # tests/seed_helpers.py
+from seed_helpers import (TINY_SAMPLES, assert_one_line_usage_error, assert_renders_alike, label,
+                          make_heads, safe_round_trip, train_tiny)   # tests/seed_helpers.py
 from training import config as config_lib, schedules
 from training.film_siren import SirenNetwork
 from training.generator import TriPlaneGenerator
@@ -228,16 +225,10 @@ def test_light_conditioned_albedo_and_bad_combinations():
 
 def test_pickle_round_trip_through_the_safe_loader():
     G = make_G('lambertian', light_kwargs=dict(a_mean=0.1, lx_std=0.2)).eval()
-    buf = io.BytesIO()
-    pickle.dump(dict(G=G, D=None, G_ema=G, augment_pipe=None, training_set_kwargs={}), buf)
-    buf.seek(0)
-    loaded = legacy.load_network_pkl(buf)['G_ema']
+    loaded = safe_round_trip(G)
     assert loaded.shading == 'lambertian' and loaded.light_source.mean[0] == 0.1
     assert loaded.light_source.std[2] == 0.2
-    z, c = torch.randn(2, Z), label(2)
-    a = G(z, c, generator=torch.Generator().manual_seed(1))
-    b = loaded(z, c, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(a.image, b.image)
+    assert_renders_alike(G, loaded, Z)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,9 +272,4 @@ def test_shadegan_trains_and_its_snapshot_loads_and_renders(heads, tmp_path):
                                          (['--cfg', 'shadegan', '--light_source', 'fixed', '--light_lx_mean', '1'],
                                           '--light_lx_mean')])
 def test_shading_usage_errors_are_one_line(heads, tmp_path, args, named):
-    res = CliRunner().invoke(train.main, ['--outdir', str(tmp_path / 'runs'), '--data', str(heads), '--metrics',
-                                          'none', *args])
-    assert res.exit_code == 2, res.output
-    errors = [ln for ln in res.output.splitlines() if ln.startswith('Error')]
-    assert len(errors) == 1 and named in errors[0], res.output
-    assert not (tmp_path / 'runs').exists()
+    assert_one_line_usage_error(heads, tmp_path, args, named)

@@ -4,8 +4,6 @@ view flags, the 1x1 neural renderer's per-pixel independence, the generator with
 source and both ablations, the pickle round trip, `--cfg volumegan` and its usage errors, and
 short runs whose snapshot renders samples and a mesh."""
 
-import io
-import pickle
 
 import numpy as np
 import PIL.Image
@@ -15,8 +13,8 @@ from click.testing import CliRunner
 
 import gen_samples_pose
 import legacy
-import train
-from seed_helpers import TINY_SAMPLES, label, make_heads, train_tiny   # tests/seed_helpers.py
+from seed_helpers import (TINY_SAMPLES, assert_one_line_usage_error, assert_renders_alike, label,
+                          make_heads, safe_round_trip, train_tiny)   # tests/seed_helpers.py
 from training import config as config_lib, shapes
 from training.cameras import FOV_to_intrinsics
 from training.feature_volume import FeatureVolume
@@ -234,15 +232,9 @@ def test_point_queries_and_shape_extraction():
 
 def test_pickle_round_trip_through_the_safe_loader():
     G = make_G('learned').eval()
-    buf = io.BytesIO()
-    pickle.dump(dict(G=G, D=None, G_ema=G, augment_pipe=None, training_set_kwargs={}), buf)
-    buf.seek(0)
-    loaded = legacy.load_network_pkl(buf)['G_ema']
+    loaded = safe_round_trip(G)
     assert loaded.representation == 'feature_volume' and isinstance(loaded.superresolution, NeuralRenderer1x1)
-    z, c = torch.randn(2, Z), label(2)
-    a = G(z, c, generator=torch.Generator().manual_seed(1))
-    b = loaded(z, c, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(a.image, b.image) and torch.equal(a.image_depth, b.image_depth)
+    assert_renders_alike(G, loaded, Z)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,12 +273,7 @@ def heads(tmp_path_factory):
     (['--cfg', 'synthetic', '--image_head', 'none'], '--image_head needs --representation feature_volume'),
 ])
 def test_incompatible_options_are_one_line_usage_errors(heads, tmp_path, args, named):
-    res = CliRunner().invoke(train.main, ['--outdir', str(tmp_path / 'runs'), '--data', str(heads), '--metrics',
-                                          'none', *args])
-    assert res.exit_code == 2, res.output
-    errors = [ln for ln in res.output.splitlines() if ln.startswith('Error')]
-    assert len(errors) == 1 and named in errors[0], res.output
-    assert not (tmp_path / 'runs').exists()
+    assert_one_line_usage_error(heads, tmp_path, args, named)
 
 
 # ---------------------------------------------------------------------------------------------
