@@ -37,9 +37,8 @@ from dnnlib import cli  # noqa: E402
 import plot_pose_distribution as ppd  # noqa: E402
 from gen_samples_pose import depth_to_uint16  # noqa: E402
 from metrics import estimators, metric_main, metric_utils, pose_metrics  # noqa: E402
-from run_files import (bench_layout, latest_state, load_state, run_budgeted, snapshots, stop_orphan,  # noqa: E402
+from run_files import (bench_layout, finish_row, load_state, run_budgeted, snapshots, stop_orphan,  # noqa: E402
                        write_json)
-from training import checkpoint  # noqa: E402
 
 # Rows: name -> (label, training zip, train.py options). Each row changes one thing of PoF3D's.
 MODELS = {
@@ -139,15 +138,8 @@ def train_model(ctx, state, name):
                      ctx.abort)
         if ctx.abort.is_set():
             return
-    final = latest_state(model_dir)
-    if final is None:
-        raise click.ClickException(f'{name}: no snapshot after training; see {model_dir}/train_stdout.log')
-    for _, path in snapshots(model_dir, 'training-state', 'pt'):
-        if path != final:
-            os.remove(path)       # resume needs only the newest; the pickles stay for --curves
-    kimg = checkpoint.load_training_state(final)['counters']['cur_nimg'] / 1000
-    save_row(ctx, state, name, status='trained', kimg=kimg, pid=None,
-             snapshot=os.path.relpath(checkpoint.network_pickle_for(final), ctx.outdir))
+    kimg, pkl = finish_row(model_dir)
+    save_row(ctx, state, name, status='trained', kimg=kimg, pid=None, snapshot=os.path.relpath(pkl, ctx.outdir))
     print(f'[{name}] trained {kimg:g} kimg in {state["models"][name]["seconds"]:.0f} s', flush=True)
 
 # ---------------------------------------------------------------------------------------------

@@ -81,6 +81,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
+def finish_row(model_dir: str):
+    """After a row's training: keep only its newest training state (resume needs no other; the
+    pickles stay for curves) and return (kimg, network pickle) of it."""
+    final = latest_state(model_dir)
+    if final is None:
+        raise click.ClickException(f'{model_dir}: no snapshot after training; see its train_stdout.log')
+    for _, path in snapshots(model_dir, 'training-state', 'pt'):
+        if path != final:
+            os.remove(path)
+    kimg = checkpoint.load_training_state(final)['counters']['cur_nimg'] / 1000
+    return kimg, checkpoint.network_pickle_for(final)
+
+
 def bench_layout(ctx, stem: str) -> None:
     """The paths of a bench's output folder on ctx (outdir set): data/, runs/, cache/, the
     labeled and unlabeled zips data/{stem}_*.zip, state.json, the detector, the eval dataset."""

@@ -35,9 +35,8 @@ import legacy  # noqa: E402
 import pose_learning as pl  # noqa: E402  (bench/: the detector, metric calls and sample grids)
 from dnnlib import cli  # noqa: E402
 from metrics import metric_main, metric_utils  # noqa: E402
-from run_files import (bench_layout, latest_state, load_state, run_budgeted, snapshots, stop_orphan,  # noqa: E402
+from run_files import (bench_layout, finish_row, load_state, run_budgeted, stop_orphan,  # noqa: E402
                        write_json)
-from training import checkpoint  # noqa: E402
 
 _TRIPLANE = ['--representation', 'triplane', '--override', 'plane_resolution=32', '--override', 'plane_channels=16']
 _LEARNED = ['--pose_source', 'learned', '--dis_pose_cond', 'true', '--dis_cam_weight', '2', '--pose_gd_weight', '1']
@@ -84,15 +83,8 @@ def train_model(ctx, state, name):
         env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
         run_budgeted(cmd, env, os.path.join(model_dir, 'train_stdout.log'), model_dir, ctx.budget_s - base,
                      progress, ctx.abort, cpu_clock=True)
-    final = latest_state(model_dir)
-    if final is None:
-        raise click.ClickException(f'{name}: no snapshot after training; see {model_dir}/train_stdout.log')
-    for _, path in snapshots(model_dir, 'training-state', 'pt'):
-        if path != final:
-            os.remove(path)
-    kimg = checkpoint.load_training_state(final)['counters']['cur_nimg'] / 1000
-    rec.update(status='trained', kimg=kimg, pid=None,
-               snapshot=os.path.relpath(checkpoint.network_pickle_for(final), ctx.outdir))
+    kimg, pkl = finish_row(model_dir)
+    rec.update(status='trained', kimg=kimg, pid=None, snapshot=os.path.relpath(pkl, ctx.outdir))
     write_json(ctx.state_path, state)
     print(f'[{name}] trained {kimg:g} kimg in {rec["seconds"]:.0f} CPU s', flush=True)
 

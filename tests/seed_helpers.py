@@ -71,3 +71,14 @@ def assert_one_line_usage_error(heads, tmp_path, args, named):
     errors = [ln for ln in res.output.splitlines() if ln.startswith('Error')]
     assert len(errors) == 1 and named in errors[0], res.output
     assert not (tmp_path / 'runs').exists()
+
+
+def load_snapshot_both_ways(snapshot):
+    """(safe, trusted): a snapshot we just wrote, loaded through the safe loader and with code
+    execution allowed (legacy.py), to compare the two."""
+    import legacy
+    with open(snapshot, 'rb') as f:
+        safe = legacy.load_network_pkl(f)
+    with open(snapshot, 'rb') as f:
+        trusted = legacy.load_network_pkl(f, allow_exec=True)
+    return safe, trusted

@@ -10,10 +10,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import legacy
 import train
-from seed_helpers import (TINY_SAMPLES, assert_renders_alike, label,
-                          make_heads, safe_round_trip, train_tiny)   # tests/seed_helpers.py
+from seed_helpers import (TINY_SAMPLES, assert_renders_alike, label, load_snapshot_both_ways, make_heads,
+                          safe_round_trip, train_tiny)   # tests/seed_helpers.py
 from training import config as config_lib
 from training.film_siren import FilmAffine, FilmSirenBackbone, SirenNetwork, film_sine, siren_init_
 from training.generator import TriPlaneGenerator
@@ -237,10 +236,7 @@ def heads(tmp_path_factory):
 def test_pigan_trains_and_its_snapshot_loads_and_renders_the_same(heads, tmp_path):
     run_dir = train_tiny('pigan', heads, tmp_path / 'runs', *TINY_SAMPLES)
     snapshot = run_dir / 'network-snapshot-000000.016.pkl'
-    with open(snapshot, 'rb') as f:
-        safe = legacy.load_network_pkl(f)
-    with open(snapshot, 'rb') as f:
-        trusted = legacy.load_network_pkl(f, allow_exec=True)   # the file we just wrote
+    safe, trusted = load_snapshot_both_ways(snapshot)   # the file we just wrote
     G, G_ref = safe['G_ema'], trusted['G_ema']
     assert G.representation == 'film_siren' and G.decoder.hidden == 16 and safe['D'] is not None
     z, c = torch.randn(2, 16, generator=torch.Generator().manual_seed(0)), label(2)

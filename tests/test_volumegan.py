@@ -12,9 +12,8 @@ import torch
 from click.testing import CliRunner
 
 import gen_samples_pose
-import legacy
 from seed_helpers import (TINY_SAMPLES, assert_one_line_usage_error, assert_renders_alike, label,
-                          make_heads, safe_round_trip, train_tiny)   # tests/seed_helpers.py
+                          load_snapshot_both_ways, make_heads, safe_round_trip, train_tiny)   # tests/seed_helpers.py
 from training import config as config_lib, shapes
 from training.cameras import FOV_to_intrinsics
 from training.feature_volume import FeatureVolume
@@ -291,10 +290,7 @@ ROWS = {'full': ['--neural_rendering_resolution_initial', '8'],
 def test_volumegan_rows_train_and_their_snapshots_load_and_render(heads, tmp_path, row):
     run_dir = train_tiny('volumegan', heads, tmp_path / 'runs', *TINY_VOLUME, *ROWS[row])
     snapshot = run_dir / 'network-snapshot-000000.016.pkl'
-    with open(snapshot, 'rb') as f:
-        safe = legacy.load_network_pkl(f)
-    with open(snapshot, 'rb') as f:
-        trusted = legacy.load_network_pkl(f, allow_exec=True)   # the file we just wrote
+    safe, trusted = load_snapshot_both_ways(snapshot)   # the file we just wrote
     G, G_ref = safe['G_ema'], trusted['G_ema']
     assert G.representation == 'feature_volume' and safe['D'] is not None
     assert (G.pose_source.__class__.__name__ == 'LearnedPose') == (row == 'pof3d_pose')
