@@ -25,6 +25,8 @@ import threading
 import time
 
 import click
+import numpy as np
+import PIL.Image
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +37,7 @@ import legacy  # noqa: E402
 import pose_learning as pl  # noqa: E402  (bench/: the detector, metric calls and sample grids)
 from dnnlib import cli  # noqa: E402
 from metrics import metric_main, metric_utils  # noqa: E402
-from run_files import (bench_layout, finish_row, load_state, run_budgeted, stop_orphan,  # noqa: E402
+from run_files import (bench_layout, finish_row, load_state, run_budgeted, snapshots, stop_orphan,  # noqa: E402
                        write_json)
 
 _TRIPLANE = ['--representation', 'triplane', '--override', 'plane_resolution=32', '--override', 'plane_channels=16']
@@ -55,8 +57,9 @@ MODELS = {
 }
 POSE = 'gaussian:h_std=0.3,v_std=0.15'
 METRICS = ('kid_est', 'depth_err', 'normal_err', 'depth_var_weighted', 'pose_err', 'reproj_err')
-SMOKE = dict(num=64, budget_min=1 / 3, kimg_max=1.0, tick=0.008, est_steps=20, kid_num=32, eval_num=8)
-RUN_ONLY = ('outdir', 'models')
+SMOKE = dict(num=64, budget_min=1 / 3, kimg_max=1.0, tick=0.008, est_steps=20, kid_num=32, eval_num=8, curve_num=8)
+CURVE_KEYS = ('kid_est', 'depth_err', 'reproj_err')
+RUN_ONLY = ('outdir', 'models', 'curves', 'curve_points', 'curve_num')   # options that leave results alone
 
 
 def train_model(ctx, state, name):
@@ -142,6 +145,41 @@ def rescore_missing(ctx, state, name):
         write_json(ctx.state_path, state)
 
 
+def update_curves(ctx, state, names):
+    """KID-est, depth_err and reproj_err (ctx.curve_num images each) of up to --curve-points
+    snapshots a row, evenly spread (cached in the state by file name); curves.csv, curves.png."""
+    jobs = dict(kid_est=('kid2k', dict(max_real=None, num_gen=ctx.curve_num)),
+                depth_err=('depth_err', dict(num_gen=ctx.curve_num, est_steps=ctx.est_steps)),
+                reproj_err=('reproj_err', dict(num_gen=ctx.curve_num)))
+    for name in names:
+        done = state.setdefault('curves', {}).setdefault(name, {})
+        found = snapshots(os.path.join(ctx.runs, name))
+        for nimg, pkl in [found[i] for i in pl.curve_picks(len(found), ctx.curve_points)]:
+            key = os.path.relpath(pkl, ctx.outdir)
+            if key not in done:
+                G = legacy.load_network(pkl, 'G_ema', 'cpu')
+                done[key] = dict(kimg=nimg / 1000, **{k: pl.calc(ctx, m, G, **kw)[m] for k, (m, kw) in jobs.items()
+                                                      if metric_main.is_valid_metric(m)})
+                write_json(ctx.state_path, state)
+    rows = {n: sorted(state['curves'][n].values(), key=lambda p: p['kimg']) for n in MODELS if n in state['curves']}
+    lines = ['model,kimg,' + ','.join(CURVE_KEYS)]
+    lines += [f'{n},{p["kimg"]:g},' + ','.join(f'{p.get(k, float("nan")):.6g}' for k in CURVE_KEYS)
+              for n in rows for p in rows[n]]
+    metric_utils.write_atomic(os.path.join(ctx.outdir, 'curves.csv'), ('\n'.join(lines) + '\n').encode())
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for ax, key, title in zip(axes, CURVE_KEYS, ('KID-est', 'depth_err', 'reproj_err')):
+        for n, pts in rows.items():
+            ax.plot([p['kimg'] for p in pts], [p.get(key, float('nan')) for p in pts], marker='.', label=MODELS[n][0])
+        ax.set(xlabel='kimg', title=title)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(ctx.outdir, 'curves.png'), dpi=100)
+    plt.close(fig)
+
+
 def fmt(value, scale=1.0, digits=3):
     return '–' if value is None else f'{value * scale:.{digits}g}'
 
@@ -168,6 +206,11 @@ def write_report(ctx, state):
            'Lower is better everywhere. – : the metric does not apply (depth var needs per-sample weights) '
            'or is not in this tree. Samples: samples_{row}.png (images over depth).']
     metric_utils.write_atomic(os.path.join(ctx.outdir, 'results.md'), ('\n'.join(md) + '\n').encode())
+    grids = [np.asarray(PIL.Image.open(os.path.join(ctx.outdir, f'samples_{n}.png')).convert('RGB')) for n in done]
+    if grids:
+        gap = np.full((4, grids[0].shape[1], 3), 255, np.uint8)
+        PIL.Image.fromarray(np.concatenate([x for g in grids for x in (g, gap)][:-1])).save(
+            os.path.join(ctx.outdir, 'samples_all.png'))
 
 
 def prepare(opts):
@@ -214,6 +257,11 @@ def parse_models(ctx, param, value):
               help='Images for the other metrics')
 @click.option('--js-num', type=click.IntRange(min=1), default=5000, show_default=True,
               help='Generator poses for the pose_err alignment')
+@click.option('--curves', is_flag=True, help='Also score snapshots over kimg: curves.csv / curves.png')
+@click.option('--curve-points', type=click.IntRange(min=2), default=4, show_default=True,
+              help='Snapshots scored per row for --curves, evenly spread')
+@click.option('--curve-num', type=click.IntRange(min=2), default=200, show_default=True,
+              help='Generated images per metric and snapshot (--curves)')
 @click.option('--smoke', is_flag=True, help='Tiny run for CI (SMOKE); explicit options still win')
 @click.pass_context
 def main(click_ctx, **opts):
@@ -236,6 +284,8 @@ def main(click_ctx, **opts):
             else:
                 rescore_missing(ctx, state, name)
             write_report(ctx, state)
+        if ctx.curves:
+            update_curves(ctx, state, ctx.models)
     finally:
         ctx.abort.set()
     print(f'done in {time.time() - start:.0f} s: {ctx.outdir}/results.md', flush=True)

@@ -42,7 +42,7 @@ def test_run_budgeted_cpu_clock_reports_cpu_seconds(tmp_path):
 @pytest.mark.slow
 def test_seed_bench_smoke(tmp_path):
     cmd = [sys.executable, os.path.join(REPO, 'bench', 'seed_methods.py'), '--smoke', '--outdir', str(tmp_path),
-           '--models', 'pigan,gof']
+           '--models', 'pigan,gof', '--curves', '--curve-points', '2']
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     results = json.loads((tmp_path / 'results.json').read_text())
@@ -55,5 +55,12 @@ def test_seed_bench_smoke(tmp_path):
     assert set(results['floors']) == {'pose_err_gt', 'depth_err_gt', 'normal_err_gt'}
     table = [line for line in (tmp_path / 'results.md').read_text().splitlines() if line.startswith('| ')]
     assert len(table) == 3
+    for stem in ('samples_all.png', 'curves.png'):
+        assert (tmp_path / stem).stat().st_size > 0, stem
+    curve = [line.split(',') for line in (tmp_path / 'curves.csv').read_text().splitlines()]
+    assert curve[0] == ['model', 'kimg', 'kid_est', 'depth_err', 'reproj_err']
+    for name, row in results['models'].items():      # at most 2 points a row, the final snapshot among them
+        kimgs = [float(r[1]) for r in curve[1:] if r[0] == name]
+        assert 1 <= len(kimgs) <= 2 and abs(max(kimgs) - row['kimg']) < 1e-6, (name, kimgs)
     rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)   # resume: nothing to do
     assert rerun.returncode == 0 and '] training:' not in rerun.stdout and '] evaluating' not in rerun.stdout
