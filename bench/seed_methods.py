@@ -56,7 +56,7 @@ MODELS = {
                        ['--image_head', 'none', '--neural_rendering_resolution_initial', '32']),
 }
 POSE = 'gaussian:h_std=0.3,v_std=0.15'
-METRICS = ('kid_est', 'depth_err', 'normal_err', 'depth_var_weighted', 'pose_err', 'reproj_err')
+METRICS = ('kid_est', 'depth_err', 'normal_err', 'depth_var_weighted', 'pose_err', 'reproj_err', 'reproj_mask')
 SMOKE = dict(num=64, budget_min=1 / 3, kimg_max=1.0, tick=0.008, est_steps=20, kid_num=32, eval_num=8, curve_num=8)
 CURVE_KEYS = ('kid_est', 'depth_err', 'reproj_err')
 RUN_ONLY = ('outdir', 'models', 'curves', 'curve_points', 'curve_num')   # options that leave results alone
@@ -95,27 +95,33 @@ def train_model(ctx, state, name):
 def score(ctx, G, name, only=METRICS) -> tuple:
     """({metric: value}, [refused]) for the METRICS (or those in `only`) of one generator. A metric
     that refuses it (GOF's variance under the tri-plane's interval alpha) or that this tree lacks
-    is None, with the reason printed; only the refusals are listed (a later tree may add a metric)."""
+    is None, with the reason printed; only the refusals are listed (a later tree may add a metric).
+    A value may be NaN: the metric found nothing to measure (depth var: no opaque ray; reproj_err:
+    no pixel reprojects consistently, reproj_mask then says how few did)."""
     n = ctx.eval_num
-    jobs = dict(kid_est=('kid2k', dict(max_real=None, num_gen=ctx.kid_num), 'kid2k'),
-                depth_err=('depth_err', dict(num_gen=n, est_steps=ctx.est_steps), 'depth_err'),
-                normal_err=('normal_err', dict(num_gen=n, est_steps=ctx.est_steps), 'normal_err'),
-                depth_var_weighted=('depth_var_weighted', dict(num_gen=n, resolution=ctx.resolution),
-                                    'depth_var_weighted'),
-                pose_err=('pose_err', dict(num_gen=n, est_steps=ctx.est_steps, num_align=ctx.js_num), 'pose_err'),
-                reproj_err=('reproj_err', dict(num_gen=n), 'reproj_err'))
+    jobs = [('kid2k', dict(max_real=None, num_gen=ctx.kid_num), dict(kid_est='kid2k')),
+            ('depth_err', dict(num_gen=n, est_steps=ctx.est_steps), dict(depth_err='depth_err')),
+            ('normal_err', dict(num_gen=n, est_steps=ctx.est_steps), dict(normal_err='normal_err')),
+            ('depth_var_weighted', dict(num_gen=n, resolution=ctx.resolution),
+             dict(depth_var_weighted='depth_var_weighted')),
+            ('pose_err', dict(num_gen=n, est_steps=ctx.est_steps, num_align=ctx.js_num), dict(pose_err='pose_err')),
+            ('reproj_err', dict(num_gen=n), dict(reproj_err='reproj_err', reproj_mask='reproj_err_mask_frac'))]
     out, refused = {}, []
-    for key, (metric, kwargs, result) in ((k, v) for k, v in jobs.items() if k in only):
+    for metric, kwargs, keys in jobs:
+        keys = {k: v for k, v in keys.items() if k in only}
+        if not keys:
+            continue
         if not metric_main.is_valid_metric(metric):
-            print(f'[{name}] {key}: no such metric in this tree', flush=True)
-            out[key] = None
+            print(f'[{name}] {metric}: no such metric in this tree', flush=True)
+            out.update(dict.fromkeys(keys))
             continue
         try:
-            out[key] = pl.calc(ctx, metric, G, **kwargs)[result]
+            results = pl.calc(ctx, metric, G, **kwargs)
+            out.update({k: results[v] for k, v in keys.items()})
         except ValueError as err:     # the metric refuses this generator (its docstring says why)
-            print(f'[{name}] {key}: {err}', flush=True)
-            out[key] = None
-            refused.append(key)
+            print(f'[{name}] {metric}: {err}', flush=True)
+            out.update(dict.fromkeys(keys))
+            refused += list(keys)
     return out, refused
 
 
@@ -132,8 +138,9 @@ def evaluate_model(ctx, state, name):
 def rescore_missing(ctx, state, name):
     """A row evaluated before a metric existed in this tree (e.g. reproj_err) gets it on rerun."""
     rec = state['models'][name]
-    missing = [k for k in METRICS if rec['metrics'].get(k) is None and metric_main.is_valid_metric(
-        dict(kid_est='kid2k').get(k, k))]
+    metric_of = dict(kid_est='kid2k', reproj_mask='reproj_err')
+    missing = [k for k in METRICS if k not in rec['metrics'] or (rec['metrics'][k] is None and
+                                                                 metric_main.is_valid_metric(metric_of.get(k, k)))]
     refused = set(rec.get('refused', []))
     missing = [k for k in missing if k not in refused]
     if missing:
@@ -181,7 +188,10 @@ def update_curves(ctx, state, names):
 
 
 def fmt(value, scale=1.0, digits=3):
-    return '–' if value is None else f'{value * scale:.{digits}g}'
+    """'–' for a metric that does not apply, '∅' for one that found nothing to measure (NaN)."""
+    if value is None:
+        return '–'
+    return '∅' if value != value else f'{value * scale:.{digits}g}'
 
 
 def write_report(ctx, state):
@@ -196,15 +206,17 @@ def write_report(ctx, state):
           f'{s["num"]} heads at {s["resolution"]} px, poses `{POSE}`, MVN lights; {s["budget_min"]:.3g} CPU '
           f'minutes per row (one thread), train seed {s["seed"]}.', '',
           '| Row | preset + options | kimg | KID-est x1e3 | depth_err | normal_err (deg) | depth var x1e4 '
-          '| pose_err (deg) | reproj_err |', '|---|---|---|---|---|---|---|---|---|']
+          '| pose_err (deg) | reproj_err | reproj mask % |', '|---|---|---|---|---|---|---|---|---|---|']
     for r in rows.values():
         m, opts = r['metrics'], ' '.join(['--cfg', r['preset'], *r['train_args']])
         md.append(f'| {r["label"]} | `{opts}` | {r["kimg"]:.3g} | {fmt(m["kid_est"], 1e3)} | {fmt(m["depth_err"])} '
                   f'| {fmt(m["normal_err"])} | {fmt(m["depth_var_weighted"])} | {fmt(m["pose_err"])} '
-                  f'| {fmt(m.get("reproj_err"))} |')
+                  f'| {fmt(m.get("reproj_err"))} | {fmt(m.get("reproj_mask"), 100)} |')
     md += ['', 'Floors (held-out real images): ' + ', '.join(f'{k} {v:.3g}' for k, v in fl.items()) + '.',
-           'Lower is better everywhere. – : the metric does not apply (depth var needs per-sample weights) '
-           'or is not in this tree. Samples: samples_{row}.png (images over depth).']
+           'Lower is better except reproj mask % (the share of pixels that reproject consistently, the '
+           'set reproj_err is measured on). – : the metric does not apply (depth var needs per-sample '
+           'weights); ∅ : nothing to measure (depth var: no opaque ray; reproj_err: fewer than 16 consistent '
+           'pixels in every image). Samples: samples_{row}.png (images over depth).']
     metric_utils.write_atomic(os.path.join(ctx.outdir, 'results.md'), ('\n'.join(md) + '\n').encode())
     grids = [np.asarray(PIL.Image.open(os.path.join(ctx.outdir, f'samples_{n}.png')).convert('RGB')) for n in done]
     if grids:

@@ -49,7 +49,7 @@ def test_seed_bench_smoke(tmp_path):
     assert sorted(results['models']) == ['gof', 'pigan']
     for name, row in results['models'].items():
         assert row['kimg'] > 0 and 0 < row['seconds'] < 60, name     # 20 CPU s budget + the last tick
-        for key in ('kid_est', 'depth_err', 'depth_var_weighted', 'pose_err', 'reproj_err'):
+        for key in ('kid_est', 'depth_err', 'depth_var_weighted', 'pose_err', 'reproj_err', 'reproj_mask'):
             assert isinstance(row['metrics'][key], float), (name, key)
         assert (tmp_path / f'samples_{name}.png').stat().st_size > 0
     assert set(results['floors']) == {'pose_err_gt', 'depth_err_gt', 'normal_err_gt'}
