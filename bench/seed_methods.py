@@ -50,6 +50,7 @@ MODELS = {
     'shadegan': ('ShadeGAN (Lambertian, MVN light)', 'shadegan', []),
     'shadegan_fixed': ('ShadeGAN, wrong fixed light', 'shadegan', ['--light_source', 'fixed']),
     'pof3d_gof': ('GOF + PoF3D learned pose', 'gof', _LEARNED),
+    'pof3d_volumegan': ('VolumeGAN + PoF3D learned pose', 'volumegan', _LEARNED),
     # The project's own tri-plane with a fixed prior (the pose_learning 'prior' row's recipe, EG3D's lrs),
     # at the data's pose law: the tri-plane baseline VolumeGAN is compared with (issue 19).
     'triplane_eg3d': ('EG3D tri-plane, prior pose', 'synthetic',
