@@ -367,7 +367,8 @@ def check_config(c) -> None:
     if m.pose_source != 'learned' and (c.loss.pose_gd_debias or c.loss.pose_gd_start_kimg > 0):
         raise click.UsageError('--pose_gd_debias and --pose_gd_start_kimg change L3, which needs --pose_source learned')
     prior_fields = ('prior_distribution', 'prior_parametrization', 'prior_h_std', 'prior_v_mean', 'prior_v_std')
-    changed = [f for f in prior_fields if getattr(m, f) != getattr(config_lib.ModelConfig, f)]
+    preset = config_lib.PRESETS[c.cfg]   # the preset's own prior (pigan, gof, ...) is no user choice
+    changed = [f for f in prior_fields if getattr(m, f) != preset.get(f, getattr(config_lib.ModelConfig, f))]
     if changed and m.pose_source not in ('prior', 'prior_residual'):
         raise click.UsageError(f'--{changed[0]} needs --pose_source prior or prior_residual')
     try:   # the alpha rule / depth sampler combination and values (training/rendering/options.py)

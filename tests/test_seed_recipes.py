@@ -19,12 +19,13 @@ DOC = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'seed_methods.md'
 SECTION = '## Paper-scale recipes'
 
 
-def recipe_commands():
-    """[(title comment, argv after train.py)] of the section's bash blocks."""
+def recipe_commands(section=SECTION):
+    """[(title comment, argv after train.py)] of the section's bash blocks (None: the whole doc)."""
     text = DOC.read_text(encoding='utf-8')
-    section = text[text.index(SECTION):]
-    section = section[:section.index('\n## ', len(SECTION))] if '\n## ' in section[len(SECTION):] else section
-    commands = []
+    if section is not None:
+        text = text[text.index(section):]
+        text = text[:text.index('\n## ', len(section))] if '\n## ' in text[len(section):] else text
+    section, commands = text, []
     for block in re.findall(r'```bash\n(.*?)```', section, flags=re.S):
         title = ''
         for line in block.replace('\\\n', ' ').splitlines():
@@ -119,3 +120,10 @@ def test_recipe_networks_build(tmp_path):
     G = dnnlib.util.construct_class_by_name(**c.G_kwargs())
     D = dnnlib.util.construct_class_by_name(**c.D_kwargs())
     assert G.img_resolution == D.img_resolution == 128
+
+
+@pytest.mark.parametrize('argv', [a for _, a in recipe_commands(None)], ids=lambda a: ' '.join(a[:6]))
+def test_every_train_command_of_the_doc_passes_the_checks(argv, tmp_path):
+    """The CPU-scale commands too (e.g. PoF3D's learned pose with --cfg gof, whose preset carries
+    the prior's law: no usage error for what the user did not set)."""
+    parse(argv, tmp_path)
