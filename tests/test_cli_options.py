@@ -140,12 +140,22 @@ def readme_commands():
     return commands
 
 
+def bench_commands() -> dict:
+    """The bench/ scripts' click commands, by README name ('bench/seed_methods')."""
+    import importlib
+    import sys
+    bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'bench')
+    sys.path.insert(0, bench)
+    return {f'bench/{m}': importlib.import_module(m).main for m in ('pose_learning', 'seed_methods')}
+
+
 def test_readme_commands_parse():
     commands = readme_commands()
     assert {name for name, _ in commands} >= {'train', 'dataset_tool', 'gen_samples_pose', 'gen_videos',
-                                               'plot_pose_distribution', 'calc_metrics'}
+                                               'plot_pose_distribution', 'calc_metrics', 'bench/seed_methods'}
+    known = {**COMMANDS, **bench_commands()}
     for name, args in commands:
-        parsed(COMMANDS[name], args)     # raises click.UsageError/BadParameter on an unknown option or value
+        parsed(known[name], args)     # raises click.UsageError/BadParameter on an unknown option or value
 
 
 def test_reference_only_options_are_accepted_and_ignored(snapshot, tmp_path):
