@@ -37,7 +37,7 @@ from dnnlib import cli  # noqa: E402
 import plot_pose_distribution as ppd  # noqa: E402
 from gen_samples_pose import depth_to_uint16  # noqa: E402
 from metrics import estimators, metric_main, metric_utils, pose_metrics  # noqa: E402
-from run_files import (bench_layout, finish_row, load_state, run_budgeted, snapshots, stop_orphan,  # noqa: E402
+from run_files import (bench_layout, finish_row, load_state, open_row, run_budgeted, snapshots,  # noqa: E402
                        write_json)
 
 # Rows: name -> (label, training zip, train.py options). Each row changes one thing of PoF3D's.
@@ -117,16 +117,8 @@ def train_model(ctx, state, name):
         return
     with ctx.lock:
         rec = state['models'].setdefault(name, dict(status='training', seconds=0.0))
-    model_dir = os.path.join(ctx.runs, name)
-    os.makedirs(model_dir, exist_ok=True)
-    stop_orphan(rec.get('pid'), model_dir)
-    base, last_save = rec['seconds'], [-1e9]
-
-    def progress(elapsed, pid, force):
-        if force or elapsed - last_save[0] >= 10:
-            last_save[0] = elapsed
-            save_row(ctx, state, name, seconds=base + elapsed, pid=pid)
-
+    model_dir, progress = open_row(ctx.runs, rec, name, lambda **fields: save_row(ctx, state, name, **fields))
+    base = rec['seconds']
     if ctx.budget_s > base:
         print(f'[{name}] training: {ctx.budget_s - base:.0f} s of budget left', flush=True)
         _, zip_kind, args = MODELS[name]

@@ -81,6 +81,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
+def open_row(runs: str, rec: dict, name: str, save):
+    """(model_dir, progress) for training row `name` whose state record is `rec`: its folder under
+    `runs` (made; a train.py left behind by a killed bench is stopped), and a progress(seconds, pid,
+    force) callback for run_budgeted that calls save(seconds=rec's base + seconds, pid=pid) at most
+    every 10 s unless forced."""
+    model_dir = os.path.join(runs, name)
+    os.makedirs(model_dir, exist_ok=True)
+    stop_orphan(rec.get('pid'), model_dir)
+    base, last_save = rec['seconds'], [-1e9]
+
+    def progress(used, pid, force):
+        if force or used - last_save[0] >= 10:
+            last_save[0] = used
+            save(seconds=base + used, pid=pid)
+    return model_dir, progress
+
+
 def finish_row(model_dir: str):
     """After a row's training: keep only its newest training state (resume needs no other; the
     pickles stay for curves) and return (kimg, network pickle) of it."""

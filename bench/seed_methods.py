@@ -37,7 +37,7 @@ import legacy  # noqa: E402
 import pose_learning as pl  # noqa: E402  (bench/: the detector, metric calls and sample grids)
 from dnnlib import cli  # noqa: E402
 from metrics import metric_main, metric_utils  # noqa: E402
-from run_files import (bench_layout, finish_row, load_state, run_budgeted, snapshots, stop_orphan,  # noqa: E402
+from run_files import (bench_layout, finish_row, load_state, open_row, run_budgeted, snapshots,  # noqa: E402
                        write_json)
 
 _TRIPLANE = ['--representation', 'triplane', '--override', 'plane_resolution=32', '--override', 'plane_channels=16']
@@ -71,17 +71,13 @@ RUN_ONLY = ('outdir', 'models', 'curves', 'curve_points', 'curve_num')   # optio
 def train_model(ctx, state, name):
     """Train (or continue) one row until its CPU budget is spent or --kimg-max; mark it 'trained'."""
     rec = state['models'].setdefault(name, dict(status='training', seconds=0.0))
-    model_dir = os.path.join(ctx.runs, name)
-    os.makedirs(model_dir, exist_ok=True)
-    stop_orphan(rec.get('pid'), model_dir)
-    base, last_save = rec['seconds'], [-1e9]
 
-    def progress(used, pid, force):
-        if force or used - last_save[0] >= 10:
-            last_save[0] = used
-            rec.update(seconds=base + used, pid=pid)
-            write_json(ctx.state_path, state)
+    def save(**fields):
+        rec.update(fields)
+        write_json(ctx.state_path, state)
 
+    model_dir, progress = open_row(ctx.runs, rec, name, save)
+    base = rec['seconds']
     if ctx.budget_s > base:
         print(f'[{name}] training: {ctx.budget_s - base:.0f} CPU s of budget left', flush=True)
         _, preset, args = MODELS[name]
