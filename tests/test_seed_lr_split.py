@@ -34,7 +34,7 @@ def test_fixed_split_puts_the_mapping_at_a_twentieth_of_glr(cfg):
     opts, G = optimizers(cfg)
     groups = opts['Gboth'].param_groups
     assert [g['name'] for g in groups] == ['main', 'mapping']
-    assert groups[0]['lr'] == pytest.approx(6e-5) and groups[1]['lr'] == pytest.approx(6e-5 * 0.05)
+    assert groups[0]['lr'] == pytest.approx(1e-3) and groups[1]['lr'] == pytest.approx(1e-3 * 0.05)
     assert {id(p) for p in groups[1]['params']} == mapping_ids(G) and len(mapping_ids(G)) == 8   # 3 + 1 Linear
     assert not mapping_ids(G) & {id(p) for p in groups[0]['params']}
     assert sum(len(g['params']) for g in groups) == len(list(G.parameters()))
@@ -45,7 +45,7 @@ def test_fixed_split_puts_the_mapping_at_a_twentieth_of_glr(cfg):
 def test_legacy_flag_and_pigan_train_the_mapping_at_the_full_glr(cfg, overrides):
     opts, G = optimizers(cfg, **overrides)
     (group,) = opts['Gboth'].param_groups
-    assert group['lr'] == pytest.approx(6e-5) and len(group['params']) == len(list(G.parameters()))
+    assert group['lr'] == pytest.approx(1e-3) and len(group['params']) == len(list(G.parameters()))
 
 
 def test_param_groups_refuse_a_split_without_the_mapping():

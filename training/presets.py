@@ -49,11 +49,14 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 # pi-GAN at CPU scale (SEEDS_SPEC §6.2 "Cheapest CPU test"): make_synthetic.py --family head
 # --resolution 32 --pose gaussian:h_std=0.3,v_std=0.15 data; the camera, rays and box of the
 # synthetic preset (§6.0 "Scale"); FiLM-SIREN 4 x 64 with a 3 x 64 mapping; the prior pose
-# source with the data's law; no SR; R1 every step with gamma = pi-GAN's lambda_R1 0.2 (§6.0
-# "R1", §2.2 CelebA); pi-GAN's CelebA learning rates and betas (§2.2); no blur, no density
-# regularizer, unconditional D (pi-GAN has none of them); pi-GAN's per-sample alpha (relu,
-# delta_last 1e10) with density noise 1 fading over 5000 steps, and its NeRF importance sampler
-# (§1.5, §6.2).
+# source with the data's law; no SR; R1 every step (§6.0 "R1") and pi-GAN's betas (§2.2); no
+# blur, no density regularizer, unconditional D (pi-GAN has none of them); pi-GAN's per-sample
+# alpha (delta_last 1e10) with density noise 1 fading over 5000 steps, and its NeRF importance
+# sampler (§1.5, §6.2). Departures measured at this scale (docs/seed_methods.md "CPU-scale
+# rates"): pi-GAN's CelebA rates (G 6e-5, D 2e-4, gamma 0.2) left flat grey images for 3.6 kimg
+# against the StyleGAN2 D that stands in for pi-GAN's; lr 1e-3 with relu killed every density
+# (white images, no gradient); softplus (pi-GAN's other `act`, §1.5) at lr 1e-3 and gamma 1 draws
+# heads within 1.6 kimg. The paper-scale recipes keep pi-GAN's own values.
 PRESETS['pigan'] = dict(
     {k: PRESETS['synthetic'][k] for k in ('ray_start', 'ray_end', 'box_warp', 'white_back', 'avg_camera_radius',
                                           'avg_camera_pivot', 'h_mean', 'create_label_fov', 'cbase', 'cmax',
@@ -62,9 +65,9 @@ PRESETS['pigan'] = dict(
     representation='film_siren', siren_hidden=64, siren_layers=4, z_dim=256, w_dim=64, map_depth=3,
     pose_source='prior', prior_h_std=0.3, prior_v_std=0.15, dis_pose_cond=False, dis_cam_weight=0.0,
     pose_gd_weight=0.0, superres=False, dataset_resolution=32, neural_rendering_resolution_initial=32,
-    depth_resolution=12, depth_resolution_importance=12, alpha_rule='sample_delta', density_activation='relu',
-    depth_sampler='importance_nerf', density_noise_init=1.0, density_noise_fade_steps=5000, batch=8, gamma=0.2,
-    d_reg_interval=1, glr=6e-5, dlr=2e-4, betas=(0.0, 0.9),
+    depth_resolution=12, depth_resolution_importance=12, alpha_rule='sample_delta', density_activation='softplus',
+    depth_sampler='importance_nerf', density_noise_init=1.0, density_noise_fade_steps=5000, batch=8, gamma=1.0,
+    d_reg_interval=1, glr=1e-3, dlr=1e-3, betas=(0.0, 0.9),
     blur_init_sigma=0.0, density_reg=0.0, pose_head_channels=256)
 
 
@@ -112,8 +115,8 @@ PRESETS['volumegan'] = dict(
                                       'mbstd_group', 'd_num_fp16_res', 'sr_num_fp16_res', 'image_grid', 'tick', 'snap',
                                       'kimg', 'workers', 'metrics', 'flip_type', 'pose_source', 'dis_pose_cond',
                                       'dis_cam_weight', 'pose_gd_weight', 'pose_head_channels', 'alpha_rule',
-                                      'density_activation', 'depth_sampler', 'blur_init_sigma', 'density_reg',
-                                      'batch')},
+                                      'depth_sampler', 'blur_init_sigma', 'density_reg', 'batch')},
+    density_activation='relu',
     representation='feature_volume', volume=True, volume_channels=(64, 32, 16), template_init='ones',
     adain_scale='raw', point_mlp='modconv', point_mlp_hidden=64, point_mlp_layers=2, feature_channels=64,
     view_dependent=False, image_head='modconv1x1', z_dim=512, w_dim=512, map_depth=8, lr_multiplier=0.01,
