@@ -81,6 +81,12 @@ MODELS = {
     'pof3d_hold': ('PoF3D + pose hold 6 kimg + pose-distribution term', 'unlabeled',
                    ['--pose_source', 'learned', '--pose_dist_weight', '1', '--lr_multiplier_pose', '1',
                     '--pose_hold_kimg', '6']),
+    # The hold ends into the same contraction while D's head is still uncalibrated (slope 0.26 at
+    # 8 kimg: L3 pulls each camera to the head's shrunk estimate); so hold longer and calibrate the
+    # head over the whole yaw range meanwhile (run 6's exploration), then release (issue 15, run 7).
+    'pof3d_hold_explore': ('PoF3D + pose hold 8 kimg + head exploration + pose-distribution term', 'unlabeled',
+                           ['--pose_source', 'learned', '--pose_dist_weight', '1', '--lr_multiplier_pose', '1',
+                            '--pose_hold_kimg', '8', '--pose_explore_weight', '1']),
     # All levers at once, stronger: the term at weight 10 from slope 0.3 (the head passes 0.5 only
     # after the cameras have contracted), L3 de-biased so that it stops pulling inward.
     'pof3d_levers': ('PoF3D + planes + de-biased L3 + pose-distribution term x10', 'unlabeled',
