@@ -192,6 +192,11 @@ OPTIONS = [
     (('--opacity_growth',), NONNEG_FLOAT, 'Opacity prior growth per step: min(10 w, w exp(growth step)) [default: 0]'),
     (('--pos_weight',), NONNEG_FLOAT, "pi-GAN position loss: D's pose head regresses the prior draw (D and G "
                                       'steps); needs --pose_source prior [default: 0]'),
+    (('--topk_interval',), NONNEG_FLOAT, "pi-GAN top-k: G's loss on the max(0.99^(step/interval), floor) most-real "
+     'share of each fake chunk; 0 = every fake [default: 0]'),
+    (('--topk_floor',), UNIT_FLOAT, 'The floor of --topk_interval\'s share [default: 0.6]'),
+    (('--grad_clip',), NONNEG_FLOAT, 'Clip the gradient norm of G and of D at every step (pi-GAN family); 0 = off '
+     '[default: 0]'),
     (('--opacity_legacy_red',), B, "Opacity prior on the red channel, as GOF's code (reproduction only) "
                                    '[default: False]'),
     (('--mapping_lr_mul',), POS_FLOAT, "film_siren: lr multiplier of pi-GAN's mapping network (GOF/ShadeGAN's "

@@ -73,7 +73,10 @@ def test_recipe_parses_and_checks(title, argv, tmp_path):
     assert K[0] == pytest.approx(corner_aligned_focal(12, d.dataset_resolution)) and K[2] == K[5] == 0.5
     assert r.box_warp == 0.24 and r.avg_camera_radius == 1 and not r.white_back
     assert r.neural_rendering_resolution_initial == d.dataset_resolution in (64, 128)
-    assert c.optim.betas == (0.0, 0.9) and c.optim.d_reg_interval == 1 and d.mirror
+    assert c.optim.betas == (0.0, 0.9) and c.optim.d_reg_interval == 0 and d.mirror    # R1 in D's one step
+    assert (c.loss.topk_interval, c.loss.topk_floor) == (2000, 0.6)                     # §2.2, §3.4, §4.5
+    clip = {'pi-GAN': 10, 'GOF': 1, 'ShadeGAN CelebA': 0.3, 'ShadeGAN Cats': 10}
+    assert c.optim.grad_clip == next(v for k, v in clip.items() if title.startswith('# ' + k)), title
     for kwargs in (c.G_kwargs(), c.D_kwargs(), c.loss_kwargs(), c.training_set_kwargs()):
         assert isinstance(kwargs, dict)
     assert c.training_set_kwargs()['create_label_grid'] == 'corner'

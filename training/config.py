@@ -185,6 +185,8 @@ class LossConfig:
     opacity_growth: float = 0.0           # ... its growth per step: min(10 λ₀, λ₀ exp(growth step))
     opacity_legacy_red: bool = False      # ... on the red channel as GOF's code (§3.5 q1), not the occupancy
     pos_weight: float = 0.0               # pi-GAN λ_pos: D's pose head regresses the prior draw (SEEDS_SPEC §1.7)
+    topk_interval: float = 0.0            # pi-GAN top-k: G's loss on the max(0.99^(step/interval), floor)
+    topk_floor: float = 0.6               # ... most-real share of the fakes (0 = every fake, SEEDS_SPEC §1.7)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +197,8 @@ class OptimConfig:
     eps: float = 1e-8                     # Adam epsilon
     ema_kimg: Optional[float] = None      # G_ema half-life in kimg (None: batch * 10 / 32)
     ema_rampup: Optional[float] = 0.05    # EMA ramp-up (None: off)
-    d_reg_interval: int = 16              # Dreg (R1) interval (lazy regularization)
+    d_reg_interval: int = 16              # Dreg (R1) interval (lazy regularization); 0 = in D's main step
+    grad_clip: float = 0.0                # clip each step's gradient norm of G and of D (pi-GAN family; 0 = off)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -387,6 +390,8 @@ class TrainConfig:
             if m.shading != 'none':   # ShadeGAN's ramp (SEEDS_SPEC §4.3)
                 kwargs['render_schedule'].update(shading=m.shading, shading_start_steps=m.shading_start_steps,
                                                  shading_ramp_steps=m.shading_ramp_steps)
+        if ls.topk_interval > 0:   # pi-GAN's top-k (SEEDS_SPEC §1.7)
+            kwargs['topk'] = dict(batch=self.batch, interval=ls.topk_interval, floor=ls.topk_floor)
         if ls.normal_weight > 0 or ls.opacity_weight > 0:   # GOF's regularizers (training/losses/occupancy.py)
             kwargs['geometry'] = dict(normal_weight=ls.normal_weight, normal_h=ls.normal_h,
                                       opacity_weight=ls.opacity_weight, opacity_growth=ls.opacity_growth,

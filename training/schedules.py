@@ -126,6 +126,15 @@ def surface_window(cur_nimg: float, batch: int, window_init: float, window_min: 
     return max(window_init * math.exp(-window_decay * step), window_min)
 
 
+def topk_fraction(cur_nimg: float, batch: int, interval: float, floor: float) -> float:
+    """pi-GAN's top-k share of G's adversarial loss (SEEDS_SPEC §1.7): p = max(0.99^(step / interval),
+    floor), step = cur_nimg / batch; G's loss averages the ceil(p N) most-real fake scores of a chunk.
+    1 (every score) when interval <= 0. pi-GAN CelebA: interval 2000, floor 0.6 (§2.2)."""
+    if interval <= 0:
+        return 1.0
+    return max(0.99 ** (cur_nimg / batch / interval), floor)
+
+
 def opacity_weight(cur_nimg: float, batch: int, weight: float, growth: float) -> float:
     """Weight of GOF's opacity prior (SEEDS_SPEC §3.3): min(10 weight, weight exp(growth step)),
     step = cur_nimg / batch; 0 when weight is 0. The exponent is capped at ln 10 first (the cap is

@@ -178,6 +178,8 @@ def run_phase(ctx, config, phase, phase_idx, loss, reals, latents, counters):
         misc.nan_to_num(flat, nan=0, posinf=1e5, neginf=-1e5, out=flat)
         for p, g in zip(params, flat.split([p.numel() for p in params])):
             p.grad = g.reshape(p.shape)
+        if config.optim.grad_clip > 0:   # pi-GAN family: the whole net's norm, per step (SEEDS_SPEC §1.7)
+            torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
     phase.opt.step()
 
 

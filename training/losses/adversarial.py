@@ -12,6 +12,7 @@ Which fakes (plain or mirrored, PoF3D or EG3D) is the injected `fakes` strategy
 (`training/losses/fakes.py`); how images reach D (blur, blur mode) is the `DInput`.
 """
 
+import math
 from typing import Optional
 
 import torch
@@ -57,21 +58,26 @@ class GeneratorAdversarial(_FakeTerm):
             return None
         out, label = self.fakes(G, z, c, step)
         score, _ = self.d_input.score(D, fake_pair(out), step.blur_sigma, label)
-        return self._loss(out, score)
+        return self._loss(out, score, step.topk_frac)
 
     def with_pose(self, G, D, z: torch.Tensor, c: torch.Tensor, step: Step):
         """(the same loss or None, sg D_pose(B G(z)) [N, 2]) from one render and one D pass: the
         pose is L3's target (PoF3DLoss's shared renders; self-conditioned D, single blur)."""
         out, _ = self.fakes(G, z, c, step)
         score, pose = self.d_input.score_and_pose(D, fake_pair(out), step.blur_sigma)
-        return (self._loss(out, score) if self.weight else None), pose.detach()
+        return (self._loss(out, score, step.topk_frac) if self.weight else None), pose.detach()
 
-    def _loss(self, out: dict, score: torch.Tensor) -> torch.Tensor:
+    def _loss(self, out: dict, score: torch.Tensor, topk_frac: float = 1.0) -> torch.Tensor:
+        """topk_frac < 1: the mean over the ceil(topk_frac N) most-real scores only (pi-GAN's top-k,
+        SEEDS_SPEC §1.7); the reported loss is every sample's."""
         loss = F.softplus(-score)                                  # [N, 1]
         report_scores(self.kind, score)
         training_stats.report('Loss/G/loss' if self.kind == 'fake' else 'Loss/G/loss_flip', loss)
         if self.kind == 'fake':
             report_pose_stats(out)
+        if topk_frac < 1:
+            k = max(1, math.ceil(topk_frac * score.numel()))
+            loss = F.softplus(-score.flatten().topk(k).values)
         return loss.mean() * self.weight
 
 

@@ -52,6 +52,7 @@ class Step:
     pose_gd_on: bool = True               # L3 on: cur_nimg is past pose_gd_start_kimg (extension)
     pose_hold: bool = False               # G's camera held: renders at the detached camera (extension)
     render: Optional[RenderSchedule] = None  # the renderer's schedule values (schedules.render_schedule)
+    topk_frac: float = 1.0                # share of the most-real fake scores in G's loss (pi-GAN top-k)
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:

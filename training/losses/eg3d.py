@@ -42,7 +42,7 @@ class EG3DLoss:
                  neural_rendering_resolution_final=None, neural_rendering_resolution_fade_kimg=1000,
                  gpc_reg_prob=None, gpc_reg_fade_kimg=1000, style_mixing_prob=0, pl_weight=0, seed=0,
                  symmetry_density_weight=0.0, flip_type='flip_both', render_schedule=None, geometry=None,
-                 pos_weight=0.0):
+                 pos_weight=0.0, topk=None):
         check_unsupported(style_mixing_prob, pl_weight)
         self.device, self.G, self.D = device, G, D
         self.r1_gamma, self.density_reg = r1_gamma, density_reg
@@ -51,6 +51,7 @@ class EG3DLoss:
                     neural_rendering_resolution_fade_kimg)
         self.gpc_reg_prob, self.gpc_reg_fade_kimg = gpc_reg_prob, gpc_reg_fade_kimg
         self.render_schedule = render_schedule   # schedules.render_schedule's constants, or None
+        self.topk = topk                         # schedules.topk_fraction's constants, or None (pi-GAN)
         self.d_conditional = getattr(D, 'c_dim', 0) > 0 and not getattr(D, 'self_condition', False)
 
         d_input = DInput('single', augment_pipe)
@@ -72,7 +73,8 @@ class EG3DLoss:
                     resolution=schedules.neural_rendering_resolution(cur_nimg, *self.nrr),
                     render=(schedules.render_schedule(cur_nimg, **self.render_schedule)
                             if self.render_schedule else None),
-                    swapping_prob=schedules.swapping_prob(cur_nimg, self.gpc_reg_prob, self.gpc_reg_fade_kimg))
+                    swapping_prob=schedules.swapping_prob(cur_nimg, self.gpc_reg_prob, self.gpc_reg_fade_kimg),
+                    topk_frac=schedules.topk_fraction(cur_nimg, **self.topk) if self.topk else 1.0)
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
         """real_img [N, 3, H, H] in [-1, 1], real_c [N, 25], gen_z [N, z_dim], gen_c [N, 25]."""

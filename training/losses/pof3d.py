@@ -63,7 +63,7 @@ class PoF3DLoss:
                  sym_weight=0.0, symmetry_density_weight=0.0, pose_dist_weight=0.0, pose_dist_start_kimg=0.0,
                  pose_dist_min_slope=0.5, pose_gd_start_kimg=0.0, pose_gd_debias=False, share_render=True,
                  render_schedule=None, geometry=None, pose_explore_weight=0.0, pose_explore_range=math.pi / 2,
-                 pose_hold_kimg=0.0):
+                 pose_hold_kimg=0.0, topk=None):
         check_unsupported(style_mixing_prob, pl_weight)
         if (dis_cam_weight > 0 or pose_gd_weight > 0) and getattr(D, 'pose_head', True) is None:
             raise ValueError('dis_cam_weight / pose_gd_weight > 0 need a discriminator with a pose head')
@@ -73,6 +73,7 @@ class PoF3DLoss:
         self.pose_hold_kimg = pose_hold_kimg           # G's camera held at its initial law (extension)
         self.pose_gd_start_kimg = max(pose_gd_start_kimg, pose_hold_kimg)   # L3 waits (extension; 0 = paper)
         self.render_schedule = render_schedule   # schedules.render_schedule's constants, or None
+        self.topk = topk                         # schedules.topk_fraction's constants, or None (pi-GAN)
         self.nrr = (neural_rendering_resolution_initial, neural_rendering_resolution_final,
                     neural_rendering_resolution_fade_kimg)
 
@@ -112,7 +113,8 @@ class PoF3DLoss:
                     render=(schedules.render_schedule(cur_nimg, **self.render_schedule)
                             if self.render_schedule else None),
                     pose_gd_on=cur_nimg >= self.pose_gd_start_kimg * 1000,
-                    pose_hold=cur_nimg < self.pose_hold_kimg * 1000)
+                    pose_hold=cur_nimg < self.pose_hold_kimg * 1000,
+                    topk_frac=schedules.topk_fraction(cur_nimg, **self.topk) if self.topk else 1.0)
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
         """real_img [N, 3, H, H] in [-1, 1], real_c [N, 25] (unused: D labels itself),

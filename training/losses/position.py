@@ -53,7 +53,7 @@ class PositionLoss:
     def generator(self, G, D, z, c, step, adversarial) -> Optional[torch.Tensor]:
         """G step: adversarial (GeneratorAdversarial) loss + λ_pos MSE, one render and one D pass."""
         out, score, pose = self._score_and_pose(G, D, z, c, step, update_emas=False)
-        adv = adversarial._loss(out, score) if adversarial.weight else None
+        adv = adversarial._loss(out, score, step.topk_frac) if adversarial.weight else None
         pos = self._term(pose, out.pose, 'G')
         return pos if adv is None else adv + pos
 
