@@ -231,6 +231,8 @@ OPTIONS = [
     (('--pose_gd_weight',), NONNEG_FLOAT, "Weight pulling G's pose toward D's estimate [preset]"),
     (('--pose_gd_start_kimg',), NONNEG_FLOAT, 'kimg before that pull starts (extension) [default: 0]'),
     (('--pose_gd_debias',), B, "That pull's target corrected by D's head fit on fakes (extension) [default: False]"),
+    (('--pose_gd_min_slope',), NONNEG_FLOAT, "L3 pulls a component of G's camera only once D's pose head fits "
+     'it on fakes with this slope; 0 = always, the paper (extension) [default: 0]'),
     (('--share_render',), B, 'L1/L3 and L4/L5 share one render and D pass (one noise draw; False: one per term '
                              'as the reference) [default: True]'),
     (('--sym_weight',), NONNEG_FLOAT, 'Mirror-symmetry consistency weight (extension) [default: 0]'),
@@ -369,8 +371,10 @@ def check_config(c) -> None:
         raise click.UsageError('--sym_weight > 0 needs --pose_source learned')
     if m.pose_source != 'learned' and not c.loss.share_render:
         raise click.UsageError('--share_render False changes the PoF3D loss, which needs --pose_source learned')
-    if m.pose_source != 'learned' and (c.loss.pose_gd_debias or c.loss.pose_gd_start_kimg > 0):
-        raise click.UsageError('--pose_gd_debias and --pose_gd_start_kimg change L3, which needs --pose_source learned')
+    if m.pose_source != 'learned' and (c.loss.pose_gd_debias or c.loss.pose_gd_start_kimg > 0
+                                       or c.loss.pose_gd_min_slope > 0):
+        raise click.UsageError('--pose_gd_debias, --pose_gd_start_kimg and --pose_gd_min_slope change L3, which needs '
+                               '--pose_source learned')
     prior_fields = ('prior_distribution', 'prior_parametrization', 'prior_h_std', 'prior_v_mean', 'prior_v_std')
     preset = config_lib.PRESETS[c.cfg]   # the preset's own prior (pigan, gof, ...) is no user choice
     changed = [f for f in prior_fields if getattr(m, f) != preset.get(f, getattr(config_lib.ModelConfig, f))]

@@ -194,7 +194,7 @@ def test_pof3d_loss_calibrates_in_dmain_and_applies_the_term_in_gmain():
     for _ in range(3):
         loss.accumulate_gradients('Dmain', reals, c, z, c, 1, 0)
     assert loss.G_pose_dist.calibration.weight > 0      # L4's (camera, estimate) pairs were observed
-    assert loss.G_pose_dist.calibration is loss.calibration and loss.G_pose.calibration is None
+    assert loss.G_pose_dist.calibration is loss.calibration and not loss.G_pose.debias and loss.G_pose.gate == 0
     assert loss.state_dict()['calibration']['weight'] == loss.calibration.weight
     loss.G_pose_dist.calibration.weight.fill_(1.0)      # declare it calibrated (slope gate at -10) ...
     loss.G_pose_dist.min_signal = 0.0                   # ... and sighted on these random reals
@@ -247,12 +247,39 @@ def test_debiased_l3_targets_the_corrected_estimate():
     target = torch.tensor([[1.0, 1.1], [1.2, 1.0], [0.9, 1.05], [1.1, 1.1]])
     pose = G.pose(z, c).pose.detach()
     raw = PoseRegularizer(DInput(), 1.0).given_target(G, z, c, target, step)
-    fixed = PoseRegularizer(DInput(), 1.0, calib, 0.3).given_target(G, z, c, target, step)
+    fixed = PoseRegularizer(DInput(), 1.0, calib, 0.3, debias=True).given_target(G, z, c, target, step)
     torch.testing.assert_close(raw, ((pose - target) ** 2).mean())
     torch.testing.assert_close(fixed, ((pose - (target - 0.3) / 0.5) ** 2).mean(), atol=1e-4, rtol=1e-4)
     loss = PoF3DLoss('cpu', G, make_D(), pose_gd_debias=True, neural_rendering_resolution_initial=16)
     assert loss.G_pose.calibration is loss.calibration and loss.G_pose_dist.weight == 0
 
+
+
+def test_l3_gate_waits_for_the_heads_slope_per_component():
+    """--pose_gd_min_slope S: a component of L3 pulls only once the head's slope on it is >= S;
+    none trusted: no term (None); the loss keeps the MSE's scale, the other component adding 0."""
+    from training.losses.pose import PoseRegularizer
+    G, z, c = make_G(), torch.randn(4, Z_DIM), make_labels(4)
+    step = Step(blur_sigma=0, resolution=16)
+    target = torch.tensor([[1.0, 1.1], [1.2, 1.0], [0.9, 1.05], [1.1, 1.1]])
+    pose = G.pose(z, c).pose.detach()
+    calib = HeadCalibration(decay=0.9)
+    gated = PoseRegularizer(DInput(), 2.0, calib, gate=0.6)
+    assert gated.given_target(G, z, c, target, step) is None                 # nothing fitted yet
+    for _ in range(100):                                                       # h: slope 0.8, v: slope 0.3
+        true = bimodal(8, 7, std=0.5)
+        calib.update(true, torch.stack([0.1 + 0.8 * true[:, 0], 0.3 * true[:, 1]], 1))
+    loss = gated.given_target(G, z, c, target, step)
+    torch.testing.assert_close(loss, 2.0 * ((pose[:, 0] - target[:, 0]) ** 2).sum() / 8)
+    assert PoseRegularizer(DInput(), 2.0, calib, gate=0.9).given_target(G, z, c, target, step) is None
+    both = PoseRegularizer(DInput(), 2.0, calib, gate=0.2).given_target(G, z, c, target, step)
+    torch.testing.assert_close(both, 2.0 * ((pose - target) ** 2).mean())
+    grads = torch.autograd.grad(loss, [p for p in G.parameters() if p.requires_grad], allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)            # it reaches the pose learner
+    with pytest.raises(ValueError, match='calibration'):
+        PoseRegularizer(DInput(), 1.0, gate=0.5)
+    loss3 = PoF3DLoss('cpu', G, make_D(), pose_gd_min_slope=0.7, neural_rendering_resolution_initial=16)
+    assert loss3.G_pose.calibration is loss3.calibration is not None and loss3.G_pose.gate == 0.7
 
 def test_a_head_blind_on_reals_does_not_pull_the_cameras_to_a_point():
     """A head calibrated on fakes (slope 1, noise std 0.2) whose real estimates vary less than its

@@ -160,6 +160,7 @@ class LossConfig:
     pose_gd_weight: float = 0.0           # lambda_gd: pose-learner pull toward D's estimate
     pose_gd_start_kimg: float = 0.0       # L3 waits this many kimg (extension: 0 = paper)
     pose_gd_debias: bool = False          # L3's target corrected by D's pose-head fit on fakes (extension)
+    pose_gd_min_slope: float = 0.0        # L3 pulls a component only once the head's slope on it reaches this
     sym_weight: float = 0.0               # mirror-symmetry consistency of G (extension, 0 = paper)
     symmetry_weight: float = 1.0          # λ of the density symmetry (symmetry 'density' only)
     pose_dist_weight: float = 0.0         # pose-distribution term: G's cameras vs D's de-biased real estimates
@@ -403,7 +404,8 @@ class TrainConfig:
                           detach_pose=ls.detach_pose, blur_mode=ls.blur_mode, sym_weight=ls.sym_weight,
                           pose_dist_weight=ls.pose_dist_weight, pose_dist_start_kimg=ls.pose_dist_start_kimg,
                           pose_dist_min_slope=ls.pose_dist_min_slope, pose_gd_start_kimg=ls.pose_gd_start_kimg,
-                          pose_gd_debias=ls.pose_gd_debias, share_render=ls.share_render,
+                          pose_gd_debias=ls.pose_gd_debias, pose_gd_min_slope=ls.pose_gd_min_slope,
+                          share_render=ls.share_render,
                           pose_explore_weight=ls.pose_explore_weight, pose_explore_range=ls.pose_explore_range,
                           pose_hold_kimg=ls.pose_hold_kimg)
         else:

@@ -63,7 +63,7 @@ class PoF3DLoss:
                  sym_weight=0.0, symmetry_density_weight=0.0, pose_dist_weight=0.0, pose_dist_start_kimg=0.0,
                  pose_dist_min_slope=0.5, pose_gd_start_kimg=0.0, pose_gd_debias=False, share_render=True,
                  render_schedule=None, geometry=None, pose_explore_weight=0.0, pose_explore_range=math.pi / 2,
-                 pose_hold_kimg=0.0, topk=None):
+                 pose_hold_kimg=0.0, topk=None, pose_gd_min_slope=0.0):
         check_unsupported(style_mixing_prob, pl_weight)
         if (dis_cam_weight > 0 or pose_gd_weight > 0) and getattr(D, 'pose_head', True) is None:
             raise ValueError('dis_cam_weight / pose_gd_weight > 0 need a discriminator with a pose head')
@@ -86,9 +86,10 @@ class PoF3DLoss:
         self.G_adv = GeneratorAdversarial(d_input, plain, 1.0, 'fake')                             # L1
         self.G_adv_flip = GeneratorAdversarial(d_input, flipped, float(flip_to_dis), 'fake_flip')  # L2
         # The head's fit on fakes (L4's pairs): de-biases the extensions' use of its estimates.
-        self.calibration = HeadCalibration() if pose_dist_weight or pose_gd_debias else None
+        self.calibration = (HeadCalibration() if pose_dist_weight or pose_gd_debias or pose_gd_min_slope > 0
+                            else None)
         self.G_pose = PoseRegularizer(d_input, pose_gd_weight,                                     # L3
-                                      self.calibration if pose_gd_debias else None, pose_dist_min_slope)
+                                      self.calibration, pose_dist_min_slope, pose_gd_debias, pose_gd_min_slope)
         self.G_sym = MirrorSymmetry(sym_weight, flip_type)                                         # extension
         self.G_sym_density = DensitySymmetry(symmetry_density_weight, flip_type)                   # extension
         self.G_pose_dist = PoseDistribution(d_input, pose_dist_weight, max(pose_dist_start_kimg, pose_hold_kimg),

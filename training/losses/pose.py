@@ -2,7 +2,8 @@
 
     PoseRegularizer  (G)  L3  = λ_gd  · MSE(ξ_G^det(z), sg D_pose(B G(z)))
                           (--pose_gd_debias: the target corrected by the head's fit on fakes,
-                          `pose_dist.HeadCalibration.correct`; a project option)
+                          `pose_dist.HeadCalibration.correct`; --pose_gd_min_slope S: only the
+                          components whose fit has slope >= S pull; project options)
     PoseHeadLoss     (D)  L4  = λ_cam · MSE(D_pose(B G(z)), sg ξ_G(z))
                           L4' = λ_gd  · MSE(D_pose(B G^det(z)), sg ξ_G^det(z))   (λ_gd > 0, λ_cam = 0)
 
@@ -26,13 +27,18 @@ from training.losses.common import DInput, Step, fake_pair
 class PoseRegularizer:
     """L3 for G (SPEC §6.1.3): pulls the pose learner toward D's pose estimate of G's own image.
 
-    calibration (a `pose_dist.HeadCalibration`, None = the paper): the head regresses toward the
-    mean, so its raw estimate pulls every camera inward; the target is corrected on the
-    components trusted at `min_slope`."""
+    calibration (a `pose_dist.HeadCalibration`, None = the paper) serves two extensions. The head
+    regresses toward the mean (slope b < 1 on fakes), so L3 sets each camera to b times its offset
+    from the mean: it shrinks G's law by about b per round (issue 15, run 7).
+    debias: the target is corrected, (est - a) / b, on the components trusted at `min_slope`.
+    gate > 0: a component pulls only once the head's slope on it reaches `gate`; none: no term."""
 
-    def __init__(self, d_input: DInput, weight: float, calibration=None, min_slope: float = 0.5):
+    def __init__(self, d_input: DInput, weight: float, calibration=None, min_slope: float = 0.5,
+                 debias: bool = False, gate: float = 0.0):
+        if (debias or gate > 0) and calibration is None:
+            raise ValueError('debias / gate need the head calibration')
         self.d_input, self.weight = d_input, weight
-        self.calibration, self.min_slope = calibration, min_slope
+        self.calibration, self.min_slope, self.debias, self.gate = calibration, min_slope, debias, gate
 
     def __call__(self, G, D, z: torch.Tensor, c: torch.Tensor, step: Step) -> Optional[torch.Tensor]:
         """z [N, z_dim], c [N, 25] -> scalar (None when weight is 0 or step.pose_gd_on is False)."""
@@ -48,11 +54,20 @@ class PoseRegularizer:
         """L3 with the target sg D_pose(B G(z)) [N, 2] computed elsewhere (shared renders)."""
         if not self.weight or not step.pose_gd_on:
             return None
+        mask = None
+        if self.gate > 0:
+            mask = self.calibration.trusted(self.gate)
+            training_stats.report('Pose/l3_on_h', mask[0].float())
+            if not mask.any():
+                return None
         pose = G.pose(z, c, detach_w=True).pose                               # [N, 2], graph: pose learner only
         target = target.detach()
-        if self.calibration is not None:
+        if self.debias:
             target = self.calibration.correct(target, self.min_slope)
-        loss = F.mse_loss(pose, target) * self.weight
+        if mask is None:
+            loss = F.mse_loss(pose, target) * self.weight
+        else:   # the MSE's scale (mean over N x 2), the untrusted component contributing 0
+            loss = ((pose - target).square() * mask.to(pose)).mean() * self.weight
         training_stats.report('Loss/G/posegloss', loss)
         return loss
 
