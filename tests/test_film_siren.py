@@ -215,7 +215,11 @@ def test_pigan_preset():
     assert m.pose_source == 'prior' and (m.prior_h_std, m.prior_v_std) == (0.3, 0.15) and not m.superres
     assert (c.rendering.depth_resolution, c.rendering.depth_resolution_importance) == (12, 12)
     assert c.data.dataset_resolution == 32 and c.batch == 8
-    assert c.loss.gamma == 0.2 and c.optim.d_reg_interval == 1          # R1 every step (SEEDS_SPEC §6.0)
+    assert c.loss.gamma == 1.0 and c.optim.d_reg_interval == 1          # R1 every step (SEEDS_SPEC §6.0)
+    # CPU-scale rates (presets.py): pi-GAN's own rates left grey images; relu at lr 1e-3 died empty
+    assert (c.optim.glr, c.optim.dlr, c.optim.betas) == (1e-3, 1e-3, (0.0, 0.9))
+    assert (c.rendering.alpha_rule, c.rendering.density_activation) == ('sample_delta', 'softplus')
+    assert config_lib.build_config('volumegan', data='x.zip').rendering.density_activation == 'relu'   # its own
     kwargs = c.G_kwargs()
     assert kwargs['representation'] == 'film_siren' and 'channel_base' not in kwargs
     assert kwargs['pose_kwargs'] == dict(distribution='gaussian', parametrization='v', h_std=0.3, v_mean=math.pi / 2,

@@ -63,5 +63,5 @@ def test_help_shows_the_presets_values():
     kimg = (r'--kimg FLOAT Training length in kimg \[default: 25000; --cfg gof 200, pigan 200, shadegan 200, '
             r'synthetic 200, volumegan 200\]')
     assert re.search(kimg, text), text
-    gamma = '--cfg cats 5.0, ffhq 1.0, gof 0.2, pigan 0.2, shadegan 0.2, shapenet 0.3, synthetic 1.0, volumegan 1.0'
+    gamma = '--cfg cats 5.0, ffhq 1.0, gof 1.0, pigan 1.0, shadegan 1.0, shapenet 0.3, synthetic 1.0, volumegan 1.0'
     assert gamma in text
