@@ -55,6 +55,28 @@ class _Widths(click.ParamType):
         return widths
 
 
+class _LrStages(click.ParamType):
+    """'STEP:GLR:DLR,...' (steps increasing, lrs positive) -> ((step, glr, dlr), ...); 'none' -> ()."""
+    name = 'STEP:GLR:DLR,...'
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        if str(value).strip().lower() in ('', 'none'):
+            return ()
+        try:
+            stages = tuple(tuple(float(x) for x in s.split(':')) for s in str(value).split(','))
+        except ValueError:
+            stages = ((),)
+        steps = [s[0] for s in stages if len(s) == 3]
+        ok = all(len(s) == 3 and all(math.isfinite(x) for x in s) and s[0] >= 0 and min(s[1:]) > 0
+                 for s in stages) and steps == sorted(set(steps))
+        if not ok:
+            self.fail(f'{value!r}: expected STEP:GLR:DLR stages separated by commas, steps increasing from 0, '
+                      'positive lrs', param, ctx)
+        return stages
+
+
 def _no_constant(item):
     """json.loads(parse_constant=...): NaN and Infinity are valid JSON for Python, not for a config."""
     def refuse(name):
@@ -173,6 +195,8 @@ OPTIONS = [
     (('--topk_interval',), NONNEG_FLOAT, "pi-GAN top-k: G's loss on the max(0.99^(step/interval), floor) most-real "
      'share of each fake chunk; 0 = every fake [default: 0]'),
     (('--topk_floor',), UNIT_FLOAT, 'The floor of --topk_interval\'s share [default: 0.6]'),
+    (('--lr_stages',), _LrStages(), "A curriculum's learning rates: from each STEP (= images / batch) on, G and D "
+     'train at GLR and DLR (pi-GAN family stages, lrs only) [default: none]'),
     (('--grad_clip',), NONNEG_FLOAT, 'Clip the gradient norm of G and of D at every step (pi-GAN family); 0 = off '
      '[default: 0]'),
     (('--opacity_legacy_red',), B, "Opacity prior on the red channel, as GOF's code (reproduction only) "

@@ -75,6 +75,9 @@ def test_recipe_parses_and_checks(title, argv, tmp_path):
     assert r.neural_rendering_resolution_initial == d.dataset_resolution in (64, 128)
     assert c.optim.betas == (0.0, 0.9) and c.optim.d_reg_interval == 0 and d.mirror    # R1 in D's one step
     assert (c.loss.topk_interval, c.loss.topk_floor) == (2000, 0.6)                     # §2.2, §3.4, §4.5
+    stages = {'GOF CelebA': ((160000, 4e-6, 2e-5),), 'GOF Cats': ((30000, 4e-6, 2e-5),),       # the lr drops
+              'ShadeGAN CelebA': ((70000, 1e-5, 1e-4), (100000, 2e-6, 2e-5))}
+    assert c.optim.lr_stages == next((v for k, v in stages.items() if title.startswith('# ' + k)), ()), title
     clip = {'pi-GAN': 10, 'GOF': 1, 'ShadeGAN CelebA': 0.3, 'ShadeGAN Cats': 10}
     assert c.optim.grad_clip == next(v for k, v in clip.items() if title.startswith('# ' + k)), title
     for kwargs in (c.G_kwargs(), c.D_kwargs(), c.loss_kwargs(), c.training_set_kwargs()):

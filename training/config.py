@@ -196,6 +196,7 @@ class OptimConfig:
     ema_rampup: Optional[float] = 0.05    # EMA ramp-up (None: off)
     d_reg_interval: int = 16              # Dreg (R1) interval (lazy regularization); 0 = in D's main step
     grad_clip: float = 0.0                # clip each step's gradient norm of G and of D (pi-GAN family; 0 = off)
+    lr_stages: Tuple[Tuple[float, float, float], ...] = ()   # (from_step, glr, dlr): a curriculum's lrs
 
 
 @dataclasses.dataclass(frozen=True)

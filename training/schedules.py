@@ -11,7 +11,7 @@ current `cur_nimg` (STYLE 6). Sources:
 """
 
 import math
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -124,6 +124,18 @@ def surface_window(cur_nimg: float, batch: int, window_init: float, window_min: 
     if step < warmup_steps:
         return math.inf
     return max(window_init * math.exp(-window_decay * step), window_min)
+
+
+def stage_lrs(cur_nimg: float, batch: int, glr: float, dlr: float,
+              stages: Sequence[Sequence[float]] = ()) -> Tuple[float, float]:
+    """(G lr, D lr) of a pi-GAN-family curriculum (SEEDS_SPEC §1.8, the lrs only): stages are
+    (from_step, glr, dlr) in increasing from_step; the last stage whose from_step <= step rules,
+    step = cur_nimg / batch; before the first stage (or with none) the run's glr, dlr."""
+    step = cur_nimg / batch
+    for from_step, stage_glr, stage_dlr in stages:
+        if step >= from_step:
+            glr, dlr = stage_glr, stage_dlr
+    return glr, dlr
 
 
 def topk_fraction(cur_nimg: float, batch: int, interval: float, floor: float) -> float:

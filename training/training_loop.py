@@ -55,6 +55,7 @@ class Phase:
     module: torch.nn.Module
     opt: torch.optim.Optimizer
     interval: int              # runs when batch_idx % interval == 0; also the loss gain
+    lr_ratios: tuple = ()      # each param group's lr / the net's lr (lazy-reg scale, mapping split)
 
 
 def derive_seed(*ints) -> int:
@@ -131,10 +132,11 @@ def build_phases(config, G, D):
         adam = schedules.lazy_reg_adam_kwargs(lr, o.betas, interval)
         split = dict(mapping_lr_mul=m.mapping_lr_mul, legacy=m.mapping_lr_legacy) if name == 'G' else {}
         opt = torch.optim.Adam(optim_groups.param_groups(module, adam.pop('lr'), **split), eps=o.eps, **adam)
+        ratios = tuple(g['lr'] / lr for g in opt.param_groups)   # kept by --lr_stages
         if interval:
-            phases += [Phase(name + 'main', module, opt, 1), Phase(name + 'reg', module, opt, interval)]
+            phases += [Phase(name + 'main', module, opt, 1, ratios), Phase(name + 'reg', module, opt, interval, ratios)]
         else:
-            phases += [Phase(name + 'both', module, opt, 1)]
+            phases += [Phase(name + 'both', module, opt, 1, ratios)]
     return phases
 
 
@@ -180,7 +182,19 @@ def run_phase(ctx, config, phase, phase_idx, loss, reals, latents, counters):
             p.grad = g.reshape(p.shape)
         if config.optim.grad_clip > 0:   # pi-GAN family: the whole net's norm, per step (SEEDS_SPEC §1.7)
             torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
+    if config.optim.lr_stages:
+        set_stage_lr(config, phase, counters.cur_nimg)
     phase.opt.step()
+
+
+def set_stage_lr(config, phase, cur_nimg):
+    """The curriculum's lr of this phase's net (--lr_stages, schedules.stage_lrs) into each of its
+    param groups, times the group's ratio: a pure function of images seen, so resume is exact."""
+    o = config.optim
+    lrs = schedules.stage_lrs(cur_nimg, config.batch, o.glr if o.glr is not None else 0.0025, o.dlr, o.lr_stages)
+    lr = lrs[0] if phase.name.startswith('G') else lrs[1]
+    for group, ratio in zip(phase.opt.param_groups, phase.lr_ratios):
+        group['lr'] = lr * ratio
 
 
 @torch.no_grad()
