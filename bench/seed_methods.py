@@ -39,6 +39,7 @@ from dnnlib import cli  # noqa: E402
 from metrics import metric_main, metric_utils  # noqa: E402
 from run_files import (bench_layout, finish_row, load_state, open_row, run_budgeted, snapshots,  # noqa: E402
                        write_json)
+from training.presets import PRESETS  # noqa: E402
 
 _TRIPLANE = ['--representation', 'triplane', '--override', 'plane_resolution=32', '--override', 'plane_channels=16']
 _LEARNED = ['--pose_source', 'learned', '--dis_pose_cond', 'true', '--dis_cam_weight', '2', '--pose_gd_weight', '1']
@@ -65,7 +66,27 @@ POSE = 'gaussian:h_std=0.3,v_std=0.15'
 METRICS = ('kid_est', 'depth_err', 'normal_err', 'depth_var_weighted', 'pose_err', 'reproj_err', 'reproj_mask')
 SMOKE = dict(num=64, budget_min=1 / 3, kimg_max=1.0, tick=0.008, est_steps=20, kid_num=32, eval_num=8, curve_num=8)
 CURVE_KEYS = ('kid_est', 'depth_err', 'reproj_err')
+# The presets time their step-based schedules for their own 25k steps (kimg 200 at batch 8): pi-GAN's
+# density-noise fade, ShadeGAN's shading ramp, GOF's window and opacity growth. A row of minutes runs a
+# few hundred steps (at 8 CPU-minutes ShadeGAN's shading would never have started, GOF's window never
+# left its warm start), so each row gets them rescaled to the steps its budget buys, from the CPU
+# seconds per step measured on one thread at 8 CPU-minutes (docs/data/seed_bench_results.md).
+SEC_PER_STEP = dict(pigan=2.5, triplane=1.15, gof=3.0, shadegan=3.7, shadegan_fixed=3.7,
+                    pof3d_gof=3.0)   # gof's: its pose terms make it slower, so its schedules run a little late
+STEP_FIELDS = dict(density_noise_fade_steps=1, shading_start_steps=1, shading_ramp_steps=1, window_warmup_steps=1,
+                   window_decay=-1, opacity_growth=-1)   # field -> power of the step ratio
 RUN_ONLY = ('outdir', 'models', 'curves', 'curve_points', 'curve_num')   # options that leave results alone
+
+
+def schedule_args(name: str, budget_s: float) -> list:
+    """train.py options that rescale the row's preset schedules to the steps its budget buys (see
+    SEC_PER_STEP); none for rows without a measured speed or whose budget buys the preset's steps."""
+    if name not in SEC_PER_STEP:
+        return []
+    preset = PRESETS[MODELS[name][1]]
+    ratio = min(1.0, budget_s / SEC_PER_STEP[name] / (preset['kimg'] * 1000 / preset['batch']))
+    return [arg for field, power in STEP_FIELDS.items() if field in preset
+            for arg in (f'--{field}', f'{preset[field] * ratio ** power:.6g}')] if ratio < 1 else []
 
 
 def train_model(ctx, state, name):
@@ -84,7 +105,7 @@ def train_model(ctx, state, name):
         cmd = [sys.executable, os.path.join(REPO, 'train.py'), '--outdir', model_dir, '--cfg', preset,
                '--data', ctx.zips['unlabeled'], '--kimg', f'{ctx.kimg_max:g}', '--tick', f'{ctx.tick:g}',
                '--snap', '1', '--metrics', 'none', '--workers', '0', '--seed', str(ctx.seed), '--resume', 'auto',
-               *args]
+               *args, *schedule_args(name, ctx.budget_s)]
         env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
         run_budgeted(cmd, env, os.path.join(model_dir, 'train_stdout.log'), model_dir, ctx.budget_s - base,
                      progress, ctx.abort, cpu_clock=True)
@@ -200,7 +221,8 @@ def write_report(ctx, state):
     """results.md / results.json from the evaluated rows."""
     done = [n for n in MODELS if state['models'].get(n, {}).get('status') == 'evaluated']
     s, fl = state['settings'], state.get('floors', {})
-    rows = {n: dict(label=MODELS[n][0], preset=MODELS[n][1], train_args=MODELS[n][2], **state['models'][n])
+    rows = {n: dict(label=MODELS[n][0], preset=MODELS[n][1], train_args=MODELS[n][2],
+                    schedule_args=schedule_args(n, ctx.budget_s), **state['models'][n])
             for n in done}
     write_json(os.path.join(ctx.outdir, 'results.json'), dict(settings=s, floors=fl, fid_proxy=pl.DETECTOR_DOC,
                                                               models=rows))
@@ -210,7 +232,7 @@ def write_report(ctx, state):
           '| Row | preset + options | kimg | KID-est x1e3 | depth_err | normal_err (deg) | depth var x1e4 '
           '| pose_err (deg) | reproj_err | reproj mask % |', '|---|---|---|---|---|---|---|---|---|---|']
     for r in rows.values():
-        m, opts = r['metrics'], ' '.join(['--cfg', r['preset'], *r['train_args']])
+        m, opts = r['metrics'], ' '.join(['--cfg', r['preset'], *r['train_args'], *r['schedule_args']])
         md.append(f'| {r["label"]} | `{opts}` | {r["kimg"]:.3g} | {fmt(m["kid_est"], 1e3)} | {fmt(m["depth_err"])} '
                   f'| {fmt(m["normal_err"])} | {fmt(m["depth_var_weighted"])} | {fmt(m["pose_err"])} '
                   f'| {fmt(m.get("reproj_err"))} | {fmt(m.get("reproj_mask"), 100)} |')

@@ -64,3 +64,20 @@ def test_seed_bench_smoke(tmp_path):
         assert 1 <= len(kimgs) <= 2 and abs(max(kimgs) - row['kimg']) < 1e-6, (name, kimgs)
     rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)   # resume: nothing to do
     assert rerun.returncode == 0 and '] training:' not in rerun.stdout and '] evaluating' not in rerun.stdout
+
+
+def test_schedule_args_rescale_the_presets_step_schedules_to_the_budget():
+    """GOF at 20 CPU-minutes and 3 s/step buys 400 of the preset's 25 000 steps (ratio 0.016): the
+    warm start 500 -> 8 steps, the window decay ln 4 / 12 500 -> / 0.016, the noise fade 5000 -> 80."""
+    import math
+    import seed_methods
+    args = seed_methods.schedule_args('gof', 1200)
+    got = dict(zip(args[::2], map(float, args[1::2])))
+    assert got['--window_warmup_steps'] == pytest.approx(8)
+    assert got['--window_decay'] == pytest.approx(math.log(4) / 12500 / 0.016, rel=1e-5)
+    assert got['--opacity_growth'] == pytest.approx(math.log(10) / 25000 / 0.016, rel=1e-5)
+    assert got['--density_noise_fade_steps'] == pytest.approx(80)
+    shade = seed_methods.schedule_args('shadegan', 1200)          # 1200 / 3.7 = 324 steps: shading from step 10.8
+    assert float(shade[shade.index('--shading_start_steps') + 1]) == pytest.approx(833 * 1200 / 3.7 / 25000, rel=1e-5)
+    assert seed_methods.schedule_args('volumegan', 1200) == []     # no step schedule measured for it
+    assert seed_methods.schedule_args('gof', 1e9) == []            # the budget buys the preset's steps
