@@ -171,8 +171,7 @@ def test_run_phase_steps_at_the_stage_lr():
     phase = SimpleNamespace(name='Dmain', module=module, opt=torch.optim.SGD(module.parameters(), lr=1.0),
                             interval=1, lr_ratios=(1.0,))
     ctx = SimpleNamespace(rank=0, all_reduce_mean_=lambda x: x)
-    config = SimpleNamespace(seed=0, batch=4, optim=SimpleNamespace(grad_clip=0.0, glr=None, dlr=1.0,
-                                                                    lr_stages=((2, 0.5, 0.25),)))
+    config = SimpleNamespace(seed=0, batch=4, optim=config_lib.OptimConfig(dlr=1.0, lr_stages=((2, 0.5, 0.25),)))
     one = [torch.zeros(1)]
     for nimg, lr in ((4, 1.0), (8, 0.25)):                 # step 1: the run's dlr; step 2: the stage's
         before = module.weight.detach().clone()

@@ -198,6 +198,11 @@ class OptimConfig:
     grad_clip: float = 0.0                # clip each step's gradient norm of G and of D (pi-GAN family; 0 = off)
     lr_stages: Tuple[Tuple[float, float, float], ...] = ()   # (from_step, glr, dlr): a curriculum's lrs
 
+    @property
+    def g_lr(self) -> float:
+        """G's learning rate: glr, or EG3D's 0.0025 when unset."""
+        return self.glr if self.glr is not None else 0.0025
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:

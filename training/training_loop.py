@@ -127,7 +127,7 @@ def build_phases(config, G, D):
     o = config.optim
     phases = []
     m = config.model
-    for name, module, lr, interval in (('G', G, o.glr if o.glr is not None else 0.0025, config.g_reg_interval()),
+    for name, module, lr, interval in (('G', G, o.g_lr, config.g_reg_interval()),
                                        ('D', D, o.dlr, o.d_reg_interval)):
         adam = schedules.lazy_reg_adam_kwargs(lr, o.betas, interval)
         split = dict(mapping_lr_mul=m.mapping_lr_mul, legacy=m.mapping_lr_legacy) if name == 'G' else {}
@@ -191,7 +191,7 @@ def set_stage_lr(config, phase, cur_nimg):
     """The curriculum's lr of this phase's net (--lr_stages, schedules.stage_lrs) into each of its
     param groups, times the group's ratio: a pure function of images seen, so resume is exact."""
     o = config.optim
-    lrs = schedules.stage_lrs(cur_nimg, config.batch, o.glr if o.glr is not None else 0.0025, o.dlr, o.lr_stages)
+    lrs = schedules.stage_lrs(cur_nimg, config.batch, o.g_lr, o.dlr, o.lr_stages)
     lr = lrs[0] if phase.name.startswith('G') else lrs[1]
     for group, ratio in zip(phase.opt.param_groups, phase.lr_ratios):
         group['lr'] = lr * ratio
