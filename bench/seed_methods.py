@@ -75,18 +75,31 @@ SEC_PER_STEP = dict(pigan=2.5, triplane=1.15, gof=3.0, shadegan=3.7, shadegan_fi
                     pof3d_gof=3.0)   # gof's: its pose terms make it slower, so its schedules run a little late
 STEP_FIELDS = dict(density_noise_fade_steps=1, shading_start_steps=1, shading_ramp_steps=1, window_warmup_steps=1,
                    window_decay=-1, opacity_growth=-1)   # field -> power of the step ratio
+# Shading a field before it holds a shape trains on the Lambertian term of noise normals (20-min
+# ShadeGAN with the start rescaled to step 11: noise images, KID-est 80e-3); pi-GAN at the CPU-scale
+# rates draws heads after ~200 steps (docs/seed_methods.md).
+SHAPE_STEPS = 200
 RUN_ONLY = ('outdir', 'models', 'curves', 'curve_points', 'curve_num')   # options that leave results alone
 
 
 def schedule_args(name: str, budget_s: float) -> list:
     """train.py options that rescale the row's preset schedules to the steps its budget buys (see
-    SEC_PER_STEP); none for rows without a measured speed or whose budget buys the preset's steps."""
+    SEC_PER_STEP); none for rows without a measured speed or whose budget buys the preset's steps.
+    ShadeGAN's shading waits for a shape (SHAPE_STEPS, at most half the row), its ramp keeps the
+    preset's ratio to the start."""
     if name not in SEC_PER_STEP:
         return []
     preset = PRESETS[MODELS[name][1]]
-    ratio = min(1.0, budget_s / SEC_PER_STEP[name] / (preset['kimg'] * 1000 / preset['batch']))
-    return [arg for field, power in STEP_FIELDS.items() if field in preset
-            for arg in (f'--{field}', f'{preset[field] * ratio ** power:.6g}')] if ratio < 1 else []
+    steps = budget_s / SEC_PER_STEP[name]
+    ratio = min(1.0, steps / (preset['kimg'] * 1000 / preset['batch']))
+    if ratio >= 1:
+        return []
+    got = {field: preset[field] * ratio ** power for field, power in STEP_FIELDS.items() if field in preset}
+    if 'shading_start_steps' in got:
+        start = max(got['shading_start_steps'], min(SHAPE_STEPS, steps / 2))
+        got['shading_ramp_steps'] *= start / got['shading_start_steps']
+        got['shading_start_steps'] = start
+    return [arg for field, value in got.items() for arg in (f'--{field}', f'{value:.6g}')]
 
 
 def train_model(ctx, state, name):

@@ -77,7 +77,13 @@ def test_schedule_args_rescale_the_presets_step_schedules_to_the_budget():
     assert got['--window_decay'] == pytest.approx(math.log(4) / 12500 / 0.016, rel=1e-5)
     assert got['--opacity_growth'] == pytest.approx(math.log(10) / 25000 / 0.016, rel=1e-5)
     assert got['--density_noise_fade_steps'] == pytest.approx(80)
-    shade = seed_methods.schedule_args('shadegan', 1200)          # 1200 / 3.7 = 324 steps: shading from step 10.8
-    assert float(shade[shade.index('--shading_start_steps') + 1]) == pytest.approx(833 * 1200 / 3.7 / 25000, rel=1e-5)
+    shade = seed_methods.schedule_args('shadegan', 1200)   # 324 steps: shading not from step 10.8 but from half the row
+    shade = dict(zip(shade[::2], map(float, shade[1::2])))
+    assert shade['--shading_start_steps'] == pytest.approx(1200 / 3.7 / 2, rel=1e-5)
+    assert shade['--shading_ramp_steps'] == pytest.approx(1200 / 3.7 / 2 * 333 / 833, rel=1e-5)
+    assert shade['--density_noise_fade_steps'] == pytest.approx(5000 * 1200 / 3.7 / 25000, rel=1e-5)
+    long = dict(zip(*[iter(seed_methods.schedule_args('shadegan', 7200))] * 2))   # 1946 steps: from step 200
+    assert float(long['--shading_start_steps']) == pytest.approx(200)
+    assert float(long['--shading_ramp_steps']) == pytest.approx(80, rel=1e-2)
     assert seed_methods.schedule_args('volumegan', 1200) == []     # no step schedule measured for it
     assert seed_methods.schedule_args('gof', 1e9) == []            # the budget buys the preset's steps
