@@ -41,9 +41,9 @@ from training import config as config_lib
 def make_config(opts: dict):
     """Config from the CLI options (None = not given)."""
     fields = {k: v for k, v in opts.items() if k not in NOT_CONFIG}
-    fields.update(clamp_h=_pair(opts, 'clamp_h'), clamp_v=_pair(opts, 'clamp_v'), **opts['override'])
-    try:
-        return config_lib.build_config(**fields)
+    fields.update(clamp_h=_pair(opts, 'clamp_h'), clamp_v=_pair(opts, 'clamp_v'))
+    try:   # an --override is set as given, null too (ema_rampup=null: no ramp-up)
+        return config_lib.replace(config_lib.build_config(**fields), **opts['override'])
     except (KeyError, TypeError, ValueError) as err:
         raise click.UsageError(f'bad --override: {err}') from None
 

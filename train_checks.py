@@ -59,6 +59,12 @@ def _check_networks(c) -> None:
     if not m.superres and c.rendering_kwargs()['superresolution_module'] is None and finals != {res}:
         raise click.UsageError(f'--superres False renders at the image size: the neural rendering resolution must '
                                f'be --dataset_resolution ({res})')
+    no_sr = not m.superres and c.rendering_kwargs()['superresolution_module'] is None
+    if r.res_stages and (not no_sr or m.representation == 'feature_volume'):
+        raise click.UsageError('--res_stages needs a generator that renders its image directly (--superres False, '
+                               'no feature_volume); with super-resolution use --neural_rendering_resolution_final')
+    if any(not 4 <= R <= res for _, R in r.res_stages):
+        raise click.UsageError(f'--res_stages: every R must be in [4, --dataset_resolution ({res})]')
     if c.aug != 'noaug':
         raise click.UsageError(f'--aug {c.aug} is not implemented (no shipped recipe uses augmentation)')
     if not m.dual_discrimination:

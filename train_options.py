@@ -55,9 +55,13 @@ class _Widths(click.ParamType):
         return widths
 
 
-class _LrStages(click.ParamType):
-    """'STEP:GLR:DLR,...' (steps increasing, lrs positive) -> ((step, glr, dlr), ...); 'none' -> ()."""
-    name = 'STEP:GLR:DLR,...'
+class _Stages(click.ParamType):
+    """'STEP:V1[:V2],...' (steps increasing from 0, values positive) -> ((step, v1, ...), ...);
+    'none' -> (). A curriculum's stages: --lr_stages STEP:GLR:DLR, --res_stages STEP:R (R an integer)."""
+
+    def __init__(self, name: str, what: str, integer: bool = False):
+        self.name, self.what, self.integer = name, what, integer
+        self.width = name.split(',')[0].count(':') + 1
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
@@ -68,13 +72,13 @@ class _LrStages(click.ParamType):
             stages = tuple(tuple(float(x) for x in s.split(':')) for s in str(value).split(','))
         except ValueError:
             stages = ((),)
-        steps = [s[0] for s in stages if len(s) == 3]
-        ok = all(len(s) == 3 and all(math.isfinite(x) for x in s) and s[0] >= 0 and min(s[1:]) > 0
-                 for s in stages) and steps == sorted(set(steps))
-        if not ok:
-            self.fail(f'{value!r}: expected STEP:GLR:DLR stages separated by commas, steps increasing from 0, '
-                      'positive lrs', param, ctx)
-        return stages
+        steps = [s[0] for s in stages if len(s) == self.width]
+        ok = all(len(s) == self.width and all(math.isfinite(x) for x in s) and s[0] >= 0 and min(s[1:]) > 0
+                 and (not self.integer or all(x == int(x) for x in s[1:])) for s in stages)
+        if not ok or steps != sorted(set(steps)):
+            self.fail(f'{value!r}: expected {self.name.split(",")[0]} stages separated by commas, steps increasing '
+                      f'from 0, {self.what}', param, ctx)
+        return tuple((s[0], *map(int, s[1:])) for s in stages) if self.integer else stages
 
 
 def _no_constant(item):
@@ -195,8 +199,11 @@ OPTIONS = [
     (('--topk_interval',), NONNEG_FLOAT, "pi-GAN top-k: G's loss on the max(0.99^(step/interval), floor) most-real "
      'share of each fake chunk; 0 = every fake [default: 0]'),
     (('--topk_floor',), UNIT_FLOAT, 'The floor of --topk_interval\'s share [default: 0.6]'),
-    (('--lr_stages',), _LrStages(), "A curriculum's learning rates: from each STEP (= images / batch) on, G and D "
-     'train at GLR and DLR (pi-GAN family stages, lrs only) [default: none]'),
+    (('--lr_stages',), _Stages('STEP:GLR:DLR,...', 'positive lrs'), "A curriculum's learning rates: from each "
+     'STEP (= images / batch) on, G and D train at GLR and DLR (pi-GAN family stages) [default: none]'),
+    (('--res_stages',), _Stages('STEP:R,...', 'positive integer resolutions', integer=True),
+     "A curriculum's render resolutions: from each STEP on, G renders at R (without super-resolution its image "
+     'is that render resized to the data\'s; D sees reals alike) [default: none]'),
     (('--grad_clip',), NONNEG_FLOAT, 'Clip the gradient norm of G and of D at every step (pi-GAN family); 0 = off '
      '[default: 0]'),
     (('--opacity_legacy_red',), B, "Opacity prior on the red channel, as GOF's code (reproduction only) "

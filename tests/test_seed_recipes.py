@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import train
+from training import schedules
 from training.cameras import corner_aligned_focal
 from training.dataset import fov_label
 
@@ -78,6 +79,12 @@ def test_recipe_parses_and_checks(title, argv, tmp_path):
     stages = {'GOF CelebA': ((160000, 4e-6, 2e-5),), 'GOF Cats': ((30000, 4e-6, 2e-5),),       # the lr drops
               'ShadeGAN CelebA': ((70000, 1e-5, 1e-4), (100000, 2e-6, 2e-5))}
     assert c.optim.lr_stages == next((v for k, v in stages.items() if title.startswith('# ' + k)), ()), title
+    res = {'GOF CelebA': ((0, 32), (20000, 64), (160000, 128)), 'GOF Cats': ((0, 32), (5000, 64), (30000, 128)),
+           'ShadeGAN CelebA': ((0, 32), (30000, 64), (100000, 128))}                          # the resolutions
+    assert r.res_stages == next((v for k, v in res.items() if title.startswith('# ' + k)), ()), title
+    assert not r.res_stages or r.res_stages[-1][1] == d.dataset_resolution                   # ends at the data's
+    beta = schedules.ema_beta(1e9, c.batch, c.ema_kimg(), c.optim.ema_rampup)                # §1.7: 0.999 per step
+    assert c.optim.ema_rampup is None and beta == pytest.approx(0.999, abs=2e-7)
     clip = {'pi-GAN': 10, 'GOF': 1, 'ShadeGAN CelebA': 0.3, 'ShadeGAN Cats': 10}
     assert c.optim.grad_clip == next(v for k, v in clip.items() if title.startswith('# ' + k)), title
     for kwargs in (c.G_kwargs(), c.D_kwargs(), c.loss_kwargs(), c.training_set_kwargs()):

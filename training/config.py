@@ -128,6 +128,7 @@ class RenderingConfig:
     neural_rendering_resolution_initial: int = 64  # render resolution R at the start
     neural_rendering_resolution_final: Optional[int] = None  # R at the end of the fade (None: constant)
     neural_rendering_resolution_fade_kimg: float = 1000  # length of the R fade
+    res_stages: Tuple[Tuple[float, int], ...] = ()   # (from_step, R): a curriculum's resolutions (pi-GAN)
     density_reg: float = 0.25             # weight of the density regularizer (0: no Greg phase)
     density_reg_every: int = 4            # Greg interval (lazy regularization)
     density_reg_p_dist: float = 0.004     # std of the density-regularizer perturbation

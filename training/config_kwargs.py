@@ -171,6 +171,8 @@ def loss_kwargs(c: 'TrainConfig', from_pickle: bool = False) -> dict:
         if m.shading != 'none':   # ShadeGAN's ramp (SEEDS_SPEC §4.3)
             kwargs['render_schedule'].update(shading=m.shading, shading_start_steps=m.shading_start_steps,
                                              shading_ramp_steps=m.shading_ramp_steps)
+    if r.res_stages:   # a pi-GAN-family curriculum's resolutions (SEEDS_SPEC §1.8)
+        kwargs['resolution_stages'] = dict(batch=c.batch, stages=r.res_stages)
     if ls.topk_interval > 0:   # pi-GAN's top-k (SEEDS_SPEC §1.7)
         kwargs['topk'] = dict(batch=c.batch, interval=ls.topk_interval, floor=ls.topk_floor)
     if ls.normal_weight > 0 or ls.opacity_weight > 0:   # GOF's regularizers (training/losses/occupancy.py)

@@ -28,6 +28,7 @@ import math
 from typing import NamedTuple, Optional
 
 import torch
+import torch.nn.functional as F
 
 from torch_utils import misc, persistence
 from training.cameras import Camera
@@ -338,6 +339,9 @@ class TriPlaneGenerator(torch.nn.Module):
             if self.superresolution is not None:   # SPEC §4.2 step 8, §4.6
                 sr_noise = self.rendering_kwargs['superresolution_noise_mode']
                 image = self.superresolution(rgb_image, feature_image, ws, noise_mode=sr_noise, **synthesis_kwargs)
+            elif R != self.img_resolution:   # a curriculum's low stage (--res_stages): D's resize of image_raw
+                image = F.interpolate(rgb_image, size=(self.img_resolution, self.img_resolution), mode='bilinear',
+                                      align_corners=False, antialias=False)
         return GeneratorOutput(image=image, image_raw=rgb_image, image_depth=depth_image, cam2world=cam2world)
 
     def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, neural_rendering_resolution=None,

@@ -41,6 +41,24 @@ def neural_rendering_resolution(cur_nimg: float, initial: int, final: Optional[i
     return int(np.rint(initial * (1 - a) + final * a))
 
 
+def stage_resolution(cur_nimg: float, batch: int, resolution: int, stages: Sequence[Sequence[float]] = ()) -> int:
+    """Render resolution R of a pi-GAN-family curriculum (SEEDS_SPEC §1.8, img_size): stages are
+    (from_step, R) in increasing from_step; the last stage whose from_step <= step rules, step =
+    cur_nimg / batch; before the first stage (or with none) `resolution`."""
+    step = cur_nimg / batch
+    for from_step, stage_res in stages:
+        if step >= from_step:
+            resolution = stage_res
+    return int(resolution)
+
+
+def render_resolution(cur_nimg: float, nrr: Sequence, stages: Optional[dict] = None) -> int:
+    """The R of a training step: a curriculum's stages (`stage_resolution(**stages)`: batch and
+    stages) when given, else EG3D's fade (`neural_rendering_resolution(*nrr)`) -- SPEC §4.7."""
+    resolution = neural_rendering_resolution(cur_nimg, *nrr)
+    return stage_resolution(cur_nimg, resolution=resolution, **stages) if stages else resolution
+
+
 def swapping_prob(cur_nimg: float, gpc_reg_prob: Optional[float], gpc_reg_fade_kimg: float = 0) -> Optional[float]:
     """EG3D's probability of conditioning the mapping on another sample's camera (SPEC §6.1):
     (1 - a) * 1 + a * gpc_reg_prob, a = min(t / (fade * 1000), 1) or 1 when the fade is 0.

@@ -62,10 +62,13 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode='bilinear', align_corners=False, antialias=False)
 
 
-def real_pair(real_img: torch.Tensor, resolution: int, blur_sigma: float) -> ImagePair:
-    """Reals [N, 3, H, H] in [-1, 1] -> {'image': x, 'image_raw': B(resize(x, R))} (SPEC §6.3.5)."""
-    raw = gaussian_blur(_resize(real_img, resolution), blur_sigma)
-    return {'image': real_img, 'image_raw': raw}
+def real_pair(real_img: torch.Tensor, resolution: int, blur_sigma: float, image_from_raw: bool = False) -> ImagePair:
+    """Reals [N, 3, H, H] in [-1, 1] -> {'image': x, 'image_raw': B(resize(x, R))} (SPEC §6.3.5).
+    image_from_raw (a generator without super-resolution, whose image is its raw render resized
+    to H): 'image' is resize(resize(x, R), H) too, so that D sees reals at the fakes' R."""
+    small = _resize(real_img, resolution)
+    image = _resize(small, real_img.shape[-1]) if image_from_raw else real_img
+    return {'image': image, 'image_raw': gaussian_blur(small, blur_sigma)}
 
 
 def fake_pair(out: GeneratorOutput) -> ImagePair:

@@ -42,7 +42,7 @@ class EG3DLoss:
                  neural_rendering_resolution_final=None, neural_rendering_resolution_fade_kimg=1000,
                  gpc_reg_prob=None, gpc_reg_fade_kimg=1000, style_mixing_prob=0, pl_weight=0, seed=0,
                  symmetry_density_weight=0.0, flip_type='flip_both', render_schedule=None, geometry=None,
-                 pos_weight=0.0, topk=None):
+                 pos_weight=0.0, topk=None, resolution_stages=None):
         check_unsupported(style_mixing_prob, pl_weight)
         self.device, self.G, self.D = device, G, D
         self.r1_gamma, self.density_reg = r1_gamma, density_reg
@@ -52,6 +52,8 @@ class EG3DLoss:
         self.gpc_reg_prob, self.gpc_reg_fade_kimg = gpc_reg_prob, gpc_reg_fade_kimg
         self.render_schedule = render_schedule   # schedules.render_schedule's constants, or None
         self.topk = topk                         # schedules.topk_fraction's constants, or None (pi-GAN)
+        self.resolution_stages = resolution_stages   # schedules.stage_resolution's, or None (pi-GAN)
+        self.image_from_raw = getattr(G, 'superresolution', None) is None
         self.d_conditional = getattr(D, 'c_dim', 0) > 0 and not getattr(D, 'self_condition', False)
 
         d_input = DInput('single', augment_pipe)
@@ -70,7 +72,7 @@ class EG3DLoss:
     def step(self, cur_nimg: float) -> Step:
         """Schedule values at cur_nimg (SPEC §4.7, §6.1)."""
         return Step(blur_sigma=schedules.blur_sigma(cur_nimg, self.blur_init_sigma, self.blur_fade_kimg),
-                    resolution=schedules.neural_rendering_resolution(cur_nimg, *self.nrr),
+                    resolution=schedules.render_resolution(cur_nimg, self.nrr, self.resolution_stages),
                     render=(schedules.render_schedule(cur_nimg, **self.render_schedule)
                             if self.render_schedule else None),
                     swapping_prob=schedules.swapping_prob(cur_nimg, self.gpc_reg_prob, self.gpc_reg_fade_kimg),
@@ -94,11 +96,11 @@ class EG3DLoss:
         if phase in ('Dmain', 'Dboth'):
             loss_gen = backward(self.pos.discriminator(G, D, gen_z, gen_c, step, self.D_fake) if self.pos.weight
                                 else self.D_fake(G, D, gen_z, gen_c, step), gain)
-            real = real_pair(real_img, step.resolution, step.blur_sigma)
+            real = real_pair(real_img, step.resolution, step.blur_sigma, self.image_from_raw)
             loss_real = backward(self.D_real(D, real, real_label, step), gain)
             training_stats.report('Loss/D/loss', loss_gen + loss_real)
         if phase in ('Dreg', 'Dboth'):
-            real = real_pair(real_img, step.resolution, step.blur_sigma)
+            real = real_pair(real_img, step.resolution, step.blur_sigma, self.image_from_raw)
             backward(self.D_r1(D, real, real_label, step), gain)
 
     def state_dict(self) -> dict:

@@ -63,7 +63,7 @@ class PoF3DLoss:
                  sym_weight=0.0, symmetry_density_weight=0.0, pose_dist_weight=0.0, pose_dist_start_kimg=0.0,
                  pose_dist_min_slope=0.5, pose_gd_start_kimg=0.0, pose_gd_debias=False, share_render=True,
                  render_schedule=None, geometry=None, pose_explore_weight=0.0, pose_explore_range=math.pi / 2,
-                 pose_hold_kimg=0.0, topk=None, pose_gd_min_slope=0.0):
+                 pose_hold_kimg=0.0, topk=None, pose_gd_min_slope=0.0, resolution_stages=None):
         check_unsupported(style_mixing_prob, pl_weight)
         if (dis_cam_weight > 0 or pose_gd_weight > 0) and getattr(D, 'pose_head', True) is None:
             raise ValueError('dis_cam_weight / pose_gd_weight > 0 need a discriminator with a pose head')
@@ -74,6 +74,8 @@ class PoF3DLoss:
         self.pose_gd_start_kimg = max(pose_gd_start_kimg, pose_hold_kimg)   # L3 waits (extension; 0 = paper)
         self.render_schedule = render_schedule   # schedules.render_schedule's constants, or None
         self.topk = topk                         # schedules.topk_fraction's constants, or None (pi-GAN)
+        self.resolution_stages = resolution_stages   # schedules.stage_resolution's, or None (pi-GAN)
+        self.image_from_raw = getattr(G, 'superresolution', None) is None
         self.nrr = (neural_rendering_resolution_initial, neural_rendering_resolution_final,
                     neural_rendering_resolution_fade_kimg)
 
@@ -110,7 +112,7 @@ class PoF3DLoss:
     def step(self, cur_nimg: float) -> Step:
         """Schedule values at cur_nimg (SPEC §4.7)."""
         return Step(blur_sigma=schedules.blur_sigma(cur_nimg, self.blur_init_sigma, self.blur_fade_kimg),
-                    resolution=schedules.neural_rendering_resolution(cur_nimg, *self.nrr),
+                    resolution=schedules.render_resolution(cur_nimg, self.nrr, self.resolution_stages),
                     render=(schedules.render_schedule(cur_nimg, **self.render_schedule)
                             if self.render_schedule else None),
                     pose_gd_on=cur_nimg >= self.pose_gd_start_kimg * 1000,
@@ -133,11 +135,11 @@ class PoF3DLoss:
         if phase in ('Dmain', 'Dboth'):
             adv = self._d_fakes(G, D, gen_z, gen_c, step, gain)
             backward(self.D_explore(G, D, gen_z, gen_c, step), gain)   # issue 15: the head explores yaws
-            real = real_pair(real_img, step.resolution, step.blur_sigma)
+            real = real_pair(real_img, step.resolution, step.blur_sigma, self.image_from_raw)
             adv.append(backward(self.D_real(D, real, None, step), gain))
             training_stats.report('Loss/D/loss', sum(x for x in adv if x is not None))
         if phase in ('Dreg', 'Dboth'):
-            real = real_pair(real_img, step.resolution, step.blur_sigma)
+            real = real_pair(real_img, step.resolution, step.blur_sigma, self.image_from_raw)
             backward(self.D_r1(D, real, None, step), gain)
 
     def shared_renders(self) -> bool:

@@ -143,7 +143,8 @@ class PoseDistribution:
         if not self.weight:
             return None
         with torch.no_grad():
-            est = self.d_input.pose(D, real_pair(real_img, step.resolution, step.blur_sigma), step.blur_sigma)
+            real = real_pair(real_img, step.resolution, step.blur_sigma, getattr(G, 'superresolution', None) is None)
+            est = self.d_input.pose(D, real, step.blur_sigma)
         self.queue = torch.cat([self.queue, est.detach().float().cpu()])[-self.queue_size:]
         slopes = self.calibration.fit()[1]
         for k, name in enumerate('hv'):
