@@ -51,6 +51,7 @@ MODELS = {
     'shadegan': ('ShadeGAN (Lambertian, MVN light)', 'shadegan', []),
     'shadegan_fixed': ('ShadeGAN, wrong fixed light', 'shadegan', ['--light_source', 'fixed']),
     'pof3d_gof': ('GOF + PoF3D learned pose', 'gof', _LEARNED),
+    'pof3d_pigan': ('pi-GAN + PoF3D learned pose', 'pigan', _LEARNED),
     'pof3d_volumegan': ('VolumeGAN + PoF3D learned pose', 'volumegan', _LEARNED),
     # The project's own tri-plane with a fixed prior (the pose_learning 'prior' row's recipe, EG3D's lrs),
     # at the data's pose law: the tri-plane baseline VolumeGAN is compared with (issue 19).
@@ -72,7 +73,7 @@ CURVE_KEYS = ('kid_est', 'depth_err', 'reproj_err')
 # left its warm start), so each row gets them rescaled to the steps its budget buys, from the CPU
 # seconds per step measured on one thread at 8 CPU-minutes (docs/data/seed_bench_results.md).
 SEC_PER_STEP = dict(pigan=2.5, triplane=1.15, gof=3.0, shadegan=3.7, shadegan_fixed=3.7,
-                    pof3d_gof=3.0)   # gof's: its pose terms make it slower, so its schedules run a little late
+                    pof3d_gof=3.0, pof3d_pigan=2.5)   # pose rows at the plain rows' speed: schedules run late
 STEP_FIELDS = dict(density_noise_fade_steps=1, shading_start_steps=1, shading_ramp_steps=1, window_warmup_steps=1,
                    window_decay=-1, opacity_growth=-1)   # field -> power of the step ratio
 # Shading a field before it holds a shape trains on the Lambertian term of noise normals (20-min
