@@ -13,6 +13,7 @@ import legacy
 from seed_helpers import (TINY_SAMPLES, assert_one_line_usage_error, assert_renders_alike, label,
                           make_heads, safe_round_trip, train_tiny)   # tests/seed_helpers.py
 from training import config as config_lib, schedules
+from training.cameras import FOV_to_intrinsics
 from training.film_siren import SirenNetwork
 from training.generator import TriPlaneGenerator
 from training.light_sources import FixedLight, MVNLight, build_light_source
@@ -273,3 +274,30 @@ def test_shadegan_trains_and_its_snapshot_loads_and_renders(heads, tmp_path):
                                           '--light_lx_mean')])
 def test_shading_usage_errors_are_one_line(heads, tmp_path, args, named):
     assert_one_line_usage_error(heads, tmp_path, args, named)
+
+
+def test_shading_probe_reads_albedo_and_shading_of_every_snapshot(heads, tmp_path):
+    """bench/shading_probe.py: one table row per snapshot whose albedo numbers are those of G_ema's
+    ratio-0 render (hand-computed here), a grid png; a folder without snapshots is one error line."""
+    from hardening_helpers import run_py
+    run_dir = train_tiny('shadegan', heads, tmp_path / 'runs', '--shading_start_steps', '0',
+                         '--shading_ramp_steps', '1', *TINY_SAMPLES)
+    proc = run_py('bench/shading_probe.py', '--run', run_dir, '--num', 2, '--png', tmp_path / 'probe.png')
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split(' | ') for line in proc.stdout.splitlines() if line.startswith('| network-snapshot')]
+    assert [r[0] for r in rows] == ['| network-snapshot-000000.008.pkl', '| network-snapshot-000000.016.pkl']
+    with open(run_dir / 'network-snapshot-000000.016.pkl', 'rb') as f:
+        G = legacy.load_network_pkl(f)['G_ema']
+    z = torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(0))
+    c = label(2)
+    c[:, 16:] = FOV_to_intrinsics(30.0).reshape(-1)          # the tiny data's FOV, as the probe reads it
+    albedo = G(z, c, render_schedule=RenderSchedule(shading_ratio=0.0),
+               generator=torch.Generator().manual_seed(1)).image
+    dx = (albedo[..., 1:] - albedo[..., :-1]).abs().mean()
+    assert float(rows[-1][1]) == pytest.approx(float(albedo.std()), abs=6e-4)
+    assert float(rows[-1][2]) == pytest.approx(float(dx), abs=6e-4)
+    import PIL.Image
+    assert PIL.Image.open(tmp_path / 'probe.png').size == (2 * 2 * 16, 2 * 16)   # 2 snapshots x (2 + 2) samples
+    (tmp_path / 'empty').mkdir()
+    bad = run_py('bench/shading_probe.py', '--run', tmp_path / 'empty')
+    assert bad.returncode == 1 and 'no network-snapshot' in bad.stderr and 'Traceback' not in bad.stderr
