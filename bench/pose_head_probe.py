@@ -51,6 +51,13 @@ def fit(x: np.ndarray, y: np.ndarray) -> tuple:
     return float(np.cov(x, y)[0, 1] / np.var(x, ddof=1)), float(np.corrcoef(x, y)[0, 1])
 
 
+def split_means(true: np.ndarray, est: np.ndarray) -> tuple:
+    """Mean of `est` over the items whose `true` is below its median, and over the others ([N]
+    arrays): where the head puts the data's two yaw modes (a bimodal law splits at its median)."""
+    low = true < np.median(true)
+    return float(est[low].mean()), float(est[~low].mean())
+
+
 def load_reals(data: str, num: int) -> tuple:
     """Labeled zip -> (first `num` images [N, 3, H, W] in [-1, 1], their labels [N, 25], their
     true (h, v) [N, 2], every item's true (h, v) [M, 2])."""
@@ -70,7 +77,8 @@ def load_reals(data: str, num: int) -> tuple:
 @torch.no_grad()
 def probe(pkl: str, reals: tuple, blur: tuple, seed: int, js_num: int) -> dict:
     """One snapshot -> {kimg, xi_h_std, pred_h_std (deg), fake_{h,v}_{slope,corr}, real_{h,v}_corr,
-    js_aligned, js_yaw_aligned, h_p10/50/90 (deg)}."""
+    real_h_slope, real_h_low/high (deg: the head's mean yaw on the reals below / above the true
+    median), js_aligned, js_yaw_aligned, h_p10/50/90 (deg)}."""
     G, D, G_ema = legacy.load_network(pkl, ('G', 'D', 'G_ema'))     # the file is read once
     if getattr(D, 'pose_head', None) is None:
         raise click.ClickException(f'{pkl}: D has no pose head (not a PoF3D run)')
@@ -87,6 +95,8 @@ def probe(pkl: str, reals: tuple, blur: tuple, seed: int, js_num: int) -> dict:
     for k, name in enumerate('hv'):
         row[f'fake_{name}_slope'], row[f'fake_{name}_corr'] = fit(xi[:, k], pred[:, k])
         row[f'real_{name}_corr'] = fit(true_pose[:, k], pred_real[:, k])[1]
+    row['real_h_slope'] = fit(true_pose[:, 0], pred_real[:, 0])[0]
+    row['real_h_low'], row['real_h_high'] = np.degrees(split_means(true_pose[:, 0], pred_real[:, 0]))
     z = torch.randn(js_num, G_ema.z_dim, generator=torch.Generator().manual_seed(seed + 1))
     cams = G_ema.pose(z, labels[torch.arange(js_num) % len(labels)]).cam2world
     gen = pose_metrics.poses_from_cam2world(cams.numpy())

@@ -6,6 +6,7 @@ import os
 import sys
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'bench'))
 import pose_head_probe  # noqa: E402
@@ -23,3 +24,9 @@ def test_fit_slope_and_correlation():
 def test_snapshot_kimg():
     assert pose_head_probe.snapshot_kimg('/r/network-snapshot-000012.504.pkl') == 12.504
     assert pose_head_probe.snapshot_kimg('network-snapshot-000040.pkl') == 40
+
+
+def test_split_means_put_each_half_of_the_truth_at_its_mean_estimate():
+    true = np.array([-0.8, -0.7, 0.7, 0.9])                 # median 0: two items each side
+    est = np.array([0.3, 0.1, -0.2, -0.4])                  # a mirrored, compressed reading
+    assert pose_head_probe.split_means(true, est) == pytest.approx((0.2, -0.3))
