@@ -57,6 +57,13 @@ MODELS = {
                           ['--pose_source', 'learned', '--pose_dist_weight', '1', '--lr_multiplier_pose', '1',
                            '--pose_hold_kimg', '6', '--pose_explore_weight', '1', '--symmetry', 'planes',
                            '--pose_gd_min_slope', '0.5']),
+    # Run 9's row with the distribution term 10x: there its value stayed 0.02-0.07 against G's loss
+    # 1.2-1.6 while the head read the reals' two modes; the gates hold it until the head does.
+    'pof3d_hold_planes_w10': ('PoF3D + symmetric planes + pose hold 6 kimg + head exploration + L3 gate 0.5 '
+                              '+ pose-distribution term x10', 'unlabeled',
+                              ['--pose_source', 'learned', '--pose_dist_weight', '10', '--lr_multiplier_pose', '1',
+                               '--pose_hold_kimg', '6', '--pose_explore_weight', '1', '--symmetry', 'planes',
+                               '--pose_gd_min_slope', '0.5']),
     # All levers at once, stronger: the term at weight 10 from slope 0.3 (the head passes 0.5 only
     # after the cameras have contracted), L3 de-biased so that it stops pulling inward.
     'pof3d_levers': ('PoF3D + planes + de-biased L3 + pose-distribution term x10', 'unlabeled',
