@@ -56,10 +56,10 @@ def _check_networks(c) -> None:
         raise click.UsageError(f'--superres True needs --dataset_resolution in {sorted(config_lib.SR_BY_RESOLUTION)}; '
                                f'got {res} (use --superres False)')
     finals = {r.neural_rendering_resolution_initial, r.neural_rendering_resolution_final or res}
-    if not m.superres and c.rendering_kwargs()['superresolution_module'] is None and finals != {res}:
+    no_sr = not m.superres and c.rendering_kwargs()['superresolution_module'] is None
+    if no_sr and finals != {res}:
         raise click.UsageError(f'--superres False renders at the image size: the neural rendering resolution must '
                                f'be --dataset_resolution ({res})')
-    no_sr = not m.superres and c.rendering_kwargs()['superresolution_module'] is None
     if r.res_stages and (not no_sr or m.representation == 'feature_volume'):
         raise click.UsageError('--res_stages needs a generator that renders its image directly (--superres False, '
                                'no feature_volume); with super-resolution use --neural_rendering_resolution_final')

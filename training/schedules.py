@@ -41,15 +41,21 @@ def neural_rendering_resolution(cur_nimg: float, initial: int, final: Optional[i
     return int(np.rint(initial * (1 - a) + final * a))
 
 
-def stage_resolution(cur_nimg: float, batch: int, resolution: int, stages: Sequence[Sequence[float]] = ()) -> int:
-    """Render resolution R of a pi-GAN-family curriculum (SEEDS_SPEC §1.8, img_size): stages are
-    (from_step, R) in increasing from_step; the last stage whose from_step <= step rules, step =
-    cur_nimg / batch; before the first stage (or with none) `resolution`."""
+def _stage(cur_nimg: float, batch: int, stages: Sequence[Sequence[float]], before: tuple) -> tuple:
+    """The values of a pi-GAN-family curriculum (SEEDS_SPEC §1.8): stages are (from_step, *values)
+    in increasing from_step; the last stage whose from_step <= step = cur_nimg / batch rules;
+    before the first stage (or with none) `before`."""
     step = cur_nimg / batch
-    for from_step, stage_res in stages:
+    for from_step, *values in stages:
         if step >= from_step:
-            resolution = stage_res
-    return int(resolution)
+            before = tuple(values)
+    return before
+
+
+def stage_resolution(cur_nimg: float, batch: int, resolution: int, stages: Sequence[Sequence[float]] = ()) -> int:
+    """Render resolution R of a curriculum (`_stage`, img_size): stages (from_step, R); `resolution`
+    before the first."""
+    return int(_stage(cur_nimg, batch, stages, (resolution,))[0])
 
 
 def render_resolution(cur_nimg: float, nrr: Sequence, stages: Optional[dict] = None) -> int:
@@ -146,14 +152,9 @@ def surface_window(cur_nimg: float, batch: int, window_init: float, window_min: 
 
 def stage_lrs(cur_nimg: float, batch: int, glr: float, dlr: float,
               stages: Sequence[Sequence[float]] = ()) -> Tuple[float, float]:
-    """(G lr, D lr) of a pi-GAN-family curriculum (SEEDS_SPEC §1.8, the lrs only): stages are
-    (from_step, glr, dlr) in increasing from_step; the last stage whose from_step <= step rules,
-    step = cur_nimg / batch; before the first stage (or with none) the run's glr, dlr."""
-    step = cur_nimg / batch
-    for from_step, stage_glr, stage_dlr in stages:
-        if step >= from_step:
-            glr, dlr = stage_glr, stage_dlr
-    return glr, dlr
+    """(G lr, D lr) of a curriculum (`_stage`): stages (from_step, glr, dlr); the run's glr, dlr
+    before the first."""
+    return _stage(cur_nimg, batch, stages, (glr, dlr))
 
 
 def topk_fraction(cur_nimg: float, batch: int, interval: float, floor: float) -> float:

@@ -62,6 +62,12 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode='bilinear', align_corners=False, antialias=False)
 
 
+def image_from_raw(G) -> bool:
+    """True for a generator without super-resolution: its image is its raw render resized to H
+    (`real_pair`'s image_from_raw)."""
+    return getattr(G, 'superresolution', None) is None
+
+
 def real_pair(real_img: torch.Tensor, resolution: int, blur_sigma: float, image_from_raw: bool = False) -> ImagePair:
     """Reals [N, 3, H, H] in [-1, 1] -> {'image': x, 'image_raw': B(resize(x, R))} (SPEC §6.3.5).
     image_from_raw (a generator without super-resolution, whose image is its raw render resized

@@ -31,7 +31,8 @@ import math
 from torch_utils import training_stats
 from training import schedules
 from training.losses.adversarial import DiscriminatorFake, DiscriminatorReal, GeneratorAdversarial
-from training.losses.common import DInput, Step, backward, check_unsupported, effective_phase, real_pair
+from training.losses.common import (DInput, Step, backward, check_unsupported, effective_phase, image_from_raw,
+                                    real_pair)
 from training.losses.density import DensityRegularizer
 from training.losses.fakes import MirrorCamera, PoF3DFakes
 from training.losses.occupancy import GeometryRegularizers
@@ -75,7 +76,7 @@ class PoF3DLoss:
         self.render_schedule = render_schedule   # schedules.render_schedule's constants, or None
         self.topk = topk                         # schedules.topk_fraction's constants, or None (pi-GAN)
         self.resolution_stages = resolution_stages   # schedules.stage_resolution's, or None (pi-GAN)
-        self.image_from_raw = getattr(G, 'superresolution', None) is None
+        self.image_from_raw = image_from_raw(G)
         self.nrr = (neural_rendering_resolution_initial, neural_rendering_resolution_final,
                     neural_rendering_resolution_fade_kimg)
 

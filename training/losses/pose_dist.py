@@ -37,7 +37,7 @@ from typing import Optional
 import torch
 
 from torch_utils import training_stats
-from training.losses.common import DInput, Step, real_pair
+from training.losses.common import DInput, Step, image_from_raw, real_pair
 
 MIN_SIGNAL = 0.5   # share of the real estimates' variance that must be pose, not head noise
 
@@ -143,7 +143,7 @@ class PoseDistribution:
         if not self.weight:
             return None
         with torch.no_grad():
-            real = real_pair(real_img, step.resolution, step.blur_sigma, getattr(G, 'superresolution', None) is None)
+            real = real_pair(real_img, step.resolution, step.blur_sigma, image_from_raw(G))
             est = self.d_input.pose(D, real, step.blur_sigma)
         self.queue = torch.cat([self.queue, est.detach().float().cpu()])[-self.queue_size:]
         slopes = self.calibration.fit()[1]
