@@ -12,6 +12,15 @@ the image) and (2) the deformed objects at θ' (how well the deformation hides a
 mean absolute pixel difference in [0, 1] and the share of pixels whose silhouette differs.
 
     python bench/pose_ambiguity.py --family head --yaw 45 --fov 30
+
+`--law bimodal|uniform` asks the question for a whole yaw law instead of one view: the data seen
+at yaws θ_i (±θ, or 7 yaws evenly over [-θ, θ]) against a frame whose cameras sit at s·θ_i, with
+the one deformation (a, b) that fits all views best (a grid search around the exact pair of the
+largest yaw). With views at ±θ only, one deformation hides any s up to perspective; with a
+continuum of views a·cos(sθ) = cos θ and b·sin(sθ) = sin θ cannot hold for every θ unless
+s = 1, so a continuum pins the scale that two clusters leave free.
+
+    python bench/pose_ambiguity.py --family head --yaw 45 --law uniform
 """
 
 import math
@@ -51,6 +60,45 @@ def views(family, shapes, yaw_deg: float, opts: RenderOptions, fov: float) -> tu
     return out.image.float() / 255, out.mask
 
 
+def law_yaws(law: str, yaw: float) -> list:
+    """The views of a law in degrees from the frontal view: the two clusters, or 7 even yaws."""
+    return [-yaw, yaw] if law == 'bimodal' else [float(x) for x in np.linspace(-yaw, yaw, 7)]
+
+
+def law_gap(fam, shapes, yaws: list, scale: float, ab: tuple, opts, fov: float, truths: list) -> tuple:
+    """(image gap, silhouette gap) averaged over the law's views: the truth at θ against the object
+    deformed by ab = (a, b) seen at scale·θ."""
+    seen = Deformed(fam, *ab) if ab != (1.0, 1.0) else fam
+    gaps = [(float((v[0] - t[0]).abs().mean()), float((v[1] != t[1]).float().mean()))
+            for t, v in ((t, views(seen, shapes, scale * y, opts, fov)) for t, y in zip(truths, yaws))]
+    return tuple(float(np.mean(g)) for g in zip(*gaps))
+
+
+def best_deformation(fam, shapes, yaws: list, scale: float, opts, fov: float, truths: list) -> tuple:
+    """((a, b), gaps) minimizing the law's image gap over a 5x5 grid spanning (1, 1) and the exact
+    pair of the largest yaw, each widened by 10%."""
+    t = math.radians(max(abs(y) for y in yaws))
+    a0, b0 = math.cos(t) / math.cos(scale * t), math.sin(t) / math.sin(scale * t)
+    grid = [(float(a), float(b)) for a in np.linspace(min(a0, 1) * 0.9, max(a0, 1) * 1.1, 5)
+            for b in np.linspace(min(b0, 1) * 0.9, max(b0, 1) * 1.1, 5)]
+    scored = [(law_gap(fam, shapes, yaws, scale, ab, opts, fov, truths), ab) for ab in grid]
+    gaps, ab = min(scored)
+    return ab, gaps
+
+
+def law_table(fam, shapes, yaws: list, scales: list, opts, fov: float) -> None:
+    """Print, per frame scale s, the law's gap with the same object and with the best deformation."""
+    truths = [views(fam, shapes, y, opts, fov) for y in yaws]
+    print(f'views at yaws {", ".join(f"{y:g}" for y in yaws)} deg, FOV {fov:g} deg, {opts.resolution} px, '
+          f'{len(shapes)} objects: mean |image - truth| / silhouette share over the views\n')
+    print('| frame scale s | same object at s·yaw | best deformation (a, b) | deformed object |\n|---|---|---|---|')
+    for scale in scales:
+        same = law_gap(fam, shapes, yaws, scale, (1.0, 1.0), opts, fov, truths)
+        ab, best = best_deformation(fam, shapes, yaws, scale, opts, fov, truths)
+        print(f'| {scale:g} | {same[0]:.4f} / {same[1]:.4f} | ({ab[0]:.2f}, {ab[1]:.2f}) | '
+              f'{best[0]:.4f} / {best[1]:.4f} |')
+
+
 @click.command()
 @click.option('--family', type=click.Choice(sorted(FAMILIES)), default='head', show_default=True)
 @click.option('--yaw', 'yaw', type=click.FloatRange(1, 80), default=45.0, show_default=True,
@@ -59,12 +107,24 @@ def views(family, shapes, yaw_deg: float, opts: RenderOptions, fov: float) -> tu
 @click.option('--resolution', type=click.IntRange(8, 256), default=32, show_default=True)
 @click.option('--num', type=click.IntRange(1, 1024), default=64, show_default=True, help='Objects')
 @click.option('--seed', type=int, default=0, show_default=True)
-def main(family, yaw, fov, resolution, num, seed):
+@click.option('--law', type=click.Choice(['none', 'bimodal', 'uniform']), default='none', show_default=True,
+              help='Compare whole yaw laws (±yaw, or a continuum over [-yaw, yaw]) instead of one view')
+@click.option('--scales', default='1,0.75,0.5', show_default=True, help='Frame scales s for --law')
+def main(family, yaw, fov, resolution, num, seed, law, scales):
     """Print the image change of a yaw error, with and without the compensating deformation."""
     torch.set_num_threads(1)
     fam = FAMILIES[family]
     shapes = fam.sample(num, torch.Generator().manual_seed(seed))
     opts = RenderOptions(resolution=resolution)
+    if law != 'none':
+        try:
+            scale_list = [float(x) for x in scales.split(',')]
+        except ValueError:
+            raise click.BadParameter(f'{scales!r} is not a comma-separated list of numbers', param_hint='--scales')
+        if not all(0 < x <= 1 for x in scale_list):
+            raise click.BadParameter(f'{scales!r}: every scale must be in (0, 1]', param_hint='--scales')
+        law_table(fam, shapes, law_yaws(law, yaw), scale_list, opts, fov)
+        return
     truth = views(fam, shapes, yaw, opts, fov)
 
     def gap(seen) -> str:

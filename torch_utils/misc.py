@@ -274,3 +274,23 @@ def _summary_rows(module: torch.nn.Module, entries: List[Any], max_nesting: int,
         total_buffers += n_buffers
     rows += [['---'] * 5, ['Total', str(total_params), str(total_buffers), '-', '-']]
     return rows
+
+
+@contextlib.contextmanager
+def seeded_global_rng(generator, device):
+    """Within the block the global RNG of `device` is seeded from `generator` (one int64
+    draw); its previous state is restored on exit. No-op for generator=None."""
+    if generator is None:
+        yield
+        return
+    seed = int(torch.randint(0, 2 ** 62, [], generator=generator, device=generator.device))
+    device = torch.device(device)
+    if device.type == 'cuda':
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        with torch.random.fork_rng(devices=[index]), torch.cuda.device(index):
+            torch.cuda.manual_seed(seed)
+            yield
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            yield

@@ -13,7 +13,9 @@ Backend: NCCL when CUDA is available, else gloo (CPU processes, e.g. for tests).
 Gradients are averaged by the training loop itself (EG3D's flat all-reduce, no DDP wrapper).
 """
 
+import collections
 import dataclasses
+import itertools
 import os
 import sys
 import tempfile
@@ -21,7 +23,7 @@ from typing import Any, Callable, List
 
 import torch
 
-from torch_utils import training_stats
+from torch_utils import misc, training_stats
 
 TORCHRUN_VARS = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR')
 
@@ -131,3 +133,21 @@ def launch(fn: Callable, num_gpus: int, *args) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             init_file = os.path.abspath(os.path.join(tmp, '.torch_distributed_init'))
             torch.multiprocessing.spawn(_spawned, args=(num_gpus, init_file, fn, args), nprocs=num_gpus, join=True)
+
+
+class RankSlicedSampler(torch.utils.data.Sampler):
+    """Rank r's contiguous share of every global batch of one shared InfiniteSampler stream,
+    starting after `start_batch` global batches (the resume position)."""
+
+    def __init__(self, dataset, rank, num_replicas, batch, seed, start_batch=0):
+        super().__init__()
+        self.dataset, self.rank, self.num_replicas = dataset, rank, num_replicas
+        self.batch, self.seed, self.start_batch = batch, seed, start_batch
+
+    def __iter__(self):
+        stream = iter(misc.InfiniteSampler(self.dataset, rank=0, num_replicas=1, shuffle=True, seed=self.seed))
+        collections.deque(itertools.islice(stream, self.start_batch * self.batch), maxlen=0)  # skip
+        per = self.batch // self.num_replicas
+        while True:
+            items = list(itertools.islice(stream, self.batch))
+            yield from items[self.rank * per:(self.rank + 1) * per]

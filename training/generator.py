@@ -23,7 +23,6 @@ seeded generators are identical. The StyleGAN2 noise layers draw from the global
 when a generator is given that RNG is seeded from it for the call and restored afterwards.
 """
 
-import contextlib
 import math
 from typing import NamedTuple, Optional
 
@@ -76,26 +75,6 @@ class GeometryRender(NamedTuple):
     ray_origins: torch.Tensor            # [N, M, 3]
     ray_directions: torch.Tensor         # [N, M, 3] unit
     pose: Optional[torch.Tensor]         # [N, 2] the pose source's (h, v), or None
-
-
-@contextlib.contextmanager
-def seeded_global_rng(generator, device):
-    """Within the block the global RNG of `device` is seeded from `generator` (one int64
-    draw); its previous state is restored on exit. No-op for generator=None."""
-    if generator is None:
-        yield
-        return
-    seed = int(torch.randint(0, 2 ** 62, [], generator=generator, device=generator.device))
-    device = torch.device(device)
-    if device.type == 'cuda':
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        with torch.random.fork_rng(devices=[index]), torch.cuda.device(index):
-            torch.cuda.manual_seed(seed)
-            yield
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)
-            yield
 
 
 @persistence.persistent_class
@@ -328,7 +307,7 @@ class TriPlaneGenerator(torch.nn.Module):
             light = self.draw_light(ws.shape[0], ws.device, generator)
         elif self.shading == 'none':
             light = None
-        with seeded_global_rng(generator, ws.device):
+        with misc.seeded_global_rng(generator, ws.device):
             code = self._code(ws, update_emas, noise_mode, synthesis_kwargs)
             # Without super-resolution only the RGB channels are read: render just those.
             channels = 3 if self.superresolution is None else None
@@ -372,7 +351,7 @@ class TriPlaneGenerator(torch.nn.Module):
         ws = self._broadcast_truncate(w, truncation_psi, None)
         R = int(self.neural_rendering_resolution if neural_rendering_resolution is None
                 else neural_rendering_resolution)
-        with seeded_global_rng(generator, ws.device):
+        with misc.seeded_global_rng(generator, ws.device):
             field = self._field(self._code(ws, False, 'random', {}))
             origins, dirs = self.ray_sampler(pose.cam2world if cam2world is None else cam2world,
                                              Camera.from_label(c).intrinsics, R)
@@ -397,7 +376,7 @@ class TriPlaneGenerator(torch.nn.Module):
         """Like `sample` from given ws [N, num_ws, w_dim] (the truncation args exist for EG3D
         call compatibility and are unused: ws are taken as they are)."""
         del truncation_psi, truncation_cutoff
-        with seeded_global_rng(generator, ws.device):
+        with misc.seeded_global_rng(generator, ws.device):
             code = self._code(ws, update_emas, noise_mode, synthesis_kwargs)
         # With shading: the albedo, without normals (a light-conditioned head reads a drawn light).
         field = self._field(code, self.draw_light(ws.shape[0], ws.device, generator), normals=False)

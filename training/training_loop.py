@@ -23,11 +23,9 @@ the uninterrupted run draws. The loss's own RNG (PoF3D's mirror coin) is a per-r
 (seed * gpus + rank) saved in the training state, as are the global RNG states of every rank.
 """
 
-import collections
 import copy
 import dataclasses
 import importlib
-import itertools
 import json
 import time
 
@@ -38,6 +36,7 @@ import dnnlib
 from torch_utils import misc, training_stats
 from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix
 from training import checkpoint, optim_groups, reporting, schedules
+from training.distributed import RankSlicedSampler
 from training.losses import loss_class_for
 
 
@@ -62,24 +61,6 @@ def derive_seed(*ints) -> int:
     """A 63-bit seed from non-negative ints (numpy SeedSequence)."""
     a, b = np.random.SeedSequence([int(x) for x in ints]).generate_state(2, np.uint32)
     return (int(a) << 31) ^ int(b)
-
-
-class RankSlicedSampler(torch.utils.data.Sampler):
-    """Rank r's contiguous share of every global batch of one shared InfiniteSampler stream,
-    starting after `start_batch` global batches (the resume position)."""
-
-    def __init__(self, dataset, rank, num_replicas, batch, seed, start_batch=0):
-        super().__init__()
-        self.dataset, self.rank, self.num_replicas = dataset, rank, num_replicas
-        self.batch, self.seed, self.start_batch = batch, seed, start_batch
-
-    def __iter__(self):
-        stream = iter(misc.InfiniteSampler(self.dataset, rank=0, num_replicas=1, shuffle=True, seed=self.seed))
-        collections.deque(itertools.islice(stream, self.start_batch * self.batch), maxlen=0)  # skip
-        per = self.batch // self.num_replicas
-        while True:
-            items = list(itertools.islice(stream, self.batch))
-            yield from items[self.rank * per:(self.rank + 1) * per]
 
 
 # ---------------------------------------------------------------------------------------------
