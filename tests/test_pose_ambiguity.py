@@ -45,3 +45,22 @@ def test_cli_prints_a_row_per_camera_yaw():
     a, b = (float(x) for x in rows[-1].split(' | ')[2].strip('()').split(', '))   # θ' = 5: (cos30/cos5, sin30/sin5)
     assert a == round(math.cos(math.radians(30)) / math.cos(math.radians(5)), 2)
     assert b == round(math.sin(math.radians(30)) / math.sin(math.radians(5)), 2)
+
+
+def test_law_yaws_and_law_table_at_scale_one_is_exact():
+    """The law's views; at s = 1 the same object is the truth (gap 0) and (1, 1) is on the grid."""
+    assert pose_ambiguity.law_yaws('bimodal', 45) == [-45, 45]
+    assert pose_ambiguity.law_yaws('uniform', 45) == [-45, -30, -15, 0, 15, 30, 45]
+    proc = run_py('bench/pose_ambiguity.py', '--family', 'head', '--num', 2, '--resolution', 8, '--yaw', 40,
+                  '--law', 'bimodal', '--scales', '1,0.5')
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split(' | ') for line in proc.stdout.splitlines() if line.startswith('| ') and line[2].isdigit()]
+    assert [float(r[0][2:]) for r in rows] == [1.0, 0.5]
+    assert rows[0][1] == '0.0000 / 0.0000' and rows[0][3].startswith('0.0000 / 0.0000')
+    assert float(rows[1][1].split(' / ')[0]) > 0    # a halved frame changes the views
+
+
+def test_law_rejects_bad_scales_in_one_line():
+    proc = run_py('bench/pose_ambiguity.py', '--num', 2, '--resolution', 8, '--law', 'uniform', '--scales', '0.5,2')
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    assert '--scales' in proc.stderr and 'every scale must be in (0, 1]' in proc.stderr
