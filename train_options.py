@@ -250,7 +250,10 @@ OPTIONS = [
     (('--symmetry_weight',), NONNEG_FLOAT, 'Weight of --symmetry density [default: 1]'),
     (('--pose_dist_weight',), NONNEG_FLOAT,
      "Pose-distribution term: G's cameras vs D's de-biased estimates on reals (extension) [default: 0]"),
-    (('--pose_dist_start_kimg',), NONNEG_FLOAT, 'kimg before the pose-distribution term [default: 0]'),
+    (('--pose_dist_start_kimg',), NONNEG_FLOAT, 'kimg before the pose-distribution terms [default: 0]'),
+    (('--pose_img_dist_weight',), NONNEG_FLOAT,
+     "Image-level pose-distribution term: D's pose estimates on G's images vs on reals, through the "
+     'render (extension) [default: 0]'),
     (('--pose_dist_min_slope',), NONNEG_FLOAT,
      "D pose head's slope on fakes before its estimates are used [default: 0.5]"),
     (('--pose_explore_weight',), NONNEG_FLOAT, "D's pose head also on yaws h_mean +- R (extension) [default: 0]"),

@@ -120,7 +120,8 @@ def main(family, yaw, fov, resolution, num, seed, law, scales):
         try:
             scale_list = [float(x) for x in scales.split(',')]
         except ValueError:
-            raise click.BadParameter(f'{scales!r} is not a comma-separated list of numbers', param_hint='--scales')
+            raise click.BadParameter(f'{scales!r} is not a comma-separated list of numbers',
+                                     param_hint='--scales') from None
         if not all(0 < x <= 1 for x in scale_list):
             raise click.BadParameter(f'{scales!r}: every scale must be in (0, 1]', param_hint='--scales')
         law_table(fam, shapes, law_yaws(law, yaw), scale_list, opts, fov)

@@ -64,6 +64,13 @@ MODELS = {
                               ['--pose_source', 'learned', '--pose_dist_weight', '10', '--lr_multiplier_pose', '1',
                                '--pose_hold_kimg', '6', '--pose_explore_weight', '1', '--symmetry', 'planes',
                                '--pose_gd_min_slope', '0.5']),
+    # Run 9's row plus the image-level term x10: D's estimates on G's renders matched to its
+    # estimates on the reals, through the render (both through the same head: nothing to de-bias).
+    'pof3d_hold_planes_img10': ('PoF3D + symmetric planes + pose hold 6 kimg + head exploration + L3 gate 0.5 '
+                                '+ pose-distribution terms (cameras x1, images x10)', 'unlabeled',
+                                ['--pose_source', 'learned', '--pose_dist_weight', '1', '--lr_multiplier_pose', '1',
+                                 '--pose_hold_kimg', '6', '--pose_explore_weight', '1', '--symmetry', 'planes',
+                                 '--pose_gd_min_slope', '0.5', '--pose_img_dist_weight', '10']),
     # All levers at once, stronger: the term at weight 10 from slope 0.3 (the head passes 0.5 only
     # after the cameras have contracted), L3 de-biased so that it stops pulling inward.
     'pof3d_levers': ('PoF3D + planes + de-biased L3 + pose-distribution term x10', 'unlabeled',

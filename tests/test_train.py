@@ -260,6 +260,8 @@ USAGE_ERRORS = [
      '--pose_dist_weight > 0 needs --pose_source learned'),
     (['--pose_dist_weight', '1', '--dis_pose_cond', 'false', '--dis_cam_weight', '0', '--pose_gd_weight', '0'],
      'a trained D pose head'),
+    (['--pose_img_dist_weight', '1', '--pose_source', 'prior', '--dis_pose_cond', 'false'],
+     '--pose_img_dist_weight > 0 needs --pose_source learned'),
     (['--pose_gd_debias', 'true', '--pose_source', 'dataset'], 'needs --pose_source learned'),
     (['--share_render', 'false', '--pose_source', 'prior'], '--share_render False changes the PoF3D loss'),
     (['--symmetry', 'radial'], "Invalid value for '--symmetry'"),

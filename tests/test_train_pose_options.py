@@ -1,12 +1,12 @@
-"""train.py end to end with the issue-15 options: --symmetry planes and --pose_dist_weight train,
-resume bit-identically, and land in the pickle and the stats."""
+"""train.py end to end with the issue-15 options: --symmetry planes, --pose_dist_weight and
+--pose_img_dist_weight train, resume bit-identically, and land in the pickle and the stats."""
 
 import json
 import os
 
 from test_train import assert_same_networks, dataset, load_pickle, only_run_dir, train   # noqa: F401 (fixture)
 
-OPTIONS = dict(symmetry='planes', pose_dist_weight=1.0, lr_multiplier_pose=1.0)
+OPTIONS = dict(symmetry='planes', pose_dist_weight=1.0, pose_img_dist_weight=1.0, lr_multiplier_pose=1.0)
 
 
 def test_symmetry_and_pose_dist_run_and_resume_bit_identically(dataset, tmp_path):   # noqa: F811
@@ -22,7 +22,7 @@ def test_symmetry_and_pose_dist_run_and_resume_bit_identically(dataset, tmp_path
     rows = [json.loads(line) for line in open(os.path.join(run_a, 'stats.jsonl'))]
     assert 'Pose/calib_slope_h' in rows[-1]                 # the term calibrates from L4's fakes
     options = json.load(open(os.path.join(run_a, 'training_options.json')))
-    assert options['loss_kwargs']['pose_dist_weight'] == 1.0
+    assert options['loss_kwargs']['pose_dist_weight'] == 1.0 and options['loss_kwargs']['pose_img_dist_weight'] == 1.0
 
 
 def test_runs_saved_before_an_option_existed_still_resume(tmp_path):

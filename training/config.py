@@ -163,6 +163,7 @@ class LossConfig:
     pose_dist_weight: float = 0.0         # pose-distribution term: G's cameras vs D's de-biased real estimates
     pose_dist_start_kimg: float = 0.0     # the pose-distribution term waits for this many kimg
     pose_dist_min_slope: float = 0.5      # ... and for D's pose head to reach this slope on fakes
+    pose_img_dist_weight: float = 0.0     # image-level term: D's estimates on G's images vs on reals (same gates)
     pose_explore_weight: float = 0.0      # D's pose head also on yaws U[h_mean ± R] (issue 15, pose_explore.py)
     pose_explore_range: float = math.pi / 2   # ... R, radians
     pose_hold_kimg: float = 0.0           # G's camera law held at its init this long (issue 15, pof3d.py)

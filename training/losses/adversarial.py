@@ -61,11 +61,12 @@ class GeneratorAdversarial(_FakeTerm):
         return self._loss(out, score, step.topk_frac)
 
     def with_pose(self, G, D, z: torch.Tensor, c: torch.Tensor, step: Step):
-        """(the same loss or None, sg D_pose(B G(z)) [N, 2]) from one render and one D pass: the
-        pose is L3's target (PoF3DLoss's shared renders; self-conditioned D, single blur)."""
+        """(the same loss or None, D_pose(B G(z)) [N, 2] with its graph into G) from one render and
+        one D pass: L3's target once detached, the image-level pose term's input as it is
+        (PoF3DLoss's shared renders; self-conditioned D, single blur)."""
         out, _ = self.fakes(G, z, c, step)
         score, pose = self.d_input.score_and_pose(D, fake_pair(out), step.blur_sigma)
-        return (self._loss(out, score, step.topk_frac) if self.weight else None), pose.detach()
+        return (self._loss(out, score, step.topk_frac) if self.weight else None), pose
 
     def _loss(self, out: dict, score: torch.Tensor, topk_frac: float = 1.0) -> torch.Tensor:
         """topk_frac < 1: the mean over the ceil(topk_frac N) most-real scores only (pi-GAN's top-k,

@@ -64,7 +64,8 @@ class PoF3DLoss:
                  sym_weight=0.0, symmetry_density_weight=0.0, pose_dist_weight=0.0, pose_dist_start_kimg=0.0,
                  pose_dist_min_slope=0.5, pose_gd_start_kimg=0.0, pose_gd_debias=False, share_render=True,
                  render_schedule=None, geometry=None, pose_explore_weight=0.0, pose_explore_range=math.pi / 2,
-                 pose_hold_kimg=0.0, topk=None, pose_gd_min_slope=0.0, resolution_stages=None):
+                 pose_hold_kimg=0.0, topk=None, pose_gd_min_slope=0.0, resolution_stages=None,
+                 pose_img_dist_weight=0.0):
         check_unsupported(style_mixing_prob, pl_weight)
         if (dis_cam_weight > 0 or pose_gd_weight > 0) and getattr(D, 'pose_head', True) is None:
             raise ValueError('dis_cam_weight / pose_gd_weight > 0 need a discriminator with a pose head')
@@ -89,14 +90,15 @@ class PoF3DLoss:
         self.G_adv = GeneratorAdversarial(d_input, plain, 1.0, 'fake')                             # L1
         self.G_adv_flip = GeneratorAdversarial(d_input, flipped, float(flip_to_dis), 'fake_flip')  # L2
         # The head's fit on fakes (L4's pairs): de-biases the extensions' use of its estimates.
-        self.calibration = (HeadCalibration() if pose_dist_weight or pose_gd_debias or pose_gd_min_slope > 0
-                            else None)
+        self.calibration = (HeadCalibration() if pose_dist_weight or pose_img_dist_weight or pose_gd_debias
+                            or pose_gd_min_slope > 0 else None)
         self.G_pose = PoseRegularizer(d_input, pose_gd_weight,                                     # L3
                                       self.calibration, pose_dist_min_slope, pose_gd_debias, pose_gd_min_slope)
         self.G_sym = MirrorSymmetry(sym_weight, flip_type)                                         # extension
         self.G_sym_density = DensitySymmetry(symmetry_density_weight, flip_type)                   # extension
         self.G_pose_dist = PoseDistribution(d_input, pose_dist_weight, max(pose_dist_start_kimg, pose_hold_kimg),
-                                            pose_dist_min_slope, self.calibration, seed=seed)
+                                            pose_dist_min_slope, self.calibration, seed=seed,
+                                            image_weight=pose_img_dist_weight)
         self.G_density = DensityRegularizer(density_reg, density_reg_p_dist, reg_type=reg_type)
         self.G_geometry = GeometryRegularizers(**(geometry or {}))   # GOF (SEEDS_SPEC §3.3), off by default
         if self.G_geometry.on:
@@ -127,7 +129,7 @@ class PoF3DLoss:
         phase = effective_phase(phase, self.density_reg > 0, self.r1_gamma > 0)
         G, D, step = self.G, self.D, self.step(cur_nimg)
         if phase in ('Gmain', 'Gboth'):
-            self._g_main(G, D, gen_z, gen_c, step, gain)
+            self._g_main(G, D, gen_z, gen_c, step, gain)   # with the image-level pose term (its gates: last step's)
             backward(self.G_sym_density(G, gen_z, gen_c), gain)
             backward(self.G_pose_dist(G, D, gen_z, gen_c, real_img, step, cur_nimg), gain)
             backward(self.G_geometry(G, gen_z, gen_c, step, cur_nimg), gain)
@@ -151,13 +153,15 @@ class PoF3DLoss:
         return self.share_render and self.blur_mode == 'single'
 
     def _g_main(self, G, D, z, c, step, gain) -> None:
-        """L1, L2, L3 and the symmetry extension, each back-propagated (L1 + L3 together when shared)."""
+        """L1, L2, L3, the symmetry and the image-level pose terms, each back-propagated (L1 + L3 +
+        the image term together when shared: D's pose estimate of G's render, with its graph)."""
         if self.shared_renders():
-            l1, target = self.G_adv.with_pose(G, D, z, c, step)
-            backward(_total(l1, self.G_pose.given_target(G, z, c, target, step)), gain)
+            l1, est = self.G_adv.with_pose(G, D, z, c, step)
+            backward(_total(l1, self.G_pose.given_target(G, z, c, est, step),
+                            self.G_pose_dist.image_term(G, D, z, c, step, est)), gain)
             terms = (self.G_adv_flip, self.G_sym)
         else:
-            terms = (self.G_adv, self.G_adv_flip, self.G_pose, self.G_sym)
+            terms = (self.G_adv, self.G_adv_flip, self.G_pose, self.G_sym, self.G_pose_dist.image_term)
         for term in terms:
             backward(term(G, D, z, c, step), gain)
 
