@@ -78,7 +78,7 @@ def load_reals(data: str, num: int) -> tuple:
 def probe(pkl: str, reals: tuple, blur: tuple, seed: int, js_num: int) -> dict:
     """One snapshot -> {kimg, xi_h_std, pred_h_std (deg), fake_{h,v}_{slope,corr}, real_{h,v}_corr,
     real_h_slope, real_h_low/high (deg: the head's mean yaw on the reals below / above the true
-    median), js_aligned, js_yaw_aligned, h_p10/50/90 (deg)}."""
+    median), js_aligned, js_yaw_aligned, h_p10/25/50/75/90 (deg)}."""
     G, D, G_ema = legacy.load_network(pkl, ('G', 'D', 'G_ema'))     # the file is read once
     if getattr(D, 'pose_head', None) is None:
         raise click.ClickException(f'{pkl}: D has no pose head (not a PoF3D run)')
@@ -102,19 +102,21 @@ def probe(pkl: str, reals: tuple, blur: tuple, seed: int, js_num: int) -> dict:
     gen = pose_metrics.poses_from_cam2world(cams.numpy())
     js = pose_metrics.pose_js_from_poses(gen, every_pose)
     row.update(js_aligned=js['value'], js_yaw_aligned=js['yaw'])
-    row.update({f'h_p{q}': v for q, v in zip((10, 50, 90), np.degrees(np.percentile(gen[:, 0], [10, 50, 90])))})
+    quantiles = (10, 25, 50, 75, 90)
+    row.update({f'h_p{q}': v for q, v in zip(quantiles, np.degrees(np.percentile(gen[:, 0], quantiles)))})
     return row
 
 
-def probe_run(run: str, reals: tuple, every: int, seed: int, js_num: int) -> list:
-    """Rows of every `every`-th snapshot below the run directory `run`, oldest first."""
+def probe_run(run: str, reals: tuple, every: int, seed: int, js_num: int, last: bool = False) -> list:
+    """Rows of every `every`-th snapshot below the run directory `run`, oldest first (the newest
+    alone with `last`)."""
     pkls = sorted(glob.glob(os.path.join(run, '**', 'network-snapshot-*.pkl'), recursive=True), key=snapshot_kimg)
     if not pkls:
         raise click.BadParameter(f'{run}: no network-snapshot-*.pkl below it', param_hint='--run')
     with open(os.path.join(os.path.dirname(pkls[-1]), 'training_options.json')) as f:
         loss = json.load(f)['loss_kwargs']
     blur = (loss.get('blur_init_sigma', 0.0), loss.get('blur_fade_kimg', 0.0))
-    return [probe(p, reals, blur, seed, js_num) for p in pkls[::every]]
+    return [probe(p, reals, blur, seed, js_num) for p in (pkls[-1:] if last else pkls[::every])]
 
 
 def plot(table: dict, path: str) -> None:
@@ -151,9 +153,10 @@ def plot(table: dict, path: str) -> None:
 @click.option('--js-num', type=click.IntRange(min=100), default=20000, show_default=True,
               help='G_ema cameras for the JS and percentile columns')
 @click.option('--seed', type=int, default=0, show_default=True)
+@click.option('--last', is_flag=True, help='Probe only the newest snapshot of each run')
 @click.option('--csv', 'csv_path', default=None, help='Also write the rows here (with a run column)')
 @click.option('--png', 'png_path', default=None, help='Also plot the runs side by side here')
-def main(runs, data, num, every, js_num, seed, csv_path, png_path):
+def main(runs, data, num, every, js_num, seed, last, csv_path, png_path):
     """Per snapshot: slope and correlation of D's pose estimate against G's camera, and G_ema's
     camera distribution against the true one."""
     torch.set_num_threads(1)
@@ -161,7 +164,7 @@ def main(runs, data, num, every, js_num, seed, csv_path, png_path):
     table = {}
     for spec in runs:
         name, _, run = spec.rpartition('=') if '=' in spec else (spec, '', spec)
-        table[name] = probe_run(run, reals, every, seed, js_num)
+        table[name] = probe_run(run, reals, every, seed, js_num, last)
     keys = ['run'] + list(next(iter(table.values()))[0])
     lines = [[name] + [f'{r[k]:.5g}' for k in keys[1:]] for name, rows in table.items() for r in rows]
     print('| ' + ' | '.join(keys) + ' |\n|' + '---|' * len(keys))
