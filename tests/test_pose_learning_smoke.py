@@ -72,6 +72,17 @@ def test_pose_learning_smoke(tmp_path):
     assert header.split(',')[:3] == ['run', 'kimg', 'xi_h_std'] and len(rows) == 1
     assert all(abs(float(x)) < 1e3 for x in rows[0].split(',')[1:])
     assert (outdir / 'probe.png').stat().st_size > 0
+    assert header.split(',')[-5:] == ['h_p10', 'h_p25', 'h_p50', 'h_p75', 'h_p90']
+    quantiles = [float(x) for x in rows[0].split(',')[-5:]]
+    assert quantiles == sorted(quantiles)
+    res = subprocess.run([sys.executable, probe, '--run', str(outdir / 'runs' / 'pof3d'), '--data', data, '--last',
+                          '--num', '16', '--js-num', '200', '--csv', str(csv_path)],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    newest = max(float(os.path.basename(p)[17:-4]) for p in glob.glob(str(outdir / 'runs' / 'pof3d' / '*' /
+                                                                            'network-snapshot-*.pkl')))
+    header, *rows = csv_path.read_text().splitlines()
+    assert len(rows) == 1 and float(rows[0].split(',')[1]) == newest      # --last: the newest snapshot alone
     res = subprocess.run([sys.executable, probe, '--run', str(outdir / 'runs' / 'eg3d_gt'), '--data', data,
                           '--num', '16'], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and 'no pose head' in res.stderr and 'Traceback' not in res.stderr, res.stderr
