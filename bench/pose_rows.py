@@ -71,6 +71,9 @@ MODELS = {
                                 ['--pose_source', 'learned', '--pose_dist_weight', '1', '--lr_multiplier_pose', '1',
                                  '--pose_hold_kimg', '6', '--pose_explore_weight', '1', '--symmetry', 'planes',
                                  '--pose_gd_min_slope', '0.5', '--pose_img_dist_weight', '10']),
+    # PoF3D with L3's target de-biased by the head's fit on fakes: a head with slope b < 1 makes L3
+    # shrink G's law by about b per round (run 7); on a continuum of views the law contracts slowly.
+    'pof3d_debias': ('PoF3D + de-biased L3', 'unlabeled', ['--pose_source', 'learned', '--pose_gd_debias', 'true']),
     # All levers at once, stronger: the term at weight 10 from slope 0.3 (the head passes 0.5 only
     # after the cameras have contracted), L3 de-biased so that it stops pulling inward.
     'pof3d_levers': ('PoF3D + planes + de-biased L3 + pose-distribution term x10', 'unlabeled',
