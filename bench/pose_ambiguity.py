@@ -68,9 +68,10 @@ def law_yaws(law: str, yaw: float) -> list:
 def law_gap(fam, shapes, yaws: list, scale: float, ab: tuple, opts, fov: float, truths: list) -> tuple:
     """(image gap, silhouette gap) averaged over the law's views: the truth at θ against the object
     deformed by ab = (a, b) seen at scale·θ."""
-    seen = Deformed(fam, *ab) if ab != (1.0, 1.0) else fam
-    gaps = [(float((v[0] - t[0]).abs().mean()), float((v[1] != t[1]).float().mean()))
-            for t, v in ((t, views(seen, shapes, scale * y, opts, fov)) for t, y in zip(truths, yaws))]
+    gaps = []
+    for (image, mask), yaw in zip(truths, yaws):
+        seen_image, seen_mask = views(Deformed(fam, *ab), shapes, scale * yaw, opts, fov)
+        gaps.append(((seen_image - image).abs().mean().item(), (seen_mask != mask).float().mean().item()))
     return tuple(float(np.mean(g)) for g in zip(*gaps))
 
 

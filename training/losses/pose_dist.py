@@ -166,9 +166,9 @@ class PoseDistribution:
         self.dims = dims if cur_nimg >= self.start_kimg * 1000 else []
         if not self.weight or not self.dims:
             return None
-        target = self.calibration.debias(self.queue.to(z.device))[:, dims]
+        target = self.calibration.debias(self.queue.to(z.device))[:, self.dims]
         latents = torch.randn([self.num_poses, z.shape[1]], generator=self.generator).to(z)
-        pose = G.pose(latents, c[:1].expand(self.num_poses, -1), detach_w=True).pose[:, dims]   # [n, d]
+        pose = G.pose(latents, c[:1].expand(self.num_poses, -1), detach_w=True).pose[:, self.dims]   # [n, d]
         loss = sliced_wasserstein(pose, target, self.num_dirs) * self.weight
         training_stats.report('Loss/G/pose_dist', loss)
         return loss
