@@ -17,7 +17,8 @@ import time
 import dnnlib
 from metrics import frechet_inception_distance as fid
 from metrics import kernel_inception_distance as kid
-from metrics import depth_variance, metric_utils, normal_error, pose_depth_error, pose_metrics, reprojection_error
+from metrics import (depth_variance, metric_utils, normal_error, pose_depth_error, pose_metrics, reprojection_error,
+                     view_gain)
 
 _KID = dict(num_subsets=100, max_subset_size=1000)
 
@@ -42,6 +43,9 @@ _METRICS = {
     # VolumeGAN's 3D consistency (SEEDS_SPEC §6.5-6.6): view 2 yawed 10 deg, warped into view 1 with
     # the rendered depth, masked L1 on [0, 1] (metrics/reprojection_error.py).
     'reproj_err': (reprojection_error.compute_reproj_err, dict(num_gen=1000, yaw_deg=10.0)),
+    # Issue 15: do G's images turn with its camera? Slope of the estimated yaw over a +-15 deg sweep
+    # of G's own camera (metrics/view_gain.py): 1 = as the data's views, 0 = a turned object.
+    'view_gain': (view_gain.compute_view_gain, dict(num_gen=200, num_views=5, sweep_deg=15.0)),
 }
 
 

@@ -1,0 +1,134 @@
+"""view_gain: do G's images turn with its camera? (issue 15: the camera against the turned object)
+
+JS and pose_err compare G's *camera* with the data, or with what one image shows; neither asks
+whether moving the camera moves what the image shows. A generator that turns the object inside
+its frame (or renders an object that looks the same from every side) can match the data's images
+with any camera law; its cameras are then not a pose at all.
+
+view_gain: for each of num_gen z (random z and dataset label c, as pose_err), G renders the same
+  object (same z, c and an identically seeded torch generator) from `num_views` cameras: its own
+  camera yawed by δ_k, k = 1..K, evenly spaced in [−sweep_deg, +sweep_deg], about the vertical
+  world line through its look-at point (metrics/reprojection_error.py `yaw_camera`: h -> h + δ).
+  The pose estimator trained on the labeled real images (metrics/estimators.py, the one of
+  pose_err) reads the yaw ĥ_k of each quantized image. Per z, the least-squares slope of ĥ on δ
+  (`sweep_slopes`; the ĥ_k are unwrapped around the view at δ = 0):
+    slope  1: the image turns with the camera as the data's views do;
+    slope −1: the same, in a mirrored frame (the learned frame may be the data's mirror);
+    slope  0: the image does not depend on the camera (a rotation-invariant object, or one
+              turned in its frame): the camera law is not identifiable from the images.
+  value = mean slope over z (signed); also abs (mean |slope|), std (over z) and
+  estimator_slope: the estimator's own yaw slope on the held-out real images against their true
+  yaw (its regression to the mean; value / estimator_slope corrects for it).
+  Across z, at G's own cameras (δ = 0): camera_share = the squared correlation between G's camera
+  yaw and the estimated yaw of its image (1: the camera explains every view G shows; 0: the views
+  come from turning the object), camera_std and image_std (degrees): the spread of G's camera
+  yaws and of the yaws its images show (compare image_std with the data's yaw spread).
+Caveat: the estimator only knows the data's views. A sweep that leaves the data's yaw range
+(cameras near its edge, or between the modes of a multimodal law) reads a smaller slope; keep
+sweep_deg well inside the data's range.
+"""
+
+import inspect
+import math
+
+import numpy as np
+import torch
+
+from metrics import estimators, metric_utils, pose_depth_error
+from metrics.reprojection_error import look_at_point, yaw_camera
+from training.cameras import cam2world_to_pose
+
+
+def sweep_slopes(deltas, yaws) -> np.ndarray:
+    """Least-squares slope of yaw on the camera offset, per row.
+
+    deltas [K] radians (the camera's yaw offsets, K >= 2, not all equal); yaws [N, K] radians
+    (estimated yaw of each view, any branch of the angle). Each row is unwrapped around its view
+    nearest to δ = 0 (differences wrapped to [−π, π)), so a sweep that crosses 0 / 2π is one
+    line. -> [N] float64."""
+    d = np.asarray(deltas, dtype=np.float64)
+    y = np.asarray(yaws, dtype=np.float64)
+    if d.ndim != 1 or d.size < 2 or np.ptp(d) == 0 or y.ndim != 2 or y.shape[1] != d.size:
+        raise ValueError(f'sweep_slopes: need deltas [K >= 2] (not all equal) and yaws [N, K], '
+                         f'got {d.shape}, {y.shape}')
+    ref = y[:, [int(np.argmin(np.abs(d)))]]
+    y = ref + np.remainder(y - ref + math.pi, 2 * math.pi) - math.pi
+    dc = d - d.mean()
+    return ((y - y.mean(1, keepdims=True)) * dc).sum(1) / (dc ** 2).sum()
+
+
+def sweep_offsets(num_views: int, sweep_deg: float) -> np.ndarray:
+    """[K] yaw offsets in radians, evenly spaced in [−sweep_deg, +sweep_deg] (K >= 2, sweep > 0)."""
+    if num_views < 2 or not sweep_deg > 0:
+        raise ValueError(f'view_gain needs num_views >= 2 and sweep_deg > 0, got {num_views}, {sweep_deg}')
+    return np.radians(np.linspace(-sweep_deg, sweep_deg, num_views))
+
+
+def swept_yaws(G, est, z, c, seed: int, deltas, pivot, G_kwargs=None) -> torch.Tensor:
+    """[N, 1 + K] (radians): G's own camera yaw h (training/cameras.py `cam2world_to_pose`), then the
+    estimated yaw of the K views of each (z, c): G's own camera yawed by deltas[k]; every render
+    uses a torch generator seeded with `seed` (same object in every view)."""
+    kwargs = dict(G_kwargs or {})
+    takes_generator = 'generator' in inspect.signature(G.forward).parameters and 'generator' not in kwargs
+
+    def render(**extra):
+        if takes_generator:
+            extra['generator'] = torch.Generator(z.device).manual_seed(seed)
+        with torch.no_grad():
+            return G(z, c, **kwargs, **extra)
+    cam = render()['cam2world']
+    center = look_at_point(cam, pivot)
+    yaws = [cam2world_to_pose(cam.float())[0][:, 0].double().cpu()]
+    for delta in deltas:
+        out = render(cam2world=yaw_camera(cam, float(delta), center))
+        yaws.append(est(metric_utils.quantize(out['image']))['pose'][:, 0].double().cpu())
+    return torch.stack(yaws, dim=1)
+
+
+def estimator_slope(opts, est, estimator, est_steps, max_items=None, batch: int = 64) -> float:
+    """The estimator's least-squares yaw slope against the true yaw on the held-out real images."""
+    _, dataset, idx, res, gt = pose_depth_error._holdout(opts, 'pose', estimator, est_steps, max_items)
+    true = estimators.load_targets('pose', dataset, idx, res, gt)['pose'][:, 0].double().numpy()
+    pred = torch.cat([est(estimators.load_images(dataset, idx[i:i + batch], res).to(opts.device))['pose'][:, 0].cpu()
+                      for i in range(0, len(idx), batch)]).double().numpy()
+    pred = true + np.remainder(pred - true + math.pi, 2 * math.pi) - math.pi     # same branch as the truth
+    if np.ptp(true) == 0:
+        return float('nan')
+    return float(np.cov(true, pred)[0, 1] / np.var(true, ddof=1))
+
+
+def compute_view_gain(opts: metric_utils.MetricOptions, num_gen: int = 200, num_views: int = 5,
+                      sweep_deg: float = 15.0, estimator=None, est_steps=None, batch: int = 4) -> dict:
+    """view_gain (module docstring); NaN on ranks other than 0."""
+    deltas = sweep_offsets(num_views, sweep_deg)
+    est = pose_depth_error.get_estimator(opts, 'pose', estimator, est_steps)
+    G = metric_utils.prepare_generator(opts)
+    sampler = metric_utils.LatentSampler(opts, G)
+    pivot = G.rendering_kwargs.get('avg_camera_pivot', (0.0, 0.0, 0.0))
+    per_rank = -(-num_gen // opts.num_gpus)
+    rows = []
+    for done in range(0, per_rank, batch):
+        z, c = sampler.sample(min(batch, per_rank - done))
+        seed = int(sampler.rng.integers(1 << 62))
+        rows.append(swept_yaws(G, est, z, c, seed, deltas, pivot, opts.G_kwargs))
+        opts.report_progress('generated view sweeps', done + len(z), per_rank)
+    rows = metric_utils.gather_rows(torch.cat(rows).to(opts.device), opts.num_gpus).cpu().numpy()[:num_gen]
+    if opts.rank != 0:
+        return dict(value=float('nan'))
+    slopes = sweep_slopes(deltas, rows[:, 1:])
+    ref = estimator_slope(opts, est, estimator, est_steps)
+    return dict(value=float(slopes.mean()), abs=float(np.abs(slopes).mean()), std=float(slopes.std()),
+                estimator_slope=ref, **camera_share(rows[:, 0], rows[:, 1 + int(np.argmin(np.abs(deltas)))]))
+
+
+def camera_share(camera, image) -> dict:
+    """camera [N] (G's camera yaw), image [N] (the estimated yaw of its image at that camera),
+    radians -> {camera_share: squared correlation (NaN when either is constant), camera_std,
+    image_std (degrees)}. Both are unwrapped around their circular mean first."""
+    def unwrap(x):
+        x = np.asarray(x, dtype=np.float64)
+        mean = math.atan2(np.sin(x).mean(), np.cos(x).mean())
+        return mean + np.remainder(x - mean + math.pi, 2 * math.pi) - math.pi
+    cam, img = unwrap(camera), unwrap(image)
+    share = float(np.corrcoef(cam, img)[0, 1] ** 2) if cam.std() > 0 and img.std() > 0 else float('nan')
+    return dict(camera_share=share, camera_std=float(np.degrees(cam.std())), image_std=float(np.degrees(img.std())))
