@@ -22,7 +22,8 @@ view_gain: for each of num_gen z (random z and dataset label c, as pose_err), G 
   Across z, at G's own cameras (δ = 0): camera_share = the squared correlation between G's camera
   yaw and the estimated yaw of its image (1: the camera explains every view G shows; 0: the views
   come from turning the object), camera_std and image_std (degrees): the spread of G's camera
-  yaws and of the yaws its images show (compare image_std with the data's yaw spread).
+  yaws and of the yaws its images show; data_std: the spread of the dataset's true yaws (its camera
+  labels, metrics/pose_metrics.py `reference_poses`).
 Caveat: the estimator only knows the data's views. A sweep that leaves the data's yaw range
 (cameras near its edge, or between the modes of a multimodal law) reads a smaller slope; keep
 sweep_deg well inside the data's range.
@@ -34,7 +35,7 @@ import math
 import numpy as np
 import torch
 
-from metrics import estimators, metric_utils, pose_depth_error
+from metrics import estimators, metric_utils, pose_depth_error, pose_metrics
 from metrics.reprojection_error import look_at_point, yaw_camera
 from training.cameras import cam2world_to_pose
 
@@ -117,18 +118,23 @@ def compute_view_gain(opts: metric_utils.MetricOptions, num_gen: int = 200, num_
         return dict(value=float('nan'))
     slopes = sweep_slopes(deltas, rows[:, 1:])
     ref = estimator_slope(opts, est, estimator, est_steps)
+    data_std = float(np.degrees(unwrap(pose_metrics.reference_poses(opts)[:, 0]).std()))
     return dict(value=float(slopes.mean()), abs=float(np.abs(slopes).mean()), std=float(slopes.std()),
-                estimator_slope=ref, **camera_share(rows[:, 0], rows[:, 1 + int(np.argmin(np.abs(deltas)))]))
+                estimator_slope=ref, **camera_share(rows[:, 0], rows[:, 1 + int(np.argmin(np.abs(deltas)))]),
+                data_std=data_std)
+
+
+def unwrap(x) -> np.ndarray:
+    """Angles [N] (radians) on the branch around their circular mean, float64."""
+    x = np.asarray(x, dtype=np.float64)
+    mean = math.atan2(np.sin(x).mean(), np.cos(x).mean())
+    return mean + np.remainder(x - mean + math.pi, 2 * math.pi) - math.pi
 
 
 def camera_share(camera, image) -> dict:
     """camera [N] (G's camera yaw), image [N] (the estimated yaw of its image at that camera),
     radians -> {camera_share: squared correlation (NaN when either is constant), camera_std,
     image_std (degrees)}. Both are unwrapped around their circular mean first."""
-    def unwrap(x):
-        x = np.asarray(x, dtype=np.float64)
-        mean = math.atan2(np.sin(x).mean(), np.cos(x).mean())
-        return mean + np.remainder(x - mean + math.pi, 2 * math.pi) - math.pi
     cam, img = unwrap(camera), unwrap(image)
     share = float(np.corrcoef(cam, img)[0, 1] ** 2) if cam.std() > 0 and img.std() > 0 else float('nan')
     return dict(camera_share=share, camera_std=float(np.degrees(cam.std())), image_std=float(np.degrees(img.std())))

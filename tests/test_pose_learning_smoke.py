@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, 'bench', 'pose_learning.py')
 MODELS = ('pof3d', 'eg3d_gt', 'prior', 'campari', 'no_mirror', 'no_dcond', 'pof3d_sym', 'pof3d_lr001', 'pof3d_planes',
@@ -89,3 +91,19 @@ def test_pose_learning_smoke(tmp_path):
     res = subprocess.run([sys.executable, probe, '--run', str(outdir / 'runs' / 'eg3d_gt'), '--data', data,
                           '--num', '16'], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and 'no pose head' in res.stderr and 'Traceback' not in res.stderr, res.stderr
+
+    # The view gain over the run's snapshots, with the bench's cached estimator (retraining it would time out).
+    curve = os.path.join(REPO, 'bench', 'view_gain_curve.py')
+    csv_path = outdir / 'view_gain.csv'
+    res = subprocess.run([sys.executable, curve, '--run', f'p={outdir / "runs" / "pof3d"}', '--data', data,
+                          '--cache', str(outdir / 'cache'), '--est-steps', '20', '--points', '2', '--num', '4',
+                          '--csv', str(csv_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    header, *rows = csv_path.read_text().splitlines()
+    num_snaps = len(glob.glob(str(outdir / 'runs' / 'pof3d' / '*' / 'network-snapshot-*.pkl')))
+    assert header.split(',')[:3] == ['run', 'kimg', 'view_gain'] and len(rows) == min(2, num_snaps)
+    assert {r.split(',')[0] for r in rows} == {'p'} and float(rows[-1].split(',')[1]) == newest
+    assert all(np.isfinite(float(x)) for x in rows[-1].split(',')[2:5])
+    res = subprocess.run([sys.executable, curve, '--run', str(outdir / 'data'), '--data', data],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0 and 'no network-snapshot' in res.stderr and 'Traceback' not in res.stderr

@@ -79,10 +79,11 @@ def coded_zip(tmp_path_factory):
 def test_metric_reads_how_far_the_image_turns(coded_zip, tmp_path, gain, follow, expected):
     res = view_gain(coded_zip, tmp_path, CameraImageG(gain, follow), num_gen=6)
     assert set(res) == {'view_gain', 'view_gain_abs', 'view_gain_std', 'view_gain_estimator_slope',
-                        'view_gain_camera_share', 'view_gain_camera_std', 'view_gain_image_std'}
+                        'view_gain_camera_share', 'view_gain_camera_std', 'view_gain_image_std', 'view_gain_data_std'}
     assert res.view_gain == pytest.approx(expected, abs=0.03)
     assert res.view_gain_abs == pytest.approx(abs(expected), abs=0.03) and res.view_gain_std < 0.03
     assert res.view_gain_estimator_slope == pytest.approx(1.0, abs=0.03)
+    assert res.view_gain_data_std == pytest.approx(np.degrees(np.linspace(-0.6, 0.6, 20).std()), rel=1e-4)
     # At G's own cameras the image shows π/2 + gain·(h − π/2): the camera explains all of it.
     assert res.view_gain_camera_share == pytest.approx(1.0, abs=1e-3)
     assert res.view_gain_image_std == pytest.approx(abs(gain) * res.view_gain_camera_std, rel=0.03)
