@@ -19,7 +19,9 @@ depth_err: the estimator's depth map of each generated image vs G's rendered dep
   estimate is fitted to G's depth per image by least squares, a * d_est + b, and the error is
     mean_M |a d_est + b - d_G| / std_M(d_G)
   (scale-free: 0 = identical shape, ~0.8 = unrelated). value = mean over images; also rmse
-  (sqrt(mean_M r^2) / std_M(d_G), averaged) and mask_frac (mean fraction of pixels in M).
+  (sqrt(mean_M r^2) / std_M(d_G), averaged), mask_frac (mean fraction of pixels in M) and relief:
+  the median over images of std_M(d_G) / std_M(d_est), the depth relief G rendered against the one
+  its image shows (1 = as deep as it looks; depth_err_gt's relief is the estimator's own ratio).
 pose_err_gt / depth_err_gt: the same measures of the estimator itself on the held-out real
   images (item i with i % 10 == 9, never trained on) against the ground truth (GT pose /
   labels; GT depth on M = estimator mask AND GT mask, GT mask when < 16 pixels): the error
@@ -71,6 +73,20 @@ def depth_errors(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor):
     residual = a[:, None] * (pred - mp[:, None]) + mt[:, None] - target
     std_t = mean((target - mt[:, None]) ** 2).sqrt().clamp_min(1e-12)
     return (mean(residual.abs()) / std_t).numpy(), (mean(residual ** 2).sqrt() / std_t).numpy()
+
+def depth_relief(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """Per-image std of target over std of pred on mask (pred, target [N, S, S]; mask [N, S, S]
+    bool; an image whose mask has < 16 pixels uses all pixels) -> [N] float64 (NaN where pred is flat)."""
+    pred, target = pred.double().flatten(1), target.double().flatten(1)
+    m = mask.flatten(1)
+    m = torch.where(m.sum(1, keepdim=True) < MIN_MASK_PIXELS, torch.ones_like(m), m).double()
+    n = m.sum(1)
+
+    def std(x):
+        mean = (x * m).sum(1) / n
+        return (((x - mean[:, None]) ** 2 * m).sum(1) / n).sqrt()
+    sp = std(pred)
+    return torch.where(sp > 1e-12, std(target) / sp.clamp_min(1e-12), torch.full_like(sp, float('nan'))).numpy()
 
 # ----------------------------------------------------------------------------
 # Plumbing.
@@ -145,11 +161,13 @@ def compute_depth_err(opts: metric_utils.MetricOptions, num_gen: int = 1000, est
         rendered = F.interpolate(out['image_depth'].float(), size=size, mode='bilinear', align_corners=False)[:, 0]
         mae, rmse = depth_errors(pred['depth'].cpu(), rendered.cpu(), pred['mask'].cpu())
         frac = pred['mask'].float().flatten(1).mean(1).cpu().numpy()
-        return torch.as_tensor(np.stack([mae, rmse, frac], axis=1), device=opts.device)
+        relief = depth_relief(pred['depth'].cpu(), rendered.cpu(), pred['mask'].cpu())
+        return torch.as_tensor(np.stack([mae, rmse, frac, relief], axis=1), device=opts.device)
     rows = _generate(opts, num_gen, batch, fn)
     if opts.rank != 0:
         return dict(value=float('nan'))
-    return dict(value=float(rows[:, 0].mean()), rmse=float(rows[:, 1].mean()), mask_frac=float(rows[:, 2].mean()))
+    return dict(value=float(rows[:, 0].mean()), rmse=float(rows[:, 1].mean()), mask_frac=float(rows[:, 2].mean()),
+                relief=float(np.nanmedian(rows[:, 3])))
 
 
 def _holdout(opts, kind: str, estimator, est_steps, max_items):
@@ -182,7 +200,7 @@ def compute_depth_err_gt(opts: metric_utils.MetricOptions, estimator=None, est_s
     est, dataset, idx, res, gt = _holdout(opts, 'depth', estimator, est_steps, max_items)
     if opts.rank != 0:
         return dict(value=float('nan'))
-    maes, rmses = [], []
+    maes, rmses, reliefs = [], [], []
     for i in range(0, len(idx), batch):
         target = estimators.load_targets('depth', dataset, idx[i:i + batch], res, gt)
         pred = est(estimators.load_images(dataset, idx[i:i + batch], res).to(opts.device))
@@ -192,4 +210,6 @@ def compute_depth_err_gt(opts: metric_utils.MetricOptions, estimator=None, est_s
         mae, rmse = depth_errors(pred['depth'].cpu(), target['depth'], mask)
         maes.append(mae)
         rmses.append(rmse)
-    return dict(value=float(np.concatenate(maes).mean()), rmse=float(np.concatenate(rmses).mean()))
+        reliefs.append(depth_relief(pred['depth'].cpu(), target['depth'], mask))
+    return dict(value=float(np.concatenate(maes).mean()), rmse=float(np.concatenate(rmses).mean()),
+                relief=float(np.nanmedian(np.concatenate(reliefs))))

@@ -258,6 +258,16 @@ def test_angular_and_depth_errors_golden():
     t = target_depth.double().flatten(1)
     expected = (t - t.mean(1, keepdim=True)).abs().mean(1) / t.std(1, unbiased=False)
     assert mae == pytest.approx(expected.numpy())
+    # Relief: G's depth 3x as deep as the estimate (inverted depth too: std ratios are unsigned);
+    # on a half mask only the masked pixels count; a flat estimate has no relief (NaN).
+    relief = pose_depth_error.depth_relief(target_depth, 3 * target_depth - 1, mask)
+    assert relief == pytest.approx([3, 3], rel=1e-5)
+    assert pose_depth_error.depth_relief(target_depth, 5 - target_depth, mask) == pytest.approx([1, 1], rel=1e-5)
+    half = torch.zeros(2, 8, 8, dtype=torch.bool)
+    half[:, :, :4] = True
+    bumped = torch.where(half, target_depth, target_depth * 7)                    # outside the mask: ignored
+    assert pose_depth_error.depth_relief(target_depth, bumped, half) == pytest.approx([1, 1], rel=1e-5)
+    assert np.isnan(pose_depth_error.depth_relief(torch.ones(2, 8, 8), target_depth, mask)).all()
 
 # ----------------------------------------------------------------------------------------
 # End to end: detector, statistics cache, FID/KID with a generator.
@@ -341,7 +351,8 @@ def test_estimator_metrics_end_to_end(G, synthetic_zip, tmp_path, monkeypatch):
     small = dict(est_steps=3)
     pose = metric_main.calc_metric('pose_err', metric_kwargs=dict(small, num_gen=6, num_align=500), **kwargs).results
     depth = metric_main.calc_metric('depth_err', metric_kwargs=dict(small, num_gen=6), **kwargs).results
-    for key in ('pose_err', 'pose_err_h_deg', 'pose_err_v_deg', 'pose_err_raw', 'depth_err', 'depth_err_rmse'):
+    for key in ('pose_err', 'pose_err_h_deg', 'pose_err_v_deg', 'pose_err_raw', 'depth_err', 'depth_err_rmse',
+                'depth_err_relief'):
         assert np.isfinite((pose if key.startswith('pose') else depth)[key]), key
     assert 0 <= pose.pose_err <= 180 and pose.pose_err_mirror in (0, 1)
     trained = sorted(os.listdir(tmp_path / 'pof3d-estimators'))
@@ -349,7 +360,8 @@ def test_estimator_metrics_end_to_end(G, synthetic_zip, tmp_path, monkeypatch):
     # The *_gt metrics reuse the cached estimators: training again would fail here.
     monkeypatch.setattr(estimators, '_fit', lambda *a, **k: pytest.fail('estimator retrained'))
     assert np.isfinite(metric_main.calc_metric('pose_err_gt', metric_kwargs=small, **kwargs).results.pose_err_gt)
-    assert np.isfinite(metric_main.calc_metric('depth_err_gt', metric_kwargs=small, **kwargs).results.depth_err_gt)
+    depth_gt = metric_main.calc_metric('depth_err_gt', metric_kwargs=small, **kwargs).results
+    assert np.isfinite(depth_gt.depth_err_gt) and np.isfinite(depth_gt.depth_err_gt_relief)
     pose_js = metric_main.calc_metric('pose_js', metric_kwargs=dict(num_gen=2000), **kwargs).results
     assert 0 <= pose_js.pose_js <= math.log(2) and 0 <= pose_js.pose_js_raw <= math.log(2)
 
