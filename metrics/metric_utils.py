@@ -386,6 +386,21 @@ def run_generator(opts: MetricOptions, G, sampler: LatentSampler, batch: int) ->
         return G(z, c, **kwargs)
 
 
+def seeded_renderer(G, z, c, seed: int, G_kwargs=None):
+    """render(**extra) -> G(z, c, **G_kwargs, **extra) without gradients, with a torch generator
+    seeded with `seed` at every call when G takes one: every random draw (prior pose, noise,
+    stratified jitter) replays, so calls that differ only in cam2world show the same object."""
+    kwargs = dict(G_kwargs or {})
+    takes_generator = 'generator' in inspect.signature(G.forward).parameters and 'generator' not in kwargs
+
+    def render(**extra):
+        if takes_generator:
+            extra['generator'] = torch.Generator(z.device).manual_seed(seed)
+        with torch.no_grad():
+            return G(z, c, **kwargs, **extra)
+    return render
+
+
 def compute_feature_stats_for_generator(opts: MetricOptions, detector_kwargs: dict, num_gen: int,
                                         batch_size: int = 64, batch_gen: int = 4, **stats_kwargs) -> FeatureStats:
     """Detector features of num_gen generated images: G runs on batch_gen images at a time,

@@ -41,7 +41,6 @@ one warp (view 2 into view 1); SEEDS_SPEC §6.5 asks for this lighter version. N
 comparable between rows of one benchmark, not with the slides' 0.03-0.1.
 """
 
-import inspect
 import math
 
 import numpy as np
@@ -177,14 +176,7 @@ def view_pair_rows(G, z, c, seed: int, yaw: float, pivot, depth_tol: float, imag
     mask fraction)."""
     if image not in ('image', 'image_raw'):
         raise ValueError(f"reproj_err: image must be 'image' or 'image_raw', got {image!r}")
-    kwargs = dict(G_kwargs or {})
-    takes_generator = 'generator' in inspect.signature(G.forward).parameters and 'generator' not in kwargs
-
-    def render(**extra):
-        if takes_generator:
-            extra['generator'] = torch.Generator(z.device).manual_seed(seed)
-        with torch.no_grad():
-            return G(z, c, **kwargs, **extra)
+    render = metric_utils.seeded_renderer(G, z, c, seed, G_kwargs)
     out1 = render()
     cam1 = out1['cam2world']
     cam2 = yaw_camera(cam1, yaw, look_at_point(cam1, pivot))

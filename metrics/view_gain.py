@@ -29,7 +29,6 @@ Caveat: the estimator only knows the data's views. A sweep that leaves the data'
 sweep_deg well inside the data's range.
 """
 
-import inspect
 import math
 
 import numpy as np
@@ -69,14 +68,7 @@ def swept_yaws(G, est, z, c, seed: int, deltas, pivot, G_kwargs=None) -> torch.T
     """[N, 1 + K] (radians): G's own camera yaw h (training/cameras.py `cam2world_to_pose`), then the
     estimated yaw of the K views of each (z, c): G's own camera yawed by deltas[k]; every render
     uses a torch generator seeded with `seed` (same object in every view)."""
-    kwargs = dict(G_kwargs or {})
-    takes_generator = 'generator' in inspect.signature(G.forward).parameters and 'generator' not in kwargs
-
-    def render(**extra):
-        if takes_generator:
-            extra['generator'] = torch.Generator(z.device).manual_seed(seed)
-        with torch.no_grad():
-            return G(z, c, **kwargs, **extra)
+    render = metric_utils.seeded_renderer(G, z, c, seed, G_kwargs)
     cam = render()['cam2world']
     center = look_at_point(cam, pivot)
     yaws = [cam2world_to_pose(cam.float())[0][:, 0].double().cpu()]
