@@ -401,6 +401,23 @@ def seeded_renderer(G, z, c, seed: int, G_kwargs=None):
     return render
 
 
+def seeded_sweep_rows(opts: MetricOptions, num_gen: int, batch: int, fn, tag: str) -> np.ndarray:
+    """Rows of fn(G, z, c, seed, pivot) -> [B, K] tensor over this rank's share of num_gen latents
+    (z, c from LatentSampler; one fresh seed per batch, for `seeded_renderer`; pivot = G's
+    rendering_kwargs['avg_camera_pivot'], the origin when absent), gathered over ranks:
+    [num_gen, K] numpy. The driver of the metrics that render one object from several cameras."""
+    G = prepare_generator(opts)
+    sampler = LatentSampler(opts, G)
+    pivot = G.rendering_kwargs.get('avg_camera_pivot', (0.0, 0.0, 0.0))
+    per_rank = -(-num_gen // opts.num_gpus)
+    rows = []
+    for done in range(0, per_rank, batch):
+        z, c = sampler.sample(min(batch, per_rank - done))
+        rows.append(fn(G, z, c, int(sampler.rng.integers(1 << 62)), pivot))
+        opts.report_progress(tag, done + len(z), per_rank)
+    return gather_rows(torch.cat(rows).to(opts.device), opts.num_gpus).cpu().numpy()[:num_gen]
+
+
 def compute_feature_stats_for_generator(opts: MetricOptions, detector_kwargs: dict, num_gen: int,
                                         batch_size: int = 64, batch_gen: int = 4, **stats_kwargs) -> FeatureStats:
     """Detector features of num_gen generated images: G runs on batch_gen images at a time,

@@ -193,17 +193,9 @@ def view_pair_rows(G, z, c, seed: int, yaw: float, pivot, depth_tol: float, imag
 def compute_reproj_err(opts: metric_utils.MetricOptions, num_gen: int = 1000, yaw_deg: float = 10.0,
                        depth_tol: float = 0.02, image: str = 'image', batch: int = 4) -> dict:
     """reproj_err (module docstring); NaN on ranks other than 0."""
-    G = metric_utils.prepare_generator(opts)
-    sampler = metric_utils.LatentSampler(opts, G)
-    pivot = G.rendering_kwargs.get('avg_camera_pivot', (0.0, 0.0, 0.0))
-    per_rank = -(-num_gen // opts.num_gpus)
-    rows = []
-    for done in range(0, per_rank, batch):
-        z, c = sampler.sample(min(batch, per_rank - done))
-        seed = int(sampler.rng.integers(1 << 62))
-        rows.append(view_pair_rows(G, z, c, seed, math.radians(yaw_deg), pivot, depth_tol, image, opts.G_kwargs))
-        opts.report_progress('generated view pairs', done + len(z), per_rank)
-    rows = metric_utils.gather_rows(torch.cat(rows).to(opts.device), opts.num_gpus).cpu().numpy()[:num_gen]
+    def pair(G, z, c, seed, pivot):
+        return view_pair_rows(G, z, c, seed, math.radians(yaw_deg), pivot, depth_tol, image, opts.G_kwargs)
+    rows = metric_utils.seeded_sweep_rows(opts, num_gen, batch, pair, 'generated view pairs')
     if opts.rank != 0:
         return dict(value=float('nan'))
     counted = np.isfinite(rows[:, 0])

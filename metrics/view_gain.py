@@ -95,17 +95,9 @@ def compute_view_gain(opts: metric_utils.MetricOptions, num_gen: int = 200, num_
     """view_gain (module docstring); NaN on ranks other than 0."""
     deltas = sweep_offsets(num_views, sweep_deg)
     est = pose_depth_error.get_estimator(opts, 'pose', estimator, est_steps)
-    G = metric_utils.prepare_generator(opts)
-    sampler = metric_utils.LatentSampler(opts, G)
-    pivot = G.rendering_kwargs.get('avg_camera_pivot', (0.0, 0.0, 0.0))
-    per_rank = -(-num_gen // opts.num_gpus)
-    rows = []
-    for done in range(0, per_rank, batch):
-        z, c = sampler.sample(min(batch, per_rank - done))
-        seed = int(sampler.rng.integers(1 << 62))
-        rows.append(swept_yaws(G, est, z, c, seed, deltas, pivot, opts.G_kwargs))
-        opts.report_progress('generated view sweeps', done + len(z), per_rank)
-    rows = metric_utils.gather_rows(torch.cat(rows).to(opts.device), opts.num_gpus).cpu().numpy()[:num_gen]
+    rows = metric_utils.seeded_sweep_rows(
+        opts, num_gen, batch, lambda G, z, c, seed, pivot: swept_yaws(G, est, z, c, seed, deltas, pivot, opts.G_kwargs),
+        'generated view sweeps')
     if opts.rank != 0:
         return dict(value=float('nan'))
     slopes = sweep_slopes(deltas, rows[:, 1:])
