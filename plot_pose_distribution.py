@@ -22,7 +22,6 @@ Bins span the pooled range of all sources, so each source's counts sum to its sa
 """
 
 import io
-import math
 import os
 
 import click
@@ -31,6 +30,7 @@ import torch
 
 from dnnlib import cli
 from gen_samples_pose import DATASETS, dataset_intrinsics, frontal_label, pick_device, save_bytes, save_json
+from metrics.pose_metrics import wrap_around
 from training.cameras import cam2world_to_pose
 from training.dataset import ImageFolderDataset
 from training.dataset_gt import load_ground_truth
@@ -38,7 +38,7 @@ from training.dataset_gt import load_ground_truth
 
 def wrap_h(h, center):
     """h into [center - pi, center + pi)."""
-    return (np.asarray(h, np.float64) - center + math.pi) % (2 * math.pi) + center - math.pi
+    return wrap_around(h, center)
 
 
 @torch.no_grad()

@@ -18,7 +18,6 @@ is 2·λ_gd·(1 - s)·(ξ - mean): the camera distribution contracts.
     python bench/pose_head_probe.py --run preset=RUN_A --run no_l3=RUN_B --data ... --csv probe.csv --png probe.png
 """
 
-import glob
 import json
 import os
 import sys
@@ -110,9 +109,7 @@ def probe(pkl: str, reals: tuple, blur: tuple, seed: int, js_num: int) -> dict:
 def probe_run(run: str, reals: tuple, every: int, seed: int, js_num: int, last: bool = False) -> list:
     """Rows of every `every`-th snapshot below the run directory `run`, oldest first (the newest
     alone with `last`)."""
-    pkls = sorted(glob.glob(os.path.join(run, '**', 'network-snapshot-*.pkl'), recursive=True), key=snapshot_kimg)
-    if not pkls:
-        raise click.BadParameter(f'{run}: no network-snapshot-*.pkl below it', param_hint='--run')
+    pkls = run_files.run_snapshots(run)
     with open(os.path.join(os.path.dirname(pkls[-1]), 'training_options.json')) as f:
         loss = json.load(f)['loss_kwargs']
     blur = (loss.get('blur_init_sigma', 0.0), loss.get('blur_fade_kimg', 0.0))

@@ -37,7 +37,7 @@ from dnnlib import cli  # noqa: E402
 import plot_pose_distribution as ppd  # noqa: E402
 from gen_samples_pose import depth_to_uint16  # noqa: E402
 from metrics import estimators, metric_main, metric_utils, pose_metrics  # noqa: E402
-from run_files import (bench_layout, finish_row, load_state, open_row, run_budgeted, snapshots,  # noqa: E402
+from run_files import (bench_layout, curve_picks, finish_row, load_state, open_row, run_budgeted, snapshots,  # noqa: E402
                        write_json)
 
 from pose_rows import MODELS  # noqa: E402  (bench/pose_rows.py: the rows)
@@ -194,11 +194,6 @@ def evaluate_model(ctx, state, name):
     save_row(ctx, state, name, metrics={k: scores[k] for k in METRIC_KEYS}, status='evaluated')
 
 
-def curve_picks(num: int, most: int) -> list:
-    """Indices of at most `most` of num snapshots, evenly spread, first and last included."""
-    return sorted({int(i) for i in np.round(np.linspace(0, num - 1, min(num, most)))}) if num else []
-
-
 def update_curves(ctx, state, names):
     """pose_js and pose_err of up to --curve-points snapshots a row (cached in the state by file
     name), then the files."""
@@ -253,9 +248,9 @@ def write_report(ctx, state):
     md += ['', f'Estimator floors (held-out real images): pose_err_gt {fl.get("pose_err_gt", np.nan):.1f} deg, '
            f'depth_err_gt {fl.get("depth_err_gt", np.nan):.3f}. FID-proxy: {DETECTOR_DOC}.',
            'Lower is better in every metric column but the view gain (metrics/view_gain.py: the slope of the '
-          'estimated yaw over a ±15° sweep of G\'s own camera; ±1 = the images turn with the camera as the '
-          'data\'s views do, −1 in a mirrored frame; 0 = the object does not turn). '
-          'Figures: pose_{model}.png, samples_{model}.png, '
+           'estimated yaw over a ±15° sweep of G\'s own camera; ±1 = the images turn with the camera as the '
+           'data\'s views do, −1 in a mirrored frame; 0 = the object does not turn). '
+           'Figures: pose_{model}.png, samples_{model}.png, '
            'samples_all.png' + (', curves.png' if state.get('curves') else '') + '.']
     metric_utils.write_atomic(os.path.join(ctx.outdir, 'results.md'), ('\n'.join(md) + '\n').encode())
     grids = [np.asarray(PIL.Image.open(os.path.join(ctx.outdir, f'samples_{n}.png')).convert('RGB')) for n in done]

@@ -11,6 +11,7 @@ import sys
 import time
 
 import click
+import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -36,6 +37,26 @@ def snapshots(model_dir, kind='network-snapshot', ext='pkl'):
     (nimg from the name, snapshot_nimg)."""
     found = [(snapshot_nimg(p), p) for p in glob.glob(os.path.join(glob.escape(model_dir), '*', f'{kind}-*.{ext}'))]
     return sorted((n, p) for n, p in found if n is not None)
+
+
+def run_snapshots(run: str) -> list:
+    """Paths of the network snapshots anywhere below `run` (a train.py run directory or a folder of
+    them), oldest first; a usage error naming --run when there are none."""
+    found = [p for p in glob.glob(os.path.join(glob.escape(run), '**', 'network-snapshot-*.pkl'), recursive=True)
+             if snapshot_nimg(p) is not None]
+    if not found:
+        raise click.BadParameter(f'{run}: no network-snapshot-*.pkl below it', param_hint='--run')
+    return sorted(found, key=snapshot_nimg)
+
+
+def curve_picks(num: int, most: int) -> list:
+    """Indices of at most `most` of num items, evenly spread, the last included (and the first when
+    most >= 2)."""
+    if not num:
+        return []
+    if most == 1:
+        return [num - 1]
+    return sorted({int(i) for i in np.round(np.linspace(0, num - 1, min(num, most)))})
 
 
 def latest_state(model_dir):

@@ -12,12 +12,10 @@ the one it already trained).
         --points 8 --csv docs/data/bench_i15_view_gain_curves.csv
 """
 
-import glob
 import os
 import sys
 
 import click
-import numpy as np
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,23 +28,6 @@ from metrics import metric_main  # noqa: E402
 
 KEYS = ('view_gain', 'view_gain_camera_share', 'view_gain_camera_std', 'view_gain_image_std', 'view_gain_data_std',
         'view_gain_std', 'view_gain_estimator_slope')
-
-
-def picks(num: int, most: int) -> list:
-    """Indices of at most `most` of num items, evenly spread, the last included (and the first when
-    most >= 2)."""
-    if most == 1:
-        return [num - 1] if num else []
-    return sorted({int(i) for i in np.round(np.linspace(0, num - 1, min(num, most)))}) if num else []
-
-
-def snapshots(run: str) -> list:
-    """The network snapshots below `run`, oldest first (a usage error when there are none)."""
-    pkls = [p for p in glob.glob(os.path.join(run, '**', 'network-snapshot-*.pkl'), recursive=True)
-            if run_files.snapshot_nimg(p) is not None]
-    if not pkls:
-        raise click.BadParameter(f'{run}: no network-snapshot-*.pkl below it', param_hint='--run')
-    return sorted(pkls, key=run_files.snapshot_nimg)
 
 
 @click.command()
@@ -70,8 +51,8 @@ def main(runs, data, cache, points, num, est_steps, csv_path):
     print('| run | kimg | ' + ' | '.join(KEYS) + ' |\n|' + '---|' * (len(KEYS) + 2), flush=True)
     for spec in runs:
         name, _, run = spec.rpartition('=') if '=' in spec else (spec, '', spec)
-        pkls = snapshots(run)
-        for i in picks(len(pkls), points):
+        pkls = run_files.run_snapshots(run)
+        for i in run_files.curve_picks(len(pkls), points):
             try:
                 G = legacy.load_network(pkls[i], 'G_ema', 'cpu')
                 res = metric_main.calc_metric('view_gain', metric_kwargs=dict(num_gen=num, est_steps=est_steps),

@@ -55,17 +55,21 @@ def angular_errors(pred, target) -> dict:
             'dir': torch.rad2deg(torch.arccos(cos)).numpy()}
 
 
+def _masked_mean(mask: torch.Tensor):
+    """mean(x [N, P]) -> [N]: the per-row mean over mask [N, S, S] (flattened; a row whose mask has
+    fewer than MIN_MASK_PIXELS pixels averages all of them)."""
+    m = mask.flatten(1)
+    m = torch.where(m.sum(1, keepdim=True) < MIN_MASK_PIXELS, torch.ones_like(m), m).double()
+    n = m.sum(1)
+    return lambda x: (x * m).sum(1) / n
+
+
 def depth_errors(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor):
     """Per-image normalized errors of depth maps pred, target [N, S, S] on mask [N, S, S] bool
     after the least-squares fit a * pred + b ~ target. Returns (mae [N], rmse [N]), both
     divided by the masked std of target; an image whose mask has < 16 pixels uses all pixels."""
     pred, target = pred.double().flatten(1), target.double().flatten(1)
-    m = mask.flatten(1)
-    m = torch.where(m.sum(1, keepdim=True) < MIN_MASK_PIXELS, torch.ones_like(m), m).double()
-    n = m.sum(1)
-
-    def mean(x):
-        return (x * m).sum(1) / n
+    mean = _masked_mean(mask)
     mp, mt = mean(pred), mean(target)
     cov = mean((pred - mp[:, None]) * (target - mt[:, None]))
     var_p = mean((pred - mp[:, None]) ** 2)
@@ -74,17 +78,15 @@ def depth_errors(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor):
     std_t = mean((target - mt[:, None]) ** 2).sqrt().clamp_min(1e-12)
     return (mean(residual.abs()) / std_t).numpy(), (mean(residual ** 2).sqrt() / std_t).numpy()
 
+
 def depth_relief(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     """Per-image std of target over std of pred on mask (pred, target [N, S, S]; mask [N, S, S]
     bool; an image whose mask has < 16 pixels uses all pixels) -> [N] float64 (NaN where pred is flat)."""
     pred, target = pred.double().flatten(1), target.double().flatten(1)
-    m = mask.flatten(1)
-    m = torch.where(m.sum(1, keepdim=True) < MIN_MASK_PIXELS, torch.ones_like(m), m).double()
-    n = m.sum(1)
+    mean = _masked_mean(mask)
 
     def std(x):
-        mean = (x * m).sum(1) / n
-        return (((x - mean[:, None]) ** 2 * m).sum(1) / n).sqrt()
+        return mean((x - mean(x)[:, None]) ** 2).sqrt()
     sp = std(pred)
     return torch.where(sp > 1e-12, std(target) / sp.clamp_min(1e-12), torch.full_like(sp, float('nan'))).numpy()
 
@@ -170,26 +172,32 @@ def compute_depth_err(opts: metric_utils.MetricOptions, num_gen: int = 1000, est
                 relief=float(np.nanmedian(rows[:, 3])))
 
 
-def _holdout(opts, kind: str, estimator, est_steps, max_items):
-    """(estimator, dataset, holdout indices, estimator resolution, ground truth) for *_gt."""
-    est = get_estimator(opts, kind, estimator, est_steps)
+def _holdout_data(opts, max_items):
+    """(dataset, holdout indices, estimator resolution, ground truth) for *_gt."""
     dataset = estimators.open_labeled_dataset(opts.dataset_kwargs)
     idx = np.flatnonzero(estimators.is_holdout(np.arange(len(dataset))))[:max_items]
     if len(idx) == 0:
         raise ValueError(f'{dataset.name}: too few images for a held-out set (item i with i % 10 == 9)')
     gt = estimators.resolve_gt(opts.dataset_kwargs['path'])
-    return est, dataset, idx, estimators.estimator_resolution(dataset), gt
+    return dataset, idx, estimators.estimator_resolution(dataset), gt
+
+
+def holdout_poses(opts: metric_utils.MetricOptions, est, max_items=None, batch: int = 64):
+    """(the pose estimator `est`'s (h, v) [N, 2], the true (h, v) [N, 2]) on the held-out real images."""
+    dataset, idx, res, gt = _holdout_data(opts, max_items)
+    target = estimators.load_targets('pose', dataset, idx, res, gt)['pose']
+    pred = torch.cat([est(estimators.load_images(dataset, idx[i:i + batch], res).to(opts.device))['pose'].cpu()
+                      for i in range(0, len(idx), batch)])
+    return pred, target
 
 
 def compute_pose_err_gt(opts: metric_utils.MetricOptions, estimator=None, est_steps=None, max_items=None,
                         batch: int = 64) -> dict:
     """pose_err_gt: the pose estimator's error on held-out real images (rank 0 only)."""
-    est, dataset, idx, res, gt = _holdout(opts, 'pose', estimator, est_steps, max_items)
+    est = get_estimator(opts, 'pose', estimator, est_steps)
     if opts.rank != 0:
         return dict(value=float('nan'))
-    target = estimators.load_targets('pose', dataset, idx, res, gt)['pose']
-    pred = torch.cat([est(estimators.load_images(dataset, idx[i:i + batch], res).to(opts.device))['pose'].cpu()
-                      for i in range(0, len(idx), batch)])
+    pred, target = holdout_poses(opts, est, max_items, batch)
     err = angular_errors(pred, target)
     return dict(value=float(err['dir'].mean()), h_deg=float(err['h'].mean()), v_deg=float(err['v'].mean()))
 
@@ -197,9 +205,10 @@ def compute_pose_err_gt(opts: metric_utils.MetricOptions, estimator=None, est_st
 def compute_depth_err_gt(opts: metric_utils.MetricOptions, estimator=None, est_steps=None, max_items=None,
                          batch: int = 64) -> dict:
     """depth_err_gt: the depth estimator's error on held-out real images vs GT depth (rank 0 only)."""
-    est, dataset, idx, res, gt = _holdout(opts, 'depth', estimator, est_steps, max_items)
+    est = get_estimator(opts, 'depth', estimator, est_steps)
     if opts.rank != 0:
         return dict(value=float('nan'))
+    dataset, idx, res, gt = _holdout_data(opts, max_items)
     maes, rmses, reliefs = [], [], []
     for i in range(0, len(idx), batch):
         target = estimators.load_targets('depth', dataset, idx[i:i + batch], res, gt)

@@ -44,6 +44,11 @@ def wrap_h(h):
     return np.mod(np.asarray(h, np.float64), TWO_PI) % TWO_PI   # second mod: -1e-17 % 2pi == 2pi
 
 
+def wrap_around(h, center):
+    """h (radians, any shape) on the branch [center - pi, center + pi), float64."""
+    return np.remainder(np.asarray(h, np.float64) - center + np.pi, TWO_PI) + center - np.pi
+
+
 def _bin_index(x, lo, hi, bins):
     return np.clip(np.floor((np.asarray(x, np.float64) - lo) / (hi - lo) * bins), 0, bins - 1).astype(np.int64)
 

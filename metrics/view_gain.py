@@ -34,7 +34,7 @@ import math
 import numpy as np
 import torch
 
-from metrics import estimators, metric_utils, pose_depth_error, pose_metrics
+from metrics import metric_utils, pose_depth_error, pose_metrics
 from metrics.reprojection_error import look_at_point, yaw_camera
 from training.cameras import cam2world_to_pose
 
@@ -51,8 +51,7 @@ def sweep_slopes(deltas, yaws) -> np.ndarray:
     if d.ndim != 1 or d.size < 2 or np.ptp(d) == 0 or y.ndim != 2 or y.shape[1] != d.size:
         raise ValueError(f'sweep_slopes: need deltas [K >= 2] (not all equal) and yaws [N, K], '
                          f'got {d.shape}, {y.shape}')
-    ref = y[:, [int(np.argmin(np.abs(d)))]]
-    y = ref + np.remainder(y - ref + math.pi, 2 * math.pi) - math.pi
+    y = pose_metrics.wrap_around(y, y[:, [int(np.argmin(np.abs(d)))]])
     dc = d - d.mean()
     return ((y - y.mean(1, keepdims=True)) * dc).sum(1) / (dc ** 2).sum()
 
@@ -78,13 +77,11 @@ def swept_yaws(G, est, z, c, seed: int, deltas, pivot, G_kwargs=None) -> torch.T
     return torch.stack(yaws, dim=1)
 
 
-def estimator_slope(opts, est, estimator, est_steps, max_items=None, batch: int = 64) -> float:
+def estimator_slope(opts, est) -> float:
     """The estimator's least-squares yaw slope against the true yaw on the held-out real images."""
-    _, dataset, idx, res, gt = pose_depth_error._holdout(opts, 'pose', estimator, est_steps, max_items)
-    true = estimators.load_targets('pose', dataset, idx, res, gt)['pose'][:, 0].double().numpy()
-    pred = torch.cat([est(estimators.load_images(dataset, idx[i:i + batch], res).to(opts.device))['pose'][:, 0].cpu()
-                      for i in range(0, len(idx), batch)]).double().numpy()
-    pred = true + np.remainder(pred - true + math.pi, 2 * math.pi) - math.pi     # same branch as the truth
+    pred, target = pose_depth_error.holdout_poses(opts, est)
+    true = target[:, 0].double().numpy()
+    pred = pose_metrics.wrap_around(pred[:, 0].double().numpy(), true)     # same branch as the truth
     if np.ptp(true) == 0:
         return float('nan')
     return float(np.cov(true, pred)[0, 1] / np.var(true, ddof=1))
@@ -101,7 +98,7 @@ def compute_view_gain(opts: metric_utils.MetricOptions, num_gen: int = 200, num_
     if opts.rank != 0:
         return dict(value=float('nan'))
     slopes = sweep_slopes(deltas, rows[:, 1:])
-    ref = estimator_slope(opts, est, estimator, est_steps)
+    ref = estimator_slope(opts, est)
     data_std = float(np.degrees(unwrap(pose_metrics.reference_poses(opts)[:, 0]).std()))
     return dict(value=float(slopes.mean()), abs=float(np.abs(slopes).mean()), std=float(slopes.std()),
                 estimator_slope=ref, **camera_share(rows[:, 0], rows[:, 1 + int(np.argmin(np.abs(deltas)))]),
@@ -111,8 +108,7 @@ def compute_view_gain(opts: metric_utils.MetricOptions, num_gen: int = 200, num_
 def unwrap(x) -> np.ndarray:
     """Angles [N] (radians) on the branch around their circular mean, float64."""
     x = np.asarray(x, dtype=np.float64)
-    mean = math.atan2(np.sin(x).mean(), np.cos(x).mean())
-    return mean + np.remainder(x - mean + math.pi, 2 * math.pi) - math.pi
+    return pose_metrics.wrap_around(x, math.atan2(np.sin(x).mean(), np.cos(x).mean()))
 
 
 def camera_share(camera, image) -> dict:
