@@ -57,3 +57,4 @@ def test_curve_picks_spread_evenly_with_both_ends():
     assert pose_learning.curve_picks(10, 4) == [0, 3, 6, 9]
     picks = pose_learning.curve_picks(161, 40)
     assert len(picks) == 40 and picks[0] == 0 and picks[-1] == 160
+    assert pose_learning.curve_picks(10, 1) == [9]          # one pick: the newest (view_gain_curve --points 1)
