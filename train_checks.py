@@ -12,6 +12,7 @@ import click
 import dnnlib
 from training import config as config_lib
 from training.rendering.options import RenderingOptions
+from training.superresolution import SR_BY_RESOLUTION
 
 
 def check_config(c) -> None:
@@ -170,16 +171,24 @@ def check_feature_volume(c) -> None:
 def check_shading(c) -> None:
     """Shading options without the shading stage, or shading without its representation -> usage errors."""
     m = c.model
-    if m.shading != 'none' and m.representation != 'film_siren':
-        raise click.UsageError(f'--shading {m.shading} needs --representation film_siren (an albedo head; the '
-                               f'tri-plane OSG decoder has none)')
+    if m.shading != 'none' and m.representation not in ('film_siren', 'triplane'):
+        raise click.UsageError(f'--shading {m.shading} needs --representation film_siren or triplane (an albedo '
+                               f'colour and a twice-differentiable field), got {m.representation}')
+    if m.shading != 'none' and m.representation == 'triplane' and m.superres and \
+            c.data.dataset_resolution in SR_BY_RESOLUTION:
+        raise click.UsageError(f'--shading {m.shading} shades the rendered image itself: the tri-plane at '
+                               f'{c.data.dataset_resolution} px has a super-resolution module; add --superres False')
+    if m.albedo_light and m.representation != 'film_siren':
+        raise click.UsageError('--albedo_light True needs --representation film_siren (the tri-plane decoder '
+                               'has no light input)')
     shading_fields = ['light_source', 'albedo_light', 'shading_start_steps', 'shading_ramp_steps'] + \
         [f'light_{key}' for key in config_lib.LIGHT_LAW_KEYS]
     changed = [f for f in shading_fields if getattr(m, f) != getattr(config_lib.ModelConfig, f)]
     if changed and m.shading == 'none':
         raise click.UsageError(f'--{changed[0]} needs --shading lambertian')
-    if not m.albedo_view and m.representation != 'film_siren':
-        raise click.UsageError('--albedo_view False needs --representation film_siren')
+    if not m.albedo_view and m.representation == 'feature_volume':   # (the tri-plane's colour never sees the view)
+        raise click.UsageError('--albedo_view False needs --representation film_siren (feature_volume: '
+                               '--view_dependent)')
     law = [f'light_{key}' for key in config_lib.LIGHT_LAW_KEYS if key not in ('a_mean', 'd_mean')]
     moved = [f for f in law if getattr(m, f) != getattr(config_lib.ModelConfig, f)]
     if m.light_source == 'fixed' and moved:

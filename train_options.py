@@ -158,7 +158,8 @@ OPTIONS = [
     (('--siren_hidden',), POS_INT, 'film_siren: FiLM-SIREN width [default: 256]'),
     (('--siren_layers',), POS_INT, 'film_siren: FiLM-sine layers of the trunk [default: 8]'),
     (('--shading',), click.Choice(config_lib.SHADINGS),
-     'Shading after compositing: none, lambertian (ShadeGAN; needs --representation film_siren) [default: none]'),
+     'Shading after compositing: none, lambertian (ShadeGAN; --representation film_siren, or triplane with '
+     '--superres False) [default: none]'),
     (('--light_source',), click.Choice(config_lib.LIGHT_SOURCES),
      'lambertian: light per image, mvn (the --light_* law) or fixed (frontal, the ablation) [default: mvn]'),
     *[((f'--light_{key}',), NONNEG_FLOAT if key.endswith('std') else F,

@@ -50,6 +50,11 @@ MODELS = {
     'gof': ('GOF (occupancy, shrinking window)', 'gof', []),
     'shadegan': ('ShadeGAN (Lambertian, MVN light)', 'shadegan', []),
     'shadegan_fixed': ('ShadeGAN, wrong fixed light', 'shadegan', ['--light_source', 'fixed']),
+    # ShadeGAN's shading on the tri-plane (whose normals are surface-like early; the FiLM-SIREN's are not):
+    # the tri-plane row plus shading, its mapping at the tri-plane's own lr (no unique_lr).
+    'shadegan_triplane': ('ShadeGAN shading, tri-plane field', 'shadegan', _TRIPLANE + ['--mapping_lr_mul', '1']),
+    'shadegan_triplane_fixed': ('ShadeGAN shading, tri-plane, wrong fixed light', 'shadegan',
+                                _TRIPLANE + ['--mapping_lr_mul', '1', '--light_source', 'fixed']),
     'pof3d_gof': ('GOF + PoF3D learned pose', 'gof', _LEARNED),
     'pof3d_pigan': ('pi-GAN + PoF3D learned pose', 'pigan', _LEARNED),
     'pof3d_volumegan': ('VolumeGAN + PoF3D learned pose', 'volumegan', _LEARNED),
@@ -73,7 +78,8 @@ CURVE_KEYS = ('kid_est', 'depth_err', 'reproj_err')
 # left its warm start), so each row gets them rescaled to the steps its budget buys, from the CPU
 # seconds per step measured on one thread at 8 CPU-minutes (docs/data/seed_bench_results.md).
 SEC_PER_STEP = dict(pigan=2.5, triplane=1.15, gof=3.0, shadegan=3.7, shadegan_fixed=3.7,
-                    pof3d_gof=3.0, pof3d_pigan=2.5)   # pose rows at the plain rows' speed: schedules run late
+                    pof3d_gof=3.0, pof3d_pigan=2.5,   # pose rows at the plain rows' speed: schedules run late
+                    shadegan_triplane=1.7, shadegan_triplane_fixed=1.7)   # shaded from step 0 (0.16 kimg, 1 thread)
 STEP_FIELDS = dict(density_noise_fade_steps=1, shading_start_steps=1, shading_ramp_steps=1, window_warmup_steps=1,
                    window_decay=-1, opacity_growth=-1)   # field -> power of the step ratio
 # Shading a field before it holds a shape trains on the Lambertian term of noise normals (20-min

@@ -20,7 +20,11 @@ from training.light_sources import FixedLight, MVNLight, build_light_source
 from training.rendering.normals import NormalField, field_normals
 from training.rendering.options import RenderSchedule
 from training.rendering.shading import lambertian, shading_factor
+from training.rendering.field import TriplaneField
 from training.rendering.siren_field import SirenField
+from training.representations import check_shading
+from torch_utils.ops import grid_sample_gradfix
+from training.rendering.decoder import OSGDecoder
 from training.synthetic.lights import LightMVN, lambertian_shading
 
 pytestmark = pytest.mark.usefixtures('single_thread')   # tiny tensors (tests/conftest.py)
@@ -212,14 +216,65 @@ def test_shading_none_is_unchanged_and_ratio_zero_is_the_albedo_render():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in shaded.decoder.film.parameters())
 
 
+def make_triplane_G(shading='none', **kwargs):
+    torch.manual_seed(0)
+    return TriPlaneGenerator(Z, 25, W, 8, 3, pose_source='prior', rendering_kwargs=RK, plane_resolution=8,
+                             plane_channels=4, mapping_kwargs=dict(num_layers=2), channel_base=64, channel_max=16,
+                             shading=shading, **kwargs)
+
+
+def test_triplane_normal_field_is_twice_differentiable_under_the_plain_grid_sample():
+    """NormalField over a tri-plane: the appended normals are -d sigma / d x_hat (central differences,
+    float64), and gradcheck of them w.r.t. the planes passes with the training loop's plain
+    grid_sample (the normals query goes through the gradfix op, which has a double backward)."""
+    torch.manual_seed(0)
+    decoder = OSGDecoder(4, {'decoder_lr_mul': 1, 'decoder_output_dim': 32}).double()
+    planes = torch.randn(1, 3, 4, 8, 8, dtype=torch.float64)
+    points = torch.rand(1, 5, 3, dtype=torch.float64) * 0.6 - 0.3
+    saved = grid_sample_gradfix.enabled
+    grid_sample_gradfix.enabled = False
+    try:
+        inner = TriplaneField(planes, decoder, 'correct', 0.5)
+        features, sigma = NormalField(inner).query(points)
+        assert features.shape == (1, 5, 6)
+        torch.testing.assert_close(features[..., :3], inner.query(points, None, 3)[0])
+        step = 1e-6
+        fd = torch.stack([(inner.query(points + step * e, None, 1)[1] - inner.query(points - step * e, None, 1)[1])
+                          [..., 0] / (2 * step) for e in torch.eye(3, dtype=torch.float64)], dim=-1)
+        torch.testing.assert_close(features[..., 3:], -fd * 0.5 / 2, atol=1e-6, rtol=1e-5)
+        assert torch.autograd.gradcheck(lambda p: NormalField(TriplaneField(p, decoder, 'correct', 0.5)).query(
+            points)[0][..., 3:], (planes.clone().requires_grad_(True),))
+    finally:
+        grid_sample_gradfix.enabled = saved
+
+
+def test_triplane_shading_ratio_zero_is_the_plain_render_and_trains_the_planes():
+    plain, shaded = make_triplane_G(), make_triplane_G('lambertian', light_source='fixed')
+    assert plain.state_dict().keys() == shaded.state_dict().keys()
+    z, c = torch.randn(2, Z), label(2)
+    light = torch.tensor([[0.3, 0.5, 0.2, 0.1]] * 2)
+    a = plain(z, c, generator=torch.Generator().manual_seed(1))
+    b = shaded(z, c, generator=torch.Generator().manual_seed(1), light=light,
+               render_schedule=RenderSchedule(shading_ratio=0.0))
+    torch.testing.assert_close(a.image, b.image, atol=1e-6, rtol=0)
+    full = shaded(z, c, generator=torch.Generator().manual_seed(1), light=light)
+    assert not torch.allclose(full.image, a.image)
+    full.image.sum().backward()     # double backward through the planes (gradfix) and the decoder
+    grads = [p.grad for p in [*shaded.backbone.synthesis.parameters(), *shaded.decoder.parameters()]]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
 def test_light_conditioned_albedo_and_bad_combinations():
     G = make_G('lambertian', representation_kwargs=dict(view_condition=False, light_condition=True),
                light_source='fixed')
     assert G.decoder.color_film.in_features == H + 4
     out = G(torch.randn(2, Z), label(2), generator=torch.Generator().manual_seed(0))
     assert out.image.shape == (2, 3, 8, 8) and torch.isfinite(out.image).all()
-    with pytest.raises(ValueError, match="needs representation='film_siren'"):
-        TriPlaneGenerator(Z, 25, W, 8, 3, pose_source='prior', rendering_kwargs=RK, shading='lambertian')
+    with pytest.raises(ValueError, match="needs representation 'film_siren' or 'triplane'"):
+        check_shading('lambertian', 'feature_volume', {})
+    with pytest.raises(ValueError, match='superresolution_module None'):
+        TriPlaneGenerator(Z, 25, W, 32, 3, pose_source='prior', shading='lambertian',
+                          rendering_kwargs={**RK, 'superresolution_module': 'SuperresolutionHybrid2X'})
     with pytest.raises(ValueError, match="light_condition=True"):
         make_G(representation_kwargs=dict(light_condition=True))
 
@@ -268,8 +323,36 @@ def test_shadegan_trains_and_its_snapshot_loads_and_renders(heads, tmp_path):
     assert out.image.shape == (2, 3, 16, 16) and torch.isfinite(out.image).all()
 
 
+def test_triplane_shading_with_a_superresolution_module_is_a_usage_error():
+    import click
+    import train_checks
+    c = config_lib.build_config('synthetic', data='x.zip', shading='lambertian', dataset_resolution=128, superres=True)
+    with pytest.raises(click.UsageError, match='128 px has a super-resolution module; add --superres False'):
+        train_checks.check_shading(c)
+    train_checks.check_shading(config_lib.build_config('synthetic', data='x.zip', shading='lambertian',
+                                                       dataset_resolution=128, superres=False))
+
+
+def test_shadegan_on_the_triplane_trains_and_its_snapshot_loads_and_renders(heads, tmp_path):
+    run_dir = train_tiny('shadegan', heads, tmp_path / 'runs', '--representation', 'triplane', '--mapping_lr_mul', '1',
+                         '--override',
+                         'plane_resolution=8', '--override', 'plane_channels=4', '--shading_start_steps', '0',
+                         '--shading_ramp_steps', '1', *TINY_SAMPLES)
+    with open(run_dir / 'network-snapshot-000000.016.pkl', 'rb') as f:
+        G = legacy.load_network_pkl(f)['G_ema']
+    assert G.shading == 'lambertian' and G.representation == 'triplane' and G.superresolution is None
+    z, light = torch.randn(2, G.z_dim), torch.tensor([[0.0, 0.5, 0.5, 0.0]] * 2)
+    out = G(z, label(2), generator=torch.Generator().manual_seed(1), light=light)
+    albedo = G(z, label(2), generator=torch.Generator().manual_seed(1), light=light,
+               render_schedule=RenderSchedule(shading_ratio=0.0))
+    assert out.image.shape == (2, 3, 16, 16) and torch.isfinite(out.image).all()
+    assert not torch.allclose(out.image, albedo.image)
+
+
 @pytest.mark.parametrize('args, named', [(['--cfg', 'pigan', '--light_source', 'fixed'], '--light_source'),
-                                         (['--cfg', 'synthetic', '--shading', 'lambertian'], 'film_siren'),
+                                         (['--cfg', 'volumegan', '--shading', 'lambertian'], 'film_siren or triplane'),
+                                         (['--cfg', 'shadegan', '--representation', 'triplane', '--mapping_lr_mul',
+                                           '1', '--albedo_light', 'True'], '--albedo_light'),
                                          (['--cfg', 'shadegan', '--light_source', 'fixed', '--light_lx_mean', '1'],
                                           '--light_lx_mean')])
 def test_shading_usage_errors_are_one_line(heads, tmp_path, args, named):

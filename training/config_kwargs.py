@@ -79,7 +79,7 @@ def G_kwargs(c: 'TrainConfig') -> dict:
                 neural_rendering_resolution=c.rendering.neural_rendering_resolution_initial,
                 sr_num_fp16_res=m.sr_num_fp16_res, sr_kwargs=dict(fused_modconv_default='inference_only'),
                 rendering_kwargs=rendering_kwargs(c), symmetry=m.symmetry,
-                symmetry_axis=MIRROR_AXES[c.loss.flip_type])
+                symmetry_axis=MIRROR_AXES[c.loss.flip_type], **_shading_G_kwargs(c))
 
 
 def _film_siren_G_kwargs(c: 'TrainConfig', pose_kwargs) -> dict:

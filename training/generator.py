@@ -92,8 +92,8 @@ class TriPlaneGenerator(torch.nn.Module):
     n_layers, view_condition, light_condition) | 'feature_volume' (VolumeGAN: backbone = StyleGAN2
     mapping + feature volume, decoder = point MLP, image head 'NeuralRenderer1x1' or None); see
     training/representations.py.
-    shading: 'none' | 'lambertian' (ShadeGAN, film_siren only: albedo x (k_a + k_d max(0, N . L))
-    after compositing, SEEDS_SPEC §4.3); light_source 'mvn' | 'fixed' with light_kwargs (its
+    shading: 'none' | 'lambertian' (ShadeGAN, film_siren or triplane without super-resolution: albedo
+    x (k_a + k_d max(0, N . L)) after compositing, SEEDS_SPEC §4.3); light_source 'mvn' | 'fixed' with light_kwargs (its
     law; training/light_sources.py) draws the light per image.
     """
 
@@ -116,7 +116,8 @@ class TriPlaneGenerator(torch.nn.Module):
         check_representation(representation, representation_kwargs, symmetry, self.rendering_kwargs, mapping_kwargs,
                              synthesis_kwargs)
         self.representation = representation
-        check_shading(shading, representation, representation_kwargs)
+        check_shading(shading, representation, representation_kwargs,
+                      self.rendering_kwargs.get('superresolution_module'))
         self.shading = shading
         self._apply_rendering_kwargs()
 

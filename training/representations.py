@@ -165,12 +165,21 @@ def representation_field(name: str, code, decoder: torch.nn.Module, options, lig
     return TriplaneField(code, decoder, options.plane_axes, options.box_warp)
 
 
-def check_shading(shading: str, representation: str, representation_kwargs: dict) -> None:
-    """ValueError naming the options for a shading stage the generator cannot build."""
+SHADED_REPRESENTATIONS = ('film_siren', 'triplane')   # an RGB colour to read as albedo, a twice-differentiable sigma
+
+
+def check_shading(shading: str, representation: str, representation_kwargs: dict,
+                  superresolution_module=None) -> None:
+    """ValueError naming the options for a shading stage the generator cannot build. The tri-plane's
+    albedo is its decoder's first 3 channels (the RGB of an SR-free render); it has no view or light
+    input, so only the FiLM-SIREN takes a light-conditioned head."""
     if shading not in SHADINGS:
         raise ValueError(f'shading must be one of {SHADINGS}, got {shading!r}')
-    if shading != 'none' and representation != 'film_siren':
-        raise ValueError(f"shading={shading!r} needs representation='film_siren' (its albedo head and twice-"
-                         f"differentiable field); the tri-plane OSG decoder has no albedo head")
+    if shading != 'none' and representation not in SHADED_REPRESENTATIONS:
+        raise ValueError(f"shading={shading!r} needs representation 'film_siren' or 'triplane' (an albedo colour "
+                         f"and a twice-differentiable field), got {representation!r}")
+    if shading != 'none' and superresolution_module is not None:
+        raise ValueError(f"shading={shading!r} shades the rendered image itself: it needs superresolution_module "
+                         f"None (got {superresolution_module!r})")
     if representation_kwargs.get('light_condition') and shading == 'none':
         raise ValueError("light_condition=True (a light-conditioned albedo head) needs shading='lambertian'")

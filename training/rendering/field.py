@@ -63,7 +63,7 @@ class TriplaneField:
         """(features [N, K, C'], sigma [N, K, 1] raw) at points [N, K, 3], and the normals [N, K, 3]
         when need_normal; see the module docstring."""
         if need_normal:
-            return query_with_normals(self._twice_differentiable_query, points, directions, channels)
+            return query_with_normals(self.twice_differentiable_query, points, directions, channels)
         params = self._params(channels)
         if params is not None:
             return decode_triplane(self.planes, self.plane_axes, params, points, self.box_warp)
@@ -71,7 +71,7 @@ class TriplaneField:
         out = self.decoder(sample_from_planes(axes, self.planes, points, box_warp=self.box_warp), directions)
         return out['rgb'], out['sigma']
 
-    def _twice_differentiable_query(self, points, directions, channels):
+    def twice_differentiable_query(self, points, directions, channels):
         """`query` through ops with a double backward (the normals' losses differentiate the
         gradient w.r.t. the points): grid_sample's gradfix forced on (the training loop runs the
         plain op), the plane mean and the decoder MLP with plain autograd (the fast

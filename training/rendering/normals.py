@@ -57,7 +57,8 @@ def field_normals(field, points: torch.Tensor, directions: Optional[torch.Tensor
     """field.query at points [N, K, 3] (world) -> (features [N, K, C], sigma [N, K, 1] raw,
     normals [N, K, 3] = -d sigma / d x_hat, world axes, unnormalized; ShadeGAN's rule). x_hat =
     x * 2 / box_warp (the field's box), so d/d x_hat = (box_warp / 2) d/dx."""
-    features, sigma, grad = sigma_gradient(field.query, points, directions, channels, keep_points_graph=True)
+    query = getattr(field, 'twice_differentiable_query', field.query)   # the tri-plane's gradfix path
+    features, sigma, grad = sigma_gradient(query, points, directions, channels, keep_points_graph=True)
     return features, sigma, grad * (-field.box_warp / 2)
 
 
@@ -83,7 +84,7 @@ class NormalField:
             return self.inner.query(points, directions, channels, need_normal=True)
         if channels is not None and channels <= self.channels:
             return self.inner.query(points, directions, channels)
-        features, sigma, normals = field_normals(self.inner, points, directions)
+        features, sigma, normals = field_normals(self.inner, points, directions, self.channels)
         return torch.cat([features[..., :self.channels], normals.to(features.dtype)], dim=-1), sigma
 
     def kernel_inputs(self):
