@@ -27,7 +27,7 @@ import run_files  # noqa: E402
 from metrics import metric_main  # noqa: E402
 
 KEYS = ('view_gain', 'view_gain_camera_share', 'view_gain_camera_std', 'view_gain_image_std', 'view_gain_data_std',
-        'view_gain_std', 'view_gain_estimator_slope')
+        'view_gain_std', 'view_gain_estimator_slope', 'view_gain_inner', 'view_gain_inner_frac')
 
 
 @click.command()

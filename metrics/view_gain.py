@@ -25,8 +25,12 @@ view_gain: for each of num_gen z (random z and dataset label c, as pose_err), G 
   yaws and of the yaws its images show; data_std: the spread of the dataset's true yaws (its camera
   labels, metrics/pose_metrics.py `reference_poses`).
 Caveat: the estimator only knows the data's views. A sweep that leaves the data's yaw range
-(cameras near its edge, or between the modes of a multimodal law) reads a smaller slope; keep
-sweep_deg well inside the data's range.
+(cameras near its edge, or between the modes of a multimodal law) reads a smaller slope, so a
+wide camera law scores a lower value than a narrow one with the same field. inner is the mean
+slope over the latents whose whole sweep stays inside the data's yaw range (the view at δ = 0,
+as the estimator reads it, at least sweep_deg inside the 2.5-97.5 % quantiles of the data's true
+yaws; NaN when none does), inner_frac their share. It still counts sweeps between the modes of a
+multimodal law.
 """
 
 import math
@@ -99,10 +103,25 @@ def compute_view_gain(opts: metric_utils.MetricOptions, num_gen: int = 200, num_
         return dict(value=float('nan'))
     slopes = sweep_slopes(deltas, rows[:, 1:])
     ref = estimator_slope(opts, est)
-    data_std = float(np.degrees(unwrap(pose_metrics.reference_poses(opts)[:, 0]).std()))
+    data_yaw = pose_metrics.reference_poses(opts)[:, 0]
+    centre = rows[:, 1 + int(np.argmin(np.abs(deltas)))]
     return dict(value=float(slopes.mean()), abs=float(np.abs(slopes).mean()), std=float(slopes.std()),
-                estimator_slope=ref, **camera_share(rows[:, 0], rows[:, 1 + int(np.argmin(np.abs(deltas)))]),
-                data_std=data_std)
+                estimator_slope=ref, **camera_share(rows[:, 0], centre),
+                data_std=float(np.degrees(unwrap(data_yaw).std())),
+                **inner_gain(slopes, centre, data_yaw, math.radians(sweep_deg)))
+
+
+def inner_gain(slopes, view_yaw, data_yaw, sweep: float, tail: float = 0.025) -> dict:
+    """slopes [N], view_yaw [N] (the estimated yaw of each latent's view at δ = 0), data_yaw [M]
+    (the data's true yaws), radians -> {inner: mean slope over the latents with view_yaw in
+    [q_tail + sweep, q_(1 - tail) - sweep] of the data's yaws (NaN when none), inner_frac}."""
+    data = unwrap(data_yaw)
+    mean = math.atan2(np.sin(data).mean(), np.cos(data).mean())
+    lo, hi = np.quantile(data, [tail, 1 - tail])
+    view = pose_metrics.wrap_around(np.asarray(view_yaw, dtype=np.float64), mean)
+    keep = (view >= lo + sweep) & (view <= hi - sweep)
+    return dict(inner=float(np.asarray(slopes)[keep].mean()) if keep.any() else float('nan'),
+                inner_frac=float(keep.mean()))
 
 
 def unwrap(x) -> np.ndarray:

@@ -49,19 +49,20 @@ def decode(images: torch.Tensor) -> dict:
 class CameraImageG(torch.nn.Module):
     """Renders θ = π/2 + gain·(h − π/2) + turn·z₀ for the camera h it is given (the label c's when
     none is, or always c's with follow=False: the sweep does not move the object), turned by
-    turn·z₀ in its frame."""
+    turn·z₀ in its frame; the offset from π/2 clamped to ±limit (views that stop at the data's edge,
+    as an estimator that knows only the data's range reads them)."""
 
     z_dim, c_dim, rendering_kwargs = 4, 25, {}
 
-    def __init__(self, gain: float, follow: bool = True, turn: float = 0.0):
+    def __init__(self, gain: float, follow: bool = True, turn: float = 0.0, limit: float = math.inf):
         super().__init__()
-        self.gain, self.follow, self.turn = gain, follow, turn
+        self.gain, self.follow, self.turn, self.limit = gain, follow, turn, limit
 
     def forward(self, z, c, cam2world=None, generator=None):
         own = Camera.from_label(c).cam2world
         cam = cam2world if (cam2world is not None and self.follow) else own
         h = cam2world_to_pose(cam)[0][:, 0]
-        theta = math.pi / 2 + self.gain * (h - math.pi / 2) + self.turn * z[:, 0]
+        theta = math.pi / 2 + (self.gain * (h - math.pi / 2) + self.turn * z[:, 0]).clamp(-self.limit, self.limit)
         return {'image': encode(theta), 'cam2world': own if cam2world is None else cam2world}
 
 
@@ -79,8 +80,11 @@ def coded_zip(tmp_path_factory):
 def test_metric_reads_how_far_the_image_turns(coded_zip, tmp_path, gain, follow, expected):
     res = view_gain(coded_zip, tmp_path, CameraImageG(gain, follow), num_gen=6)
     assert set(res) == {'view_gain', 'view_gain_abs', 'view_gain_std', 'view_gain_estimator_slope',
-                        'view_gain_camera_share', 'view_gain_camera_std', 'view_gain_image_std', 'view_gain_data_std'}
+                        'view_gain_camera_share', 'view_gain_camera_std', 'view_gain_image_std', 'view_gain_data_std',
+                        'view_gain_inner', 'view_gain_inner_frac'}
     assert res.view_gain == pytest.approx(expected, abs=0.03)
+    assert res.view_gain_inner == pytest.approx(expected, abs=0.03)
+    assert res.view_gain_inner_frac == (1.0 if abs(gain) < 1 else pytest.approx(0.5, abs=0.3))
     assert res.view_gain_abs == pytest.approx(abs(expected), abs=0.03) and res.view_gain_std < 0.03
     assert res.view_gain_estimator_slope == pytest.approx(1.0, abs=0.03)
     assert res.view_gain_data_std == pytest.approx(np.degrees(np.linspace(-0.6, 0.6, 20).std()), rel=1e-4)
@@ -97,6 +101,18 @@ def test_an_object_turned_in_its_frame_lowers_the_camera_share(coded_zip, tmp_pa
     res = view_gain(coded_zip, tmp_path, CameraImageG(1.0, turn=0.6), num_gen=60)
     assert res.view_gain == pytest.approx(1.0, abs=0.03)
     assert res.view_gain_camera_share < 0.6 and res.view_gain_image_std > 1.4 * res.view_gain_camera_std
+
+
+def test_sweeps_past_the_data_edge_read_low_and_inner_keeps_the_rest(coded_zip, tmp_path):
+    """Views that stop at the data's edge (±0.6 rad): sweeps from cameras near it read a slope
+    below 1, the mean falls; inner keeps the latents whose view is >= 15° inside the data's
+    2.5-97.5 % range, |θ0 − π/2| <= 0.57 − 0.26 rad here, where the slope is exactly 1."""
+    res = view_gain(coded_zip, tmp_path, CameraImageG(1.0, limit=0.6), num_gen=40)
+    assert res.view_gain < 0.9
+    assert res.view_gain_inner == pytest.approx(1.0, abs=0.03)
+    lo, hi = np.quantile(np.linspace(-0.6, 0.6, 20), [0.025, 0.975])
+    # cameras from the labels, uniform over ±0.6: the share inside ±((hi − lo)/2 − 15°) is ~0.52
+    assert res.view_gain_inner_frac == pytest.approx(((hi - lo) / 2 - math.radians(15)) / 0.6, abs=0.2)
 
 
 def view_gain(zip_path, tmp_path, G, **metric_kwargs):
