@@ -85,14 +85,16 @@ STEP_FIELDS = dict(density_noise_fade_steps=1, shading_start_steps=1, shading_ra
 # Shading a field before it holds a shape trains on the Lambertian term of noise normals (20-min
 # ShadeGAN with the start rescaled to step 11: noise images, KID-est 80e-3); pi-GAN at the CPU-scale
 # rates draws heads after ~200 steps (docs/seed_methods.md).
-SHAPE_STEPS = 200
+# The tri-plane under pi-GAN's recipe is still a blur at 1.5 kimg (step 190) and draws head silhouettes
+# from ~2.6 kimg (the 20-minute `triplane` row's snapshots), so its shading waits for step 400.
+SHAPE_STEPS = dict(shadegan=200, shadegan_fixed=200, shadegan_triplane=400, shadegan_triplane_fixed=400)
 RUN_ONLY = ('outdir', 'models', 'curves', 'curve_points', 'curve_num')   # options that leave results alone
 
 
 def schedule_args(name: str, budget_s: float) -> list:
     """train.py options that rescale the row's preset schedules to the steps its budget buys (see
     SEC_PER_STEP); none for rows without a measured speed or whose budget buys the preset's steps.
-    ShadeGAN's shading waits for a shape (SHAPE_STEPS, at most half the row), its ramp keeps the
+    ShadeGAN's shading waits for a shape (SHAPE_STEPS of the row, at most half the row), its ramp keeps the
     preset's ratio to the start."""
     if name not in SEC_PER_STEP:
         return []
@@ -103,7 +105,7 @@ def schedule_args(name: str, budget_s: float) -> list:
         return []
     got = {field: preset[field] * ratio ** power for field, power in STEP_FIELDS.items() if field in preset}
     if 'shading_start_steps' in got:
-        start = max(got['shading_start_steps'], min(SHAPE_STEPS, steps / 2))
+        start = max(got['shading_start_steps'], min(SHAPE_STEPS.get(name, 200), steps / 2))
         got['shading_ramp_steps'] *= start / got['shading_start_steps']
         got['shading_start_steps'] = start
     return [arg for field, value in got.items() for arg in (f'--{field}', f'{value:.6g}')]

@@ -85,5 +85,7 @@ def test_schedule_args_rescale_the_presets_step_schedules_to_the_budget():
     long = dict(zip(*[iter(seed_methods.schedule_args('shadegan', 7200))] * 2))   # 1946 steps: from step 200
     assert float(long['--shading_start_steps']) == pytest.approx(200)
     assert float(long['--shading_ramp_steps']) == pytest.approx(80, rel=1e-2)
+    tri = dict(zip(*[iter(seed_methods.schedule_args('shadegan_triplane', 7200))] * 2))   # the tri-plane: step 400
+    assert float(tri['--shading_start_steps']) == pytest.approx(400)
     assert seed_methods.schedule_args('volumegan', 1200) == []     # no step schedule measured for it
     assert seed_methods.schedule_args('gof', 1e9) == []            # the budget buys the preset's steps
