@@ -43,7 +43,8 @@ from run_files import (bench_layout, curve_picks, finish_row, load_state, open_r
 from pose_rows import MODELS  # noqa: E402  (bench/pose_rows.py: the rows)
 DEFAULT_POSE = 'mix:pi/4:0.2:0.5,3pi/4:0.2:0.5'   # two three-quarter yaw modes, 90 degrees apart
 METRIC_KEYS = ('kid_est', 'depth_err', 'pose_err', 'pose_err_raw', 'pose_js', 'pose_js_raw', 'pose_js_yaw',
-               'pose_js_raw_yaw', 'pose_js_sym', 'pose_js_sym_yaw', 'view_gain', 'view_gain_estimator_slope')
+               'pose_js_raw_yaw', 'pose_js_sym', 'pose_js_sym_yaw', 'view_gain', 'view_gain_estimator_slope',
+               'pose_err_view_js_yaw')
 VIEW_GAIN_NUM = 200   # latents of the view_gain sweep (5 views each): its std over z is ~0.3, so ±0.02
 CURVE_KEYS = ('pose_js', 'pose_js_raw', 'pose_err', 'pose_err_raw')
 SMOKE = dict(num=64, budget_min=1 / 3, kimg_max=1.0, tick=0.008, est_steps=20, kid_num=32, js_num=500,
@@ -239,17 +240,19 @@ def write_report(ctx, state):
           f'{s["num"]} {s["family"]}s at {s["resolution"]} px, poses `{s["pose"]}`; budget {s["budget_min"]:.3g} '
           f'min wall per model (kimg cap {s["kimg_max"]:g}), train seed {s["seed"]}.', '',
           '| Model | kimg | train s | KID-est x1e3 | depth_err | pose_err (deg) | pose_err raw | JS aligned | JS raw '
-          '| JS yaw aligned | JS mirror-closed | view gain |',
-          '|---|---|---|---|---|---|---|---|---|---|---|---|']
+          '| JS yaw aligned | JS mirror-closed | view gain | views\' yaw JS |',
+          '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     md += [f'| {m["label"]} | {m["kimg"]:.3g} | {m["seconds"]:.0f} | {m["kid_est"] * 1e3:.3g} | {m["depth_err"]:.3f} '
            f'| {m["pose_err"]:.1f} | {m["pose_err_raw"]:.1f} | {m["pose_js"]:.3f} | {m["pose_js_raw"]:.3f} '
-           f'| {m["pose_js_yaw"]:.3f} | {m["pose_js_sym"]:.3f} | {m.get("view_gain", np.nan):.2f} |'
+           f'| {m["pose_js_yaw"]:.3f} | {m["pose_js_sym"]:.3f} | {m.get("view_gain", np.nan):.2f} '
+           f'| {m.get("pose_err_view_js_yaw", np.nan):.3f} |'
            for m in models.values()]
     md += ['', f'Estimator floors (held-out real images): pose_err_gt {fl.get("pose_err_gt", np.nan):.1f} deg, '
            f'depth_err_gt {fl.get("depth_err_gt", np.nan):.3f}. FID-proxy: {DETECTOR_DOC}.',
            'Lower is better in every metric column but the view gain (metrics/view_gain.py: the slope of the '
            'estimated yaw over a ±15° sweep of G\'s own camera; ±1 = the images turn with the camera as the '
-           'data\'s views do, −1 in a mirrored frame; 0 = the object does not turn). '
+           'data\'s views do, −1 in a mirrored frame; 0 = the object does not turn). Views\' yaw JS: the yaw JS '
+           'of the poses the estimator reads from G\'s images against the data\'s (no alignment; what D sees). '
            'Figures: pose_{model}.png, samples_{model}.png, '
            'samples_all.png' + (', curves.png' if state.get('curves') else '') + '.']
     metric_utils.write_atomic(os.path.join(ctx.outdir, 'results.md'), ('\n'.join(md) + '\n').encode())

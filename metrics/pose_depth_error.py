@@ -12,7 +12,11 @@ pose_err: num_gen images G(z, c)['image'] (random z, random dataset label c, qua
                 camera positions (pose_to_origin(h, v, 1)), i.e. between the viewing directions
                 of cameras aimed at the origin.
   value = mean dir error (aligned); also h_deg, v_deg (aligned, means), raw (dir error
-  without alignment), yaw_offset (radians), mirror (1/0).
+  without alignment), yaw_offset (radians), mirror (1/0), and view_js / view_js_yaw: the JS
+  (joint / yaw, nats, pose_js's bins, no alignment: the estimator reads in the data's frame) of
+  the estimated poses of G's images against the dataset's poses. pose_js asks whether G's
+  *cameras* follow the data's law; view_js whether the *views its images show* do (what D sees).
+  From num_gen images, so biased up by about (bins - 1) / (4 num_gen): ~0.009 for the yaw at 1000.
 depth_err: the estimator's depth map of each generated image vs G's rendered depth
   out['image_depth'] (ray distance) bilinearly resampled to the estimator's S x S. On the mask
   M = the estimator's foreground (p > 0.5; the whole image when M has < 16 pixels), the
@@ -148,8 +152,10 @@ def compute_pose_err(opts: metric_utils.MetricOptions, num_gen: int = 1000, esti
     aligned = np.stack([pose_metrics.apply_alignment(rows[:, 2], offset, mirror), rows[:, 3]], axis=1)
     err = angular_errors(rows[:, :2], aligned)
     raw = angular_errors(rows[:, :2], rows[:, 2:])
+    views = pose_metrics.pose_js_from_poses(rows[:, :2], pose_metrics.reference_poses(opts, reference), align=False)
     return dict(value=float(err['dir'].mean()), h_deg=float(err['h'].mean()), v_deg=float(err['v'].mean()),
-                raw=float(raw['dir'].mean()), yaw_offset=offset, mirror=int(mirror))
+                raw=float(raw['dir'].mean()), yaw_offset=offset, mirror=int(mirror), view_js=views['raw'],
+                view_js_yaw=views['raw_yaw'])
 
 
 def compute_depth_err(opts: metric_utils.MetricOptions, num_gen: int = 1000, estimator=None, est_steps=None,

@@ -19,7 +19,7 @@ import PIL.Image
 import pytest
 import torch
 
-from metrics import estimators, metric_main, metric_utils, pose_depth_error
+from metrics import estimators, metric_main, metric_utils, pose_depth_error, pose_metrics
 from metrics.frechet_inception_distance import compute_fid, fid_from_stats
 from metrics.kernel_inception_distance import compute_kid, kid_from_features
 from metrics.pose_metrics import find_yaw_alignment, js_divergence, pose_js_from_poses, wrap_h
@@ -373,6 +373,13 @@ def test_registered_estimator_hook(G, synthetic_zip, tmp_path):
     opts = options(G, synthetic_zip, tmp_path)
     res = pose_depth_error.compute_pose_err(opts, num_gen=4, estimator='constant_front', align=False)
     assert np.isfinite(res['value']) and not os.path.exists(tmp_path / 'cache' / 'pof3d-estimators')
+    # Every view reads yaw π/2 (bin 9 of 36): JS of a point mass against the data's yaw law, where
+    # q = the data's share in that bin, is ½ ln(2/(1+q)) + ½ (q ln(2q/(1+q)) + (1 − q) ln 2).
+    ref_h = pose_metrics.wrap_h(pose_metrics.reference_poses(opts)[:, 0])
+    q = float(np.mean(np.floor(ref_h / (2 * math.pi / 36)) == 9))
+    q_term = q * math.log(2 * q / (1 + q)) if q > 0 else 0.0
+    expected = 0.5 * math.log(2 / (1 + q)) + 0.5 * (q_term + (1 - q) * math.log(2))
+    assert res['view_js_yaw'] == pytest.approx(expected, rel=1e-9) and 0 < res['view_js'] <= math.log(2)
     with pytest.raises(ValueError, match='no estimator registered'):
         pose_depth_error.compute_pose_err(opts, num_gen=4, estimator='missing')
 

@@ -17,7 +17,7 @@ MODELS = ('pof3d', 'eg3d_gt', 'prior', 'campari', 'no_mirror', 'no_dcond', 'pof3
           'pof3d_explore', 'pof3d_hold', 'pof3d_hold_explore', 'pof3d_hold_planes', 'pof3d_hold_planes_w10',
           'pof3d_hold_planes_img10', 'pof3d_debias')
 KEYS = ('seconds', 'kimg', 'kid_est', 'depth_err', 'pose_err', 'pose_err_raw', 'pose_js', 'pose_js_raw', 'pose_js_sym',
-        'view_gain', 'view_gain_estimator_slope')
+        'view_gain', 'view_gain_estimator_slope', 'pose_err_view_js_yaw')
 
 
 def run(outdir, *args):
@@ -42,7 +42,7 @@ def test_pose_learning_smoke(tmp_path):
 
     table = [line for line in (outdir / 'results.md').read_text().splitlines() if line.startswith('| ')]
     assert len(table) == 1 + len(MODELS)          # header + one row per model (separator starts '|-')
-    assert table[0].rstrip(' |').endswith('view gain')
+    assert table[0].rstrip(' |').endswith("view gain | views' yaw JS")
     assert all(len(r.split('|')) == len(table[0].split('|')) for r in table)
     for name in MODELS:
         for stem in (f'pose_{name}.png', f'pose_{name}.json', f'samples_{name}.png'):
