@@ -67,7 +67,8 @@ def subprocess_fn(rank: int, args: dnnlib.EasyDict, temp_dir: str) -> None:
     for metric in args.metrics:
         result = metric_main.calc_metric(metric, G=args.G, dataset_kwargs=args.dataset_kwargs,
                                          num_gpus=args.num_gpus, rank=rank, device=device, progress=progress,
-                                         detector_url=args.detector_url, trust_pickle=args.trust_pickle)
+                                         detector_url=args.detector_url, trust_pickle=args.trust_pickle,
+                                         cache_dir=args.cache_dir)
         if rank == 0:
             metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=args.network_pkl)
 
@@ -81,9 +82,10 @@ def _parse_metrics(value: str) -> list:
     return metrics
 
 
-def _setup(network_pkl, metrics, data, mirror, gpus, detector, run_dir, verbose, trust) -> dnnlib.EasyDict:
+def _setup(network_pkl, metrics, data, mirror, gpus, detector, run_dir, verbose, trust,
+           cache=None) -> dnnlib.EasyDict:
     args = dnnlib.EasyDict(metrics=_parse_metrics(metrics), num_gpus=gpus, verbose=verbose,
-                           network_pkl=network_pkl, detector_url=detector, trust_pickle=trust)
+                           network_pkl=network_pkl, detector_url=detector, trust_pickle=trust, cache_dir=cache)
     if gpus < 1 or (gpus > 1 and torch.cuda.is_available() and gpus > torch.cuda.device_count()):
         raise ValueError(f'--gpus must be between 1 and the number of CUDA devices, got {gpus}')
     if detector is not None and '://' not in detector and not os.path.isfile(detector):
@@ -111,15 +113,17 @@ def _setup(network_pkl, metrics, data, mirror, gpus, detector, run_dir, verbose,
 @click.option('--detector', help=f'Feature detector file or URL [default: ${metric_utils.DETECTOR_ENV}, '
                                  'else the Inception URL]', metavar='PATH')
 @click.option('--run_dir', help='Folder for metric-*.jsonl [default: the snapshot\'s folder]', metavar='DIR')
+@click.option('--cache', help='Folder of the cached dataset statistics and trained estimators (a pose-learning '
+              'bench\'s cache/ reuses its estimators) [default: ~/.cache/dnnlib]', metavar='DIR')
 @click.option('--verbose', help='Print progress', type=bool, default=True, show_default=True, metavar='BOOL')
 @click.option('--trust-pickle', 'trust', is_flag=True,
               help='Load pickles with plain pickle: code in --network/--detector RUNS (trusted files only)')
-def main(network_pkl, metrics, data, mirror, gpus, detector, run_dir, verbose, trust):
+def main(network_pkl, metrics, data, mirror, gpus, detector, run_dir, cache, verbose, trust):
     """Compute metrics of a trained network snapshot."""
     if metrics.strip() == 'none':
         return
     try:
-        args = _setup(network_pkl, metrics, data, mirror, gpus, detector, run_dir, verbose, trust)
+        args = _setup(network_pkl, metrics, data, mirror, gpus, detector, run_dir, verbose, trust, cache)
     except (OSError, ValueError, pickle.UnpicklingError, EOFError) as err:
         raise click.ClickException(one_line(err)) from None
     with tempfile.TemporaryDirectory() as temp_dir:

@@ -404,6 +404,22 @@ def test_cli_writes_metric_jsonl(snapshot, small_zip):
     assert 0 <= result['results']['pose_js'] <= math.log(2) and 'pose_js_yaw_offset' in result['results']
 
 
+def test_cli_cache_option_is_where_estimators_are_looked_up(snapshot, small_zip, tmp_path, monkeypatch):
+    """--cache DIR: the estimator is looked up (and would be trained) in DIR, e.g. a bench's cache/."""
+    import calc_metrics
+    seen = {}
+
+    def no_training(kind, cache_dir=None, **kwargs):
+        seen['cache_dir'] = cache_dir
+        raise OSError('no training in this test')
+    monkeypatch.setattr(estimators, 'train_estimator', no_training)
+    result = click.testing.CliRunner().invoke(calc_metrics.main, [
+        '--network', snapshot, '--metrics', 'pose_err', '--data', small_zip, '--cache', str(tmp_path / 'bench_cache'),
+        '--verbose', 'false'])
+    assert seen['cache_dir'] == str(tmp_path / 'bench_cache'), result.output
+    assert result.exit_code == 1 and 'no training in this test' in result.output
+
+
 @pytest.mark.parametrize('args, message', [
     (['--metrics', 'fid_nope'], 'unknown metric'),
     (['--metrics', 'fid2k', '--detector', '/nonexistent/det.pt'], 'no such file'),
