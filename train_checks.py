@@ -104,6 +104,11 @@ def _check_pose_terms(c) -> None:
                                    '(--dis_cam_weight or --pose_gd_weight > 0)')
     if c.loss.pose_hold_kimg > 0 and m.pose_source != 'learned':
         raise click.UsageError('--pose_hold_kimg > 0 needs --pose_source learned (it holds the learned camera law)')
+    if c.loss.pose_freeze_kimg > 0 and m.pose_source != 'learned':
+        raise click.UsageError('--pose_freeze_kimg > 0 needs --pose_source learned (it freezes the learned camera law)')
+    if 0 < c.loss.pose_freeze_kimg <= c.loss.pose_hold_kimg:
+        raise click.UsageError(f'--pose_freeze_kimg ({c.loss.pose_freeze_kimg:g}) must be past --pose_hold_kimg '
+                               f'({c.loss.pose_hold_kimg:g}): the camera law would never move')
     if c.loss.pose_explore_weight > 0 and not (m.pose_source == 'learned' and head_trained):
         raise click.UsageError('--pose_explore_weight > 0 needs --pose_source learned and a trained D pose head')
 

@@ -261,6 +261,8 @@ OPTIONS = [
     (('--pose_explore_range',), NONNEG_FLOAT, 'R of --pose_explore_weight, radians [default: pi/2]'),
     (('--pose_hold_kimg',), NONNEG_FLOAT, "No term moves G's camera for this many kimg: D's pose head learns on "
      'its initial, broad law first (extension) [default: 0]'),
+    (('--pose_freeze_kimg',), NONNEG_FLOAT, "From this many kimg on no term moves G's camera: the camera law "
+     'learned so far is kept while the field trains on (extension; 0: never) [default: 0]'),
     (('--clamp_h_min',), F, 'Lower clamp of the learned h (needs --clamp_h_max)'),
     (('--clamp_h_max',), F, 'Upper clamp of the learned h (needs --clamp_h_min)'),
     (('--clamp_v_min',), F, 'Lower clamp of the learned v (needs --clamp_v_max)'),

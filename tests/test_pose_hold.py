@@ -1,7 +1,7 @@
 """The pose hold (--pose_hold_kimg, training/losses/pof3d.py, issue 15): until the hold ends no loss term
 moves G's camera (the renders use the detached camera; L3 and the distribution term wait), the renders
-themselves are unchanged, and afterwards the adversarial terms reach the pose learner again; the option's
-config round trip and usage error."""
+themselves are unchanged, and afterwards the adversarial terms reach the pose learner again; the pose
+freeze (--pose_freeze_kimg): from then on, the same; the options' config round trip and usage errors."""
 
 import json
 
@@ -79,3 +79,26 @@ def test_the_option_round_trips_and_needs_the_learned_pose(dataset, tmp_path):  
     assert train_cli.make_config(train_cli.main.make_context('train', base).params).loss.pose_hold_kimg == 4.0
     assert_one_line_usage_error(['--pose_hold_kimg', '1', '--pose_source', 'prior', '--dis_pose_cond', 'false'],
                                 '--pose_hold_kimg > 0 needs', dataset.unlabeled, tmp_path)
+
+
+def test_the_freeze_stops_every_term_from_moving_the_camera():
+    G, D = make_G(), make_D()
+    before = _gmain_grads(G, D, 1999, pose_freeze_kimg=2.0, pose_gd_weight=1.0)
+    assert before['pose'] > 0 and before['rest'] > 0
+    frozen = _gmain_grads(G, D, 2000, pose_freeze_kimg=2.0, pose_gd_weight=1.0)
+    assert frozen['pose'] == 0 and frozen['rest'] > 0
+    loss = PoF3DLoss('cpu', G, D, neural_rendering_resolution_initial=16, pose_hold_kimg=0.5, pose_freeze_kimg=2.0,
+                     pose_dist_weight=1.0)
+    assert [loss.step(n).pose_hold for n in (499, 500, 1999, 2000)] == [True, False, False, True]
+    assert [loss.step(n).pose_gd_on for n in (499, 500, 1999, 2000)] == [False, True, True, False]
+
+
+def test_the_freeze_option_round_trips_and_is_checked(dataset, tmp_path):   # noqa: F811
+    on = config_lib.build_config('synthetic', pose_freeze_kimg=12.0)
+    assert config_lib.TrainConfig.from_dict(json.loads(json.dumps(on.to_dict()))) == on
+    assert on.loss_kwargs()['pose_freeze_kimg'] == 12.0
+    assert config_lib.build_config('synthetic').loss_kwargs()['pose_freeze_kimg'] == 0
+    assert_one_line_usage_error(['--pose_freeze_kimg', '1', '--pose_source', 'prior', '--dis_pose_cond', 'false'],
+                                '--pose_freeze_kimg > 0 needs', dataset.unlabeled, tmp_path)
+    assert_one_line_usage_error(['--pose_freeze_kimg', '1', '--pose_hold_kimg', '2'], 'must be past --pose_hold_kimg',
+                                dataset.unlabeled, tmp_path)

@@ -2,7 +2,8 @@
 
     Gmain  L1 adversarial, L2 flipped adversarial (flip_to_dis), L3 pose regularizer (λ_gd, from
            pose_gd_start_kimg), the pose hold (pose_hold_kimg: until then no term moves G's
-           camera: the renders use the detached camera, L3 and the distribution term wait), and the
+           camera: the renders use the detached camera, L3 and the distribution term wait; from
+           pose_freeze_kimg on, likewise: the camera law learned so far is kept), and the
            project's options (0 = paper): the mirror-symmetry render term (λ_sym), the density
            symmetry (`symmetry.py`), the pose-distribution term (`pose_dist.py`),
            GOF's normal consistency and opacity prior (`occupancy.py`)
@@ -65,7 +66,7 @@ class PoF3DLoss:
                  pose_dist_min_slope=0.5, pose_gd_start_kimg=0.0, pose_gd_debias=False, share_render=True,
                  render_schedule=None, geometry=None, pose_explore_weight=0.0, pose_explore_range=math.pi / 2,
                  pose_hold_kimg=0.0, topk=None, pose_gd_min_slope=0.0, resolution_stages=None,
-                 pose_img_dist_weight=0.0):
+                 pose_img_dist_weight=0.0, pose_freeze_kimg=0.0):
         check_unsupported(style_mixing_prob, pl_weight)
         if (dis_cam_weight > 0 or pose_gd_weight > 0) and getattr(D, 'pose_head', True) is None:
             raise ValueError('dis_cam_weight / pose_gd_weight > 0 need a discriminator with a pose head')
@@ -73,6 +74,7 @@ class PoF3DLoss:
         self.r1_gamma, self.density_reg = r1_gamma, density_reg
         self.blur_init_sigma, self.blur_fade_kimg = blur_init_sigma, blur_fade_kimg
         self.pose_hold_kimg = pose_hold_kimg           # G's camera held at its initial law (extension)
+        self.pose_freeze_kimg = pose_freeze_kimg       # ... and from here on at its learned one (0: never)
         self.pose_gd_start_kimg = max(pose_gd_start_kimg, pose_hold_kimg)   # L3 waits (extension; 0 = paper)
         self.render_schedule = render_schedule   # schedules.render_schedule's constants, or None
         self.topk = topk                         # schedules.topk_fraction's constants, or None (pi-GAN)
@@ -118,9 +120,12 @@ class PoF3DLoss:
                     resolution=schedules.render_resolution(cur_nimg, self.nrr, self.resolution_stages),
                     render=(schedules.render_schedule(cur_nimg, **self.render_schedule)
                             if self.render_schedule else None),
-                    pose_gd_on=cur_nimg >= self.pose_gd_start_kimg * 1000,
-                    pose_hold=cur_nimg < self.pose_hold_kimg * 1000,
+                    pose_gd_on=cur_nimg >= self.pose_gd_start_kimg * 1000 and not self._frozen(cur_nimg),
+                    pose_hold=cur_nimg < self.pose_hold_kimg * 1000 or self._frozen(cur_nimg),
                     topk_frac=schedules.topk_fraction(cur_nimg, **self.topk) if self.topk else 1.0)
+
+    def _frozen(self, cur_nimg: float) -> bool:
+        return 0 < self.pose_freeze_kimg * 1000 <= cur_nimg
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
         """real_img [N, 3, H, H] in [-1, 1], real_c [N, 25] (unused: D labels itself),

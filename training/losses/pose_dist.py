@@ -163,7 +163,7 @@ class PoseDistribution:
         signal = self.calibration.signal_fraction(self.queue)
         training_stats.report('Pose/real_signal_h', signal[0])
         dims = (self.calibration.trusted(self.min_slope) & (signal >= self.min_signal)).nonzero()[:, 0].tolist()
-        self.dims = dims if cur_nimg >= self.start_kimg * 1000 else []
+        self.dims = dims if cur_nimg >= self.start_kimg * 1000 and not step.pose_hold else []
         if not self.weight or not self.dims:
             return None
         target = self.calibration.debias(self.queue.to(z.device))[:, self.dims]
