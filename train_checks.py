@@ -12,6 +12,7 @@ import click
 import dnnlib
 from training import config as config_lib
 from training.rendering.options import RenderingOptions
+from training.representations import SHADED_REPRESENTATIONS
 from training.superresolution import SR_BY_RESOLUTION
 
 
@@ -176,7 +177,7 @@ def check_feature_volume(c) -> None:
 def check_shading(c) -> None:
     """Shading options without the shading stage, or shading without its representation -> usage errors."""
     m = c.model
-    if m.shading != 'none' and m.representation not in ('film_siren', 'triplane'):
+    if m.shading != 'none' and m.representation not in SHADED_REPRESENTATIONS:
         raise click.UsageError(f'--shading {m.shading} needs --representation film_siren or triplane (an albedo '
                                f'colour and a twice-differentiable field), got {m.representation}')
     if m.shading != 'none' and m.representation == 'triplane' and m.superres and \

@@ -105,7 +105,7 @@ def schedule_args(name: str, budget_s: float) -> list:
         return []
     got = {field: preset[field] * ratio ** power for field, power in STEP_FIELDS.items() if field in preset}
     if 'shading_start_steps' in got:
-        start = max(got['shading_start_steps'], min(SHAPE_STEPS.get(name, 200), steps / 2))
+        start = max(got['shading_start_steps'], min(SHAPE_STEPS[name], steps / 2))
         got['shading_ramp_steps'] *= start / got['shading_start_steps']
         got['shading_start_steps'] = start
     return [arg for field, value in got.items() for arg in (f'--{field}', f'{value:.6g}')]

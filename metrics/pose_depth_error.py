@@ -141,18 +141,15 @@ def compute_pose_err(opts: metric_utils.MetricOptions, num_gen: int = 1000, esti
         rendered = torch.as_tensor(pose_metrics.poses_from_cam2world(out['cam2world'].cpu()), device=opts.device)
         return torch.cat([pred.double(), rendered], dim=1)
     rows = _generate(opts, num_gen, batch, fn)
-    offset, mirror = 0.0, False
-    if align:
-        gen_h = pose_metrics.generator_poses(opts, num_align)[:, 0]
-        if opts.rank == 0:
-            ref_h = pose_metrics.reference_poses(opts, reference)[:, 0]
-            offset, mirror, _ = pose_metrics.find_yaw_alignment(gen_h, ref_h)
+    gen_h = pose_metrics.generator_poses(opts, num_align)[:, 0] if align else None   # every rank draws
     if opts.rank != 0:
         return dict(value=float('nan'))
+    ref = pose_metrics.reference_poses(opts, reference)
+    offset, mirror = pose_metrics.find_yaw_alignment(gen_h, ref[:, 0])[:2] if align else (0.0, False)
     aligned = np.stack([pose_metrics.apply_alignment(rows[:, 2], offset, mirror), rows[:, 3]], axis=1)
     err = angular_errors(rows[:, :2], aligned)
     raw = angular_errors(rows[:, :2], rows[:, 2:])
-    views = pose_metrics.pose_js_from_poses(rows[:, :2], pose_metrics.reference_poses(opts, reference), align=False)
+    views = pose_metrics.pose_js_from_poses(rows[:, :2], ref, align=False)
     return dict(value=float(err['dir'].mean()), h_deg=float(err['h'].mean()), v_deg=float(err['v'].mean()),
                 raw=float(raw['dir'].mean()), yaw_offset=offset, mirror=int(mirror), view_js=views['raw'],
                 view_js_yaw=views['raw_yaw'])

@@ -115,19 +115,23 @@ def inner_gain(slopes, view_yaw, data_yaw, sweep: float, tail: float = 0.025) ->
     """slopes [N], view_yaw [N] (the estimated yaw of each latent's view at δ = 0), data_yaw [M]
     (the data's true yaws), radians -> {inner: mean slope over the latents with view_yaw in
     [q_tail + sweep, q_(1 - tail) - sweep] of the data's yaws (NaN when none), inner_frac}."""
-    data = unwrap(data_yaw)
-    mean = math.atan2(np.sin(data).mean(), np.cos(data).mean())
-    lo, hi = np.quantile(data, [tail, 1 - tail])
+    mean = circular_mean(data_yaw)
+    lo, hi = np.quantile(pose_metrics.wrap_around(data_yaw, mean), [tail, 1 - tail])
     view = pose_metrics.wrap_around(np.asarray(view_yaw, dtype=np.float64), mean)
     keep = (view >= lo + sweep) & (view <= hi - sweep)
     return dict(inner=float(np.asarray(slopes)[keep].mean()) if keep.any() else float('nan'),
                 inner_frac=float(keep.mean()))
 
 
+def circular_mean(x) -> float:
+    """The circular mean of angles x [N] (radians)."""
+    x = np.asarray(x, dtype=np.float64)
+    return math.atan2(np.sin(x).mean(), np.cos(x).mean())
+
+
 def unwrap(x) -> np.ndarray:
     """Angles [N] (radians) on the branch around their circular mean, float64."""
-    x = np.asarray(x, dtype=np.float64)
-    return pose_metrics.wrap_around(x, math.atan2(np.sin(x).mean(), np.cos(x).mean()))
+    return pose_metrics.wrap_around(x, circular_mean(x))
 
 
 def camera_share(camera, image) -> dict:

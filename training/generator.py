@@ -92,9 +92,9 @@ class TriPlaneGenerator(torch.nn.Module):
     n_layers, view_condition, light_condition) | 'feature_volume' (VolumeGAN: backbone = StyleGAN2
     mapping + feature volume, decoder = point MLP, image head 'NeuralRenderer1x1' or None); see
     training/representations.py.
-    shading: 'none' | 'lambertian' (ShadeGAN, film_siren or triplane without super-resolution: albedo
-    x (k_a + k_d max(0, N . L)) after compositing, SEEDS_SPEC §4.3); light_source 'mvn' | 'fixed' with light_kwargs (its
-    law; training/light_sources.py) draws the light per image.
+    shading: 'none' | 'lambertian' (ShadeGAN, film_siren or triplane without super-resolution:
+    albedo x (k_a + k_d max(0, N . L)) after compositing, SEEDS_SPEC §4.3); light_source 'mvn' |
+    'fixed' with light_kwargs (its law; training/light_sources.py) draws the light per image.
     """
 
     def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, pose_source='learned', pose_kwargs={},
