@@ -107,6 +107,9 @@ def _check_pose_terms(c) -> None:
         raise click.UsageError('--pose_hold_kimg > 0 needs --pose_source learned (it holds the learned camera law)')
     if c.loss.pose_freeze_kimg > 0 and m.pose_source != 'learned':
         raise click.UsageError('--pose_freeze_kimg > 0 needs --pose_source learned (it freezes the learned camera law)')
+    if c.loss.pose_freeze_slope > 0 and not (m.pose_source == 'learned' and head_trained):
+        raise click.UsageError('--pose_freeze_slope > 0 needs --pose_source learned and a trained D pose head '
+                               "(--dis_cam_weight or --pose_gd_weight > 0): it reads the head's fit on G's renders")
     if 0 < c.loss.pose_freeze_kimg <= c.loss.pose_hold_kimg:
         raise click.UsageError(f'--pose_freeze_kimg ({c.loss.pose_freeze_kimg:g}) must be past --pose_hold_kimg '
                                f'({c.loss.pose_hold_kimg:g}): the camera law would never move')

@@ -263,6 +263,8 @@ OPTIONS = [
      'its initial, broad law first (extension) [default: 0]'),
     (('--pose_freeze_kimg',), NONNEG_FLOAT, "From this many kimg on no term moves G's camera: the camera law "
      'learned so far is kept while the field trains on (extension; 0: never) [default: 0]'),
+    (('--pose_freeze_slope',), NONNEG_FLOAT, "Freeze G's camera law (as --pose_freeze_kimg) once D's pose head, "
+     "fit on G's renders, reads their yaw at this slope: no labels (extension; 0: never) [default: 0]"),
     (('--clamp_h_min',), F, 'Lower clamp of the learned h (needs --clamp_h_max)'),
     (('--clamp_h_max',), F, 'Upper clamp of the learned h (needs --clamp_h_min)'),
     (('--clamp_v_min',), F, 'Lower clamp of the learned v (needs --clamp_v_max)'),

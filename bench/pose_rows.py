@@ -83,4 +83,8 @@ MODELS = {
     # 0.03 at 8-12 kimg, 0.06 at 25): keep the law learned by 10 kimg while the field trains on.
     'pof3d_freeze': ('PoF3D, camera law frozen from 10 kimg', 'unlabeled',
                      ['--pose_source', 'learned', '--pose_freeze_kimg', '10']),
+    # The same without a kimg read off one run's labelled curve: freeze once D's pose head, fit on
+    # G's renders, reads their yaw at slope 0.5 (run 12's probe: 0.04 at 4 kimg, 0.48 at 8.1, 0.74 at 12.1).
+    'pof3d_freeze_slope': ('PoF3D, camera law frozen once D reads its yaw (slope 0.5)', 'unlabeled',
+                           ['--pose_source', 'learned', '--pose_freeze_slope', '0.5']),
 }

@@ -102,3 +102,58 @@ def test_the_freeze_option_round_trips_and_is_checked(dataset, tmp_path):   # no
                                 '--pose_freeze_kimg > 0 needs', dataset.unlabeled, tmp_path)
     assert_one_line_usage_error(['--pose_freeze_kimg', '1', '--pose_hold_kimg', '2'], 'must be past --pose_hold_kimg',
                                 dataset.unlabeled, tmp_path)
+
+
+def _calibrate(loss, slope, updates=200):
+    """Feed the head's running fit `updates` batches of fakes read at `slope` (est = slope * true)."""
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(updates):
+        true = torch.randn(8, 2, generator=gen)
+        loss.calibration.update(true, slope * true)
+
+
+def test_the_slope_freeze_latches_once_the_head_reads_the_yaw():
+    G, D = make_G(), make_D()
+    loss = PoF3DLoss('cpu', G, D, neural_rendering_resolution_initial=16, pose_freeze_slope=0.5, pose_hold_kimg=1.0,
+                     pose_gd_weight=1.0)
+    z, c, reals = torch.randn(2, Z_DIM), make_labels(2), torch.rand(2, 3, 32, 32) * 2 - 1
+    _calibrate(loss, 0.3)
+    loss.accumulate_gradients('Greg', reals, c, z, c, 1, 1500)
+    assert loss.frozen_since is None and loss.step(1500).pose_gd_on          # slope 0.3 < 0.5
+    _calibrate(loss, 0.9)
+    loss.accumulate_gradients('Greg', reals, c, z, c, 1, 500)
+    assert loss.frozen_since is None                                          # still in the hold: no latch
+    loss.accumulate_gradients('Greg', reals, c, z, c, 1, 1600)
+    assert loss.frozen_since == 1600
+    _calibrate(loss, 0.0)                                                     # latched for good
+    loss.accumulate_gradients('Greg', reals, c, z, c, 1, 1700)
+    step = loss.step(1700)
+    assert loss.frozen_since == 1600 and step.pose_hold and not step.pose_gd_on
+    saved = loss.state_dict()
+    fresh = PoF3DLoss('cpu', G, D, neural_rendering_resolution_initial=16, pose_freeze_slope=0.5)
+    fresh.load_state_dict(saved)
+    assert fresh.frozen_since == 1600 and fresh.step(1700).pose_hold
+
+
+def test_the_slope_freeze_stops_the_camera_gradient():
+    G, D = make_G(), make_D()
+    loss = PoF3DLoss('cpu', G, D, neural_rendering_resolution_initial=16, pose_freeze_slope=0.5, pose_gd_weight=1.0)
+    z, c, reals = torch.randn(4, Z_DIM), make_labels(4), torch.rand(4, 3, 32, 32) * 2 - 1
+    grads = []
+    for slope in (0.2, 0.8):
+        _calibrate(loss, slope)
+        G.zero_grad(set_to_none=True)
+        torch.manual_seed(0)
+        loss.accumulate_gradients('Gmain', reals, c, z, c, 1, 3000)
+        grads.append(sum(p.grad.abs().sum().item() for n, p in G.named_parameters()
+                         if n.startswith('pose_source.') and p.grad is not None))
+    assert grads[0] > 0 and grads[1] == 0 and loss.frozen_since == 3000
+
+
+def test_the_slope_freeze_option_round_trips_and_is_checked(dataset, tmp_path):   # noqa: F811
+    on = config_lib.build_config('synthetic', pose_freeze_slope=0.5)
+    assert config_lib.TrainConfig.from_dict(json.loads(json.dumps(on.to_dict()))) == on
+    assert on.loss_kwargs()['pose_freeze_slope'] == 0.5
+    assert config_lib.build_config('synthetic').loss_kwargs()['pose_freeze_slope'] == 0
+    assert_one_line_usage_error(['--pose_freeze_slope', '0.5', '--pose_source', 'prior', '--dis_pose_cond', 'false'],
+                                '--pose_freeze_slope > 0 needs', dataset.unlabeled, tmp_path)

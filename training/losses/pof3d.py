@@ -3,7 +3,8 @@
     Gmain  L1 adversarial, L2 flipped adversarial (flip_to_dis), L3 pose regularizer (λ_gd, from
            pose_gd_start_kimg), the pose hold (pose_hold_kimg: until then no term moves G's
            camera: the renders use the detached camera, L3 and the distribution term wait; from
-           pose_freeze_kimg on, likewise: the camera law learned so far is kept), and the
+           pose_freeze_kimg on, or once D's pose head reads G's yaw from its renders at slope
+           pose_freeze_slope, likewise: the camera law learned so far is kept), and the
            project's options (0 = paper): the mirror-symmetry render term (λ_sym), the density
            symmetry (`symmetry.py`), the pose-distribution term (`pose_dist.py`),
            GOF's normal consistency and opacity prior (`occupancy.py`)
@@ -66,7 +67,7 @@ class PoF3DLoss:
                  pose_dist_min_slope=0.5, pose_gd_start_kimg=0.0, pose_gd_debias=False, share_render=True,
                  render_schedule=None, geometry=None, pose_explore_weight=0.0, pose_explore_range=math.pi / 2,
                  pose_hold_kimg=0.0, topk=None, pose_gd_min_slope=0.0, resolution_stages=None,
-                 pose_img_dist_weight=0.0, pose_freeze_kimg=0.0):
+                 pose_img_dist_weight=0.0, pose_freeze_kimg=0.0, pose_freeze_slope=0.0):
         check_unsupported(style_mixing_prob, pl_weight)
         if (dis_cam_weight > 0 or pose_gd_weight > 0) and getattr(D, 'pose_head', True) is None:
             raise ValueError('dis_cam_weight / pose_gd_weight > 0 need a discriminator with a pose head')
@@ -75,6 +76,8 @@ class PoF3DLoss:
         self.blur_init_sigma, self.blur_fade_kimg = blur_init_sigma, blur_fade_kimg
         self.pose_hold_kimg = pose_hold_kimg           # G's camera held at its initial law (extension)
         self.pose_freeze_kimg = pose_freeze_kimg       # ... and from here on at its learned one (0: never)
+        self.pose_freeze_slope = pose_freeze_slope     # ... or from when the head reads G's yaw at this slope
+        self.frozen_since = None                       # nimg at which the slope latched the freeze
         self.pose_gd_start_kimg = max(pose_gd_start_kimg, pose_hold_kimg)   # L3 waits (extension; 0 = paper)
         self.render_schedule = render_schedule   # schedules.render_schedule's constants, or None
         self.topk = topk                         # schedules.topk_fraction's constants, or None (pi-GAN)
@@ -93,7 +96,7 @@ class PoF3DLoss:
         self.G_adv_flip = GeneratorAdversarial(d_input, flipped, float(flip_to_dis), 'fake_flip')  # L2
         # The head's fit on fakes (L4's pairs): de-biases the extensions' use of its estimates.
         self.calibration = (HeadCalibration() if pose_dist_weight or pose_img_dist_weight or pose_gd_debias
-                            or pose_gd_min_slope > 0 else None)
+                            or pose_gd_min_slope > 0 or pose_freeze_slope > 0 else None)
         self.G_pose = PoseRegularizer(d_input, pose_gd_weight,                                     # L3
                                       self.calibration, pose_dist_min_slope, pose_gd_debias, pose_gd_min_slope)
         self.G_sym = MirrorSymmetry(sym_weight, flip_type)                                         # extension
@@ -125,12 +128,24 @@ class PoF3DLoss:
                     topk_frac=schedules.topk_fraction(cur_nimg, **self.topk) if self.topk else 1.0)
 
     def _frozen(self, cur_nimg: float) -> bool:
-        return 0 < self.pose_freeze_kimg * 1000 <= cur_nimg
+        by_slope = self.frozen_since is not None and self.frozen_since <= cur_nimg
+        return by_slope or 0 < self.pose_freeze_kimg * 1000 <= cur_nimg
+
+    def _latch_freeze(self, cur_nimg: float) -> None:
+        """--pose_freeze_slope: freeze for good the first time, past the hold, that the head's running
+        fit on G's renders has yaw slope >= S. Label-free: the renders then show the camera they were
+        asked for (the view gain has formed): where docs/benchmark.md run 12 had learned the data's law."""
+        if (self.pose_freeze_slope > 0 and self.frozen_since is None and cur_nimg >= self.pose_hold_kimg * 1000
+                and bool(self.calibration.trusted(self.pose_freeze_slope)[0])):
+            self.frozen_since = float(cur_nimg)
+            print(f'pose freeze: D\'s pose head reads G\'s yaw at slope >= {self.pose_freeze_slope:g}; '
+                  f'the camera law is frozen from {cur_nimg / 1000:.1f} kimg on')
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
         """real_img [N, 3, H, H] in [-1, 1], real_c [N, 25] (unused: D labels itself),
         gen_z [N, z_dim], gen_c [N, 25] (intrinsics only), gain = the phase interval."""
         del real_c
+        self._latch_freeze(cur_nimg)
         phase = effective_phase(phase, self.density_reg > 0, self.r1_gamma > 0)
         G, D, step = self.G, self.D, self.step(cur_nimg)
         if phase in ('Gmain', 'Gboth'):
@@ -182,7 +197,7 @@ class PoF3DLoss:
     def state_dict(self) -> dict:
         """RNG and running state for resume (the mirror coin, the pose-distribution term)."""
         state = {'mirror': self.mirror.state_dict(), 'pose_dist': self.G_pose_dist.state_dict(),
-                 'pose_explore': self.D_explore.state_dict()}
+                 'pose_explore': self.D_explore.state_dict(), 'frozen_since': self.frozen_since}
         if self.calibration is not None:
             state['calibration'] = self.calibration.state_dict()
         return state
@@ -193,6 +208,7 @@ class PoF3DLoss:
             self.G_pose_dist.load_state_dict(state['pose_dist'])
         if 'pose_explore' in state:
             self.D_explore.load_state_dict(state['pose_explore'])
+        self.frozen_since = state.get('frozen_since')
         saved = state.get('calibration', state.get('pose_dist', {}).get('calibration'))   # older: under pose_dist
         if self.calibration is not None and saved is not None:
             self.calibration.load_state_dict(saved)
