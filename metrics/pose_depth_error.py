@@ -14,7 +14,9 @@ pose_err: num_gen images G(z, c)['image'] (random z, random dataset label c, qua
   value = mean dir error (aligned); also h_deg, v_deg (aligned, means), raw (dir error
   without alignment), yaw_offset (radians), mirror (1/0), and view_js / view_js_yaw: the JS
   (joint / yaw, nats, pose_js's bins, no alignment: the estimator reads in the data's frame) of
-  the estimated poses of G's images against the dataset's poses. pose_js asks whether G's
+  the estimated poses of G's images against the dataset's poses; other_mirror: the mean dir error
+  with the other mirror's best alignment, and other_mirror_js_gap its yaw JS minus the chosen one's
+  (near 0 for a mirror-symmetric law, where the JS cannot orient the frame). pose_js asks whether G's
   *cameras* follow the data's law; view_js whether the *views its images show* do (what D sees).
   From num_gen images, so biased up by about (bins - 1) / (4 num_gen): ~0.009 for the yaw at 1000.
 depth_err: the estimator's depth map of each generated image vs G's rendered depth
@@ -145,14 +147,19 @@ def compute_pose_err(opts: metric_utils.MetricOptions, num_gen: int = 1000, esti
     if opts.rank != 0:
         return dict(value=float('nan'))
     ref = pose_metrics.reference_poses(opts, reference)
-    offset, mirror = pose_metrics.find_yaw_alignment(gen_h, ref[:, 0])[:2] if align else (0.0, False)
-    aligned = np.stack([pose_metrics.apply_alignment(rows[:, 2], offset, mirror), rows[:, 3]], axis=1)
-    err = angular_errors(rows[:, :2], aligned)
-    raw = angular_errors(rows[:, :2], rows[:, 2:])
+    found = pose_metrics.yaw_alignments(gen_h, ref[:, 0]) if align else {False: (0.0, 0.0)}
+    mirror = min(found, key=lambda m: (found[m][1], m))     # lower yaw JS; ties: no mirror
+    dirs = {m: angular_errors(rows[:, :2], np.stack([pose_metrics.apply_alignment(rows[:, 2], found[m][0], m),
+                                                      rows[:, 3]], axis=1)) for m in found}
+    err, raw = dirs[mirror], angular_errors(rows[:, :2], rows[:, 2:])
     views = pose_metrics.pose_js_from_poses(rows[:, :2], ref, align=False)
-    return dict(value=float(err['dir'].mean()), h_deg=float(err['h'].mean()), v_deg=float(err['v'].mean()),
-                raw=float(raw['dir'].mean()), yaw_offset=offset, mirror=int(mirror), view_js=views['raw'],
-                view_js_yaw=views['raw_yaw'])
+    result = dict(value=float(err['dir'].mean()), h_deg=float(err['h'].mean()), v_deg=float(err['v'].mean()),
+                  raw=float(raw['dir'].mean()), yaw_offset=found[mirror][0], mirror=int(mirror),
+                  view_js=views['raw'], view_js_yaw=views['raw_yaw'])
+    if len(found) == 2:   # a near mirror-symmetric law: the yaw JS can hardly tell the two frames apart
+        result.update(other_mirror=float(dirs[not mirror]['dir'].mean()),
+                      other_mirror_js_gap=found[not mirror][1] - found[mirror][1])
+    return result
 
 
 def compute_depth_err(opts: metric_utils.MetricOptions, num_gen: int = 1000, estimator=None, est_steps=None,

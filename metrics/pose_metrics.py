@@ -90,18 +90,26 @@ def find_yaw_alignment(h_gen, h_ref, allow_mirror: bool = True):
     steps is a roll of that fine histogram, and the mirror -h its reversal (fine bin j of h
     holds -h in bin 1439 - j).
     """
+    best = None
+    for mirror, (offset, js) in yaw_alignments(h_gen, h_ref, allow_mirror).items():
+        if best is None or js < best[2]:
+            best = (offset, mirror, js)
+    return best
+
+
+def yaw_alignments(h_gen, h_ref, allow_mirror: bool = True) -> dict:
+    """{mirror: (offset, yaw JS)}: the best offset for each mirror choice (`find_yaw_alignment`)."""
     fine = H_BINS * FINE_PER_BIN
     counts = np.bincount(_bin_index(wrap_h(h_gen), 0, TWO_PI, fine), minlength=fine).astype(np.float64)
     ref = np.bincount(_bin_index(wrap_h(h_ref), 0, TWO_PI, H_BINS), minlength=H_BINS).astype(np.float64)
     shifts = (np.arange(fine)[None, :] - np.arange(fine)[:, None]) % fine    # row k: roll by k
-    best = None
+    found = {}
     for mirror in ([False, True] if allow_mirror else [False]):
         rolled = (counts[::-1] if mirror else counts)[shifts]                      # [1440, 1440]
         js = js_divergence(rolled.reshape(fine, H_BINS, FINE_PER_BIN).sum(-1), ref)
         k = int(np.argmin(js))
-        if best is None or js[k] < best[2]:
-            best = (k * TWO_PI / fine, mirror, float(js[k]))
-    return best
+        found[mirror] = (k * TWO_PI / fine, float(js[k]))
+    return found
 
 
 def pose_js_from_poses(gen, ref, align: bool = True, allow_mirror: bool = True) -> dict:

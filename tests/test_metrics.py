@@ -22,7 +22,7 @@ import torch
 from metrics import estimators, metric_main, metric_utils, pose_depth_error, pose_metrics
 from metrics.frechet_inception_distance import compute_fid, fid_from_stats
 from metrics.kernel_inception_distance import compute_kid, kid_from_features
-from metrics.pose_metrics import find_yaw_alignment, js_divergence, pose_js_from_poses, wrap_h
+from metrics.pose_metrics import find_yaw_alignment, js_divergence, pose_js_from_poses, wrap_h, yaw_alignments
 from training.cameras import FOV_to_intrinsics, LookAtPose
 from training.generator import TriPlaneGenerator
 
@@ -233,6 +233,11 @@ def test_alignment_recovers_offset_and_mirror():
     mirrored = wrap_h(2 * 1.0 - _asymmetric_yaw(rng, 40000))     # h -> 2 h0 - h, h0 = 1
     offset, mirror, js = find_yaw_alignment(mirrored, ref)
     assert mirror and abs(offset - 2.0) < 0.03 and js < 0.01
+    both = yaw_alignments(mirrored, ref)      # each mirror choice with its own best offset
+    assert both[True] == (offset, js) and both[False][1] > js + 0.05
+    symmetric = wrap_h(np.pi / 2 + rng.uniform(-0.8, 0.8, 40000))
+    both = yaw_alignments(wrap_h(symmetric + 0.3), symmetric)    # a symmetric law: the JS cannot orient
+    assert abs(both[True][1] - both[False][1]) < 0.005 and abs(both[False][0] - (2 * np.pi - 0.3)) < 0.03
     # Full result: raw (unaligned) JS is large, aligned small; v is untouched.
     v = np.full(40000, np.pi / 2)
     res = pose_js_from_poses(np.stack([mirrored, v], 1), np.stack([ref, v], 1))
@@ -355,6 +360,7 @@ def test_estimator_metrics_end_to_end(G, synthetic_zip, tmp_path, monkeypatch):
                 'depth_err_relief'):
         assert np.isfinite((pose if key.startswith('pose') else depth)[key]), key
     assert 0 <= pose.pose_err <= 180 and pose.pose_err_mirror in (0, 1)
+    assert 0 <= pose.pose_err_other_mirror <= 180 and pose.pose_err_other_mirror_js_gap >= 0
     trained = sorted(os.listdir(tmp_path / 'pof3d-estimators'))
     assert [name.split('-')[0] for name in trained] == ['depth', 'pose']
     # The *_gt metrics reuse the cached estimators: training again would fail here.
