@@ -157,3 +157,20 @@ def test_the_slope_freeze_option_round_trips_and_is_checked(dataset, tmp_path): 
     assert config_lib.build_config('synthetic').loss_kwargs()['pose_freeze_slope'] == 0
     assert_one_line_usage_error(['--pose_freeze_slope', '0.5', '--pose_source', 'prior', '--dis_pose_cond', 'false'],
                                 '--pose_freeze_slope > 0 needs', dataset.unlabeled, tmp_path)
+
+
+def _latch_on_rank(rank, init_file, results):
+    torch.distributed.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
+    try:
+        loss = PoF3DLoss('cpu', make_G(), make_D(), neural_rendering_resolution_initial=16, pose_freeze_slope=0.5)
+        _calibrate(loss, 0.9 if rank == 0 else 0.1)     # only rank 0's head reads the yaw
+        loss._latch_freeze(2500)
+        results[rank] = loss.frozen_since
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_the_ranks_latch_the_freeze_together(tmp_path):
+    results = torch.multiprocessing.Manager().dict()
+    torch.multiprocessing.spawn(_latch_on_rank, args=(str(tmp_path / 'init'), results), nprocs=2)
+    assert dict(results) == {0: 2500.0, 1: 2500.0}

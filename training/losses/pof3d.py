@@ -30,6 +30,8 @@ the reference draws twice (same expectation), and w_avg is updated once per Dmai
 
 import math
 
+import torch
+
 from torch_utils import training_stats
 from training import schedules
 from training.losses.adversarial import DiscriminatorFake, DiscriminatorReal, GeneratorAdversarial
@@ -134,11 +136,16 @@ class PoF3DLoss:
     def _latch_freeze(self, cur_nimg: float) -> None:
         """--pose_freeze_slope: freeze for good the first time, past the hold, that the head's running
         fit on G's renders has yaw slope >= S. Label-free: the renders then show the camera they were
-        asked for (the view gain has formed): where docs/benchmark.md run 12 had learned the data's law."""
-        if (self.pose_freeze_slope > 0 and self.frozen_since is None and cur_nimg >= self.pose_hold_kimg * 1000
-                and bool(self.calibration.trusted(self.pose_freeze_slope)[0])):
+        asked for (the view gain has formed): where docs/benchmark.md run 12 had learned the data's law.
+        Under DDP the ranks latch together (any rank's fit suffices), so they keep one camera law."""
+        if self.pose_freeze_slope <= 0 or self.frozen_since is not None or cur_nimg < self.pose_hold_kimg * 1000:
+            return
+        ready = torch.tensor(float(self.calibration.trusted(self.pose_freeze_slope)[0]), device=self.device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(ready, op=torch.distributed.ReduceOp.MAX)
+        if ready.item() > 0:
             self.frozen_since = float(cur_nimg)
-            print(f'pose freeze: D\'s pose head reads G\'s yaw at slope >= {self.pose_freeze_slope:g}; '
+            print(f"pose freeze: D's pose head reads G's yaw at slope >= {self.pose_freeze_slope:g}; "
                   f'the camera law is frozen from {cur_nimg / 1000:.1f} kimg on')
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
