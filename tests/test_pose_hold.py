@@ -93,13 +93,17 @@ def test_the_freeze_stops_every_term_from_moving_the_camera():
     assert [loss.step(n).pose_gd_on for n in (499, 500, 1999, 2000)] == [False, True, True, False]
 
 
-def test_the_freeze_option_round_trips_and_is_checked(dataset, tmp_path):   # noqa: F811
-    on = config_lib.build_config('synthetic', pose_freeze_kimg=12.0)
+@pytest.mark.parametrize('name,value', [('pose_freeze_kimg', 12.0), ('pose_freeze_slope', 0.5)])
+def test_the_freeze_options_round_trip_and_are_checked(name, value, dataset, tmp_path):   # noqa: F811
+    on = config_lib.build_config('synthetic', **{name: value})
     assert config_lib.TrainConfig.from_dict(json.loads(json.dumps(on.to_dict()))) == on
-    assert on.loss_kwargs()['pose_freeze_kimg'] == 12.0
-    assert config_lib.build_config('synthetic').loss_kwargs()['pose_freeze_kimg'] == 0
-    assert_one_line_usage_error(['--pose_freeze_kimg', '1', '--pose_source', 'prior', '--dis_pose_cond', 'false'],
-                                '--pose_freeze_kimg > 0 needs', dataset.unlabeled, tmp_path)
+    assert on.loss_kwargs()[name] == value
+    assert config_lib.build_config('synthetic').loss_kwargs()[name] == 0
+    assert_one_line_usage_error([f'--{name}', f'{value:g}', '--pose_source', 'prior', '--dis_pose_cond', 'false'],
+                                f'--{name} > 0 needs', dataset.unlabeled, tmp_path)
+
+
+def test_a_freeze_before_the_hold_ends_is_refused(dataset, tmp_path):   # noqa: F811
     assert_one_line_usage_error(['--pose_freeze_kimg', '1', '--pose_hold_kimg', '2'], 'must be past --pose_hold_kimg',
                                 dataset.unlabeled, tmp_path)
 
@@ -148,15 +152,6 @@ def test_the_slope_freeze_stops_the_camera_gradient():
         grads.append(sum(p.grad.abs().sum().item() for n, p in G.named_parameters()
                          if n.startswith('pose_source.') and p.grad is not None))
     assert grads[0] > 0 and grads[1] == 0 and loss.frozen_since == 3000
-
-
-def test_the_slope_freeze_option_round_trips_and_is_checked(dataset, tmp_path):   # noqa: F811
-    on = config_lib.build_config('synthetic', pose_freeze_slope=0.5)
-    assert config_lib.TrainConfig.from_dict(json.loads(json.dumps(on.to_dict()))) == on
-    assert on.loss_kwargs()['pose_freeze_slope'] == 0.5
-    assert config_lib.build_config('synthetic').loss_kwargs()['pose_freeze_slope'] == 0
-    assert_one_line_usage_error(['--pose_freeze_slope', '0.5', '--pose_source', 'prior', '--dis_pose_cond', 'false'],
-                                '--pose_freeze_slope > 0 needs', dataset.unlabeled, tmp_path)
 
 
 def _latch_on_rank(rank, init_file, results):
