@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import train as train_cli
+from torch_utils import training_stats
 from training import config as config_lib
 from training.losses import PoF3DLoss
 from training.losses.common import Step
@@ -133,6 +134,10 @@ def test_the_slope_freeze_latches_once_the_head_reads_the_yaw():
     loss.accumulate_gradients('Greg', reals, c, z, c, 1, 1700)
     step = loss.step(1700)
     assert loss.frozen_since == 1600 and step.pose_hold and not step.pose_gd_on
+    stats = training_stats.Collector(regex='Pose/(frozen|head_slope_h)')
+    loss.accumulate_gradients('Dmain', reals, c, z, c, 1, 1700)       # reports the fit and the freeze
+    stats.update()
+    assert stats.mean('Pose/frozen') == 1 and abs(stats.mean('Pose/head_slope_h')) < 0.1
     saved = loss.state_dict()
     fresh = PoF3DLoss('cpu', G, D, neural_rendering_resolution_initial=16, pose_freeze_slope=0.5)
     fresh.load_state_dict(saved)

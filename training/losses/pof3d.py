@@ -148,6 +148,17 @@ class PoF3DLoss:
             print(f"pose freeze: D's pose head reads G's yaw at slope >= {self.pose_freeze_slope:g}; "
                   f'the camera law is frozen from {cur_nimg / 1000:.1f} kimg on')
 
+    def _report_pose_state(self, cur_nimg: float) -> None:
+        """Pose/head_slope_{h,v}: the head's running fit on G's renders (when kept); Pose/frozen: 1 once
+        G's camera law is frozen (when a freeze option is on)."""
+        if self.calibration is not None:
+            _, slope, _, calibrated = self.calibration.fit()
+            for i, name in enumerate('hv'):
+                if calibrated[i]:
+                    training_stats.report(f'Pose/head_slope_{name}', float(slope[i]))
+        if self.pose_freeze_kimg > 0 or self.pose_freeze_slope > 0:
+            training_stats.report('Pose/frozen', float(self._frozen(cur_nimg)))
+
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
         """real_img [N, 3, H, H] in [-1, 1], real_c [N, 25] (unused: D labels itself),
         gen_z [N, z_dim], gen_c [N, 25] (intrinsics only), gain = the phase interval."""
@@ -168,6 +179,7 @@ class PoF3DLoss:
             real = real_pair(real_img, step.resolution, step.blur_sigma, self.image_from_raw)
             adv.append(backward(self.D_real(D, real, None, step), gain))
             training_stats.report('Loss/D/loss', sum(x for x in adv if x is not None))
+            self._report_pose_state(cur_nimg)
         if phase in ('Dreg', 'Dboth'):
             real = real_pair(real_img, step.resolution, step.blur_sigma, self.image_from_raw)
             backward(self.D_r1(D, real, None, step), gain)
