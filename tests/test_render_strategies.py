@@ -216,9 +216,12 @@ def test_surface_window_sampler_on_a_plane():
 # ---------------------------------------------------------------------------------------------
 # Renderer and options
 
-def test_default_options_render_bit_identical_to_e6481e9():
+def test_default_options_render_as_e6481e9():
     # tests/data/render_eg3d_e6481e9.pt: outputs and gradients of the renderer at e6481e9 (before
     # the alpha-rule / depth-sampler options), scene _scene(seed=3), generator seed 7, one thread.
+    # Equal up to float32 rounding, not bit for bit: the CPU's vector width changes the order of
+    # sums (an AVX2 machine differs from the one that wrote the file by <= 3e-7 relative on the
+    # outputs and <= 3e-5 on the plane gradients); any change of the algorithm moves them by far more.
     golden = torch.load('tests/data/render_eg3d_e6481e9.pt')
     for name, kw in [('default', {}), ('noise_white_coarse', dict(density_noise=1.0, white_back=True,
                                                                    depth_resolution_importance=0))]:
@@ -229,7 +232,8 @@ def test_default_options_render_bit_identical_to_e6481e9():
         got = dict(features=out.features, depth=out.depth, weight_sum=out.weight_sum,
                    final_transmittance=out.final_transmittance, planes_grad=planes.grad, h_grad=h.grad)
         for key, value in got.items():
-            assert torch.equal(value.detach(), expected[key]), (name, key)
+            torch.testing.assert_close(value.detach(), expected[key], rtol=1e-5,
+                                       atol=1e-6 * float(expected[key].abs().max()), msg=f'{name} {key}')
 
 
 @pytest.mark.parametrize('rule,sampler', [('sample_delta', 'importance_nerf'), ('occupancy', 'surface_window'),
