@@ -148,7 +148,7 @@ def compute_pose_err(opts: metric_utils.MetricOptions, num_gen: int = 1000, esti
         return dict(value=float('nan'))
     ref = pose_metrics.reference_poses(opts, reference)
     found = pose_metrics.yaw_alignments(gen_h, ref[:, 0]) if align else {False: (0.0, 0.0)}
-    mirror = min(found, key=lambda m: (found[m][1], m))     # lower yaw JS; ties: no mirror
+    _, mirror, _ = pose_metrics.best_alignment(found)
     dirs = {m: angular_errors(rows[:, :2], np.stack([pose_metrics.apply_alignment(rows[:, 2], found[m][0], m),
                                                       rows[:, 3]], axis=1)) for m in found}
     err, raw = dirs[mirror], angular_errors(rows[:, :2], rows[:, 2:])

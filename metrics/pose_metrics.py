@@ -90,11 +90,13 @@ def find_yaw_alignment(h_gen, h_ref, allow_mirror: bool = True):
     steps is a roll of that fine histogram, and the mirror -h its reversal (fine bin j of h
     holds -h in bin 1439 - j).
     """
-    best = None
-    for mirror, (offset, js) in yaw_alignments(h_gen, h_ref, allow_mirror).items():
-        if best is None or js < best[2]:
-            best = (offset, mirror, js)
-    return best
+    return best_alignment(yaw_alignments(h_gen, h_ref, allow_mirror))
+
+
+def best_alignment(found: dict):
+    """(offset, mirror, yaw JS) of the lowest yaw JS in `yaw_alignments`' result; ties: no mirror."""
+    mirror = min(found, key=lambda m: (found[m][1], m))
+    return found[mirror][0], mirror, found[mirror][1]
 
 
 def yaw_alignments(h_gen, h_ref, allow_mirror: bool = True) -> dict:
