@@ -103,6 +103,8 @@ def _check_pose_terms(c) -> None:
         if getattr(c.loss, name) > 0 and not (m.pose_source == 'learned' and head_trained):
             raise click.UsageError(f'--{name} > 0 needs --pose_source learned and a trained D pose head '
                                    '(--dis_cam_weight or --pose_gd_weight > 0)')
+    if m.pose_input != 'w' and m.pose_source != 'learned':
+        raise click.UsageError(f'--pose_input {m.pose_input} needs --pose_source learned (what its pose learner reads)')
     if c.loss.pose_hold_kimg > 0 and m.pose_source != 'learned':
         raise click.UsageError('--pose_hold_kimg > 0 needs --pose_source learned (it holds the learned camera law)')
     if c.loss.pose_freeze_kimg > 0 and m.pose_source != 'learned':

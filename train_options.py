@@ -235,6 +235,9 @@ OPTIONS = [
     (('--lr_multiplier',), POS_FLOAT, 'Learning-rate multiplier of the mapping network layers [default: 0.01]'),
     (('--lr_multiplier_pose',), POS_FLOAT, 'Learning-rate multiplier of the pose learner [default: 0.01]'),
     (('--pose_init_gain',), _GainPair(), "Pose learner's initial last-layer scale: G or H,V (1: reference) [preset]"),
+    (('--pose_input',), click.Choice(['w', 'noise']),
+     "What the pose learner reads: w (PoF3D) or latent dims of its own, so that the camera is drawn independently "
+     'of the object (extension) [default: w]'),
     (('--gen_pose_cond',), B, 'EG3D generator pose conditioning (pose_source dataset only) [default: False]'),
     (('--dis_pose_cond',), B, 'Condition D on its predicted pose (learned) or labels [default: True]'),
     (('--dis_cam_weight',), NONNEG_FLOAT, 'D pose-head loss weight; > 0 iff --dis_pose_cond [preset]'),

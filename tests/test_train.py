@@ -265,6 +265,9 @@ USAGE_ERRORS = [
     (['--pose_gd_debias', 'true', '--pose_source', 'dataset'], 'needs --pose_source learned'),
     (['--share_render', 'false', '--pose_source', 'prior'], '--share_render False changes the PoF3D loss'),
     (['--symmetry', 'radial'], "Invalid value for '--symmetry'"),
+    (['--pose_input', 'noise', '--pose_source', 'prior', '--dis_pose_cond', 'false'],
+     '--pose_input noise needs --pose_source learned'),
+    (['--pose_input', 'z'], "Invalid value for '--pose_input'"),
     (['--pose_dist_weight', 'nan'], "Invalid value for '--pose_dist_weight'"),
 ]
 

@@ -72,6 +72,7 @@ class ModelConfig:
     lr_multiplier: float = 0.01           # learning-rate multiplier of the mapping network layers
     lr_multiplier_pose: float = 0.01      # learning-rate multiplier of the pose learner
     pose_init_gain: Tuple[float, float] = (1.0, 1.0)  # (h, v) scales of the pose learner's initial last layer
+    pose_input: str = 'w'                 # what the pose learner reads: w (PoF3D) | noise (its own z dims, extension)
     g_num_fp16_res: int = 0               # G backbone resolutions in fp16 (conv_clamp 256 when > 0)
     d_num_fp16_res: int = 4               # D resolutions in fp16 (conv_clamp 256 when > 0)
     sr_num_fp16_res: int = 4              # super-resolution in fp16 when > 0

@@ -60,6 +60,8 @@ def G_kwargs(c: 'TrainConfig') -> dict:
     pose_kwargs = {}
     if m.pose_source == 'learned':
         pose_kwargs = dict(lr_multiplier_pose=m.lr_multiplier_pose, init_gain=m.pose_init_gain)
+        if m.pose_input != 'w':   # only then: the default's kwargs (and pickles) stay as they were
+            pose_kwargs['pose_input'] = m.pose_input
     elif m.pose_source == 'prior_residual':
         pose_kwargs = dict(lr_multiplier=m.lr_multiplier_pose)
     if m.pose_source in ('prior', 'prior_residual'):   # the prior's law, recorded in the pickle

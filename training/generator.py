@@ -1,6 +1,7 @@
 """The tri-plane generator with a pluggable pose source (SPEC §4; contract: docs/model_api.md).
 
 z [N, z_dim] --mapping--> w [N, w_dim] --pose source--> camera (SPEC §4.1: untruncated w)
+(a pose source may read z dims of its own after the object's: z_dim = object dims + its z_extra)
                             \\--broadcast, truncation--> ws [N, num_ws, w_dim]
 ws --StyleGAN2 synthesis--> planes [N, 3, C_p, P, P] --volume rendering (camera, intrinsics
 from c[:, 16:25])--> features [N, 32, R, R], depth [N, 1, R, R] --super-resolution--> image.
@@ -122,6 +123,8 @@ class TriPlaneGenerator(torch.nn.Module):
         self._apply_rendering_kwargs()
 
         self.pose_source = build_pose_source(pose_source, **self._pose_source_kwargs(pose_source, pose_kwargs))
+        self.object_z_dim = z_dim                      # what the mapping reads: z[:, :object_z_dim]
+        self.z_dim = z_dim + self.pose_source.z_extra  # what callers draw
         mapping_c_dim = c_dim if self.pose_source.conditions_mapping else 0
         self.backbone, self.decoder = build_representation(
             representation, z_dim, mapping_c_dim, w_dim, img_resolution, plane_resolution, plane_channels,
@@ -212,8 +215,9 @@ class TriPlaneGenerator(torch.nn.Module):
         return c * self.rendering_kwargs['c_scale']
 
     def mapping(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False):
-        """z [N, z_dim], c [N, 25] -> ws [N, num_ws, w_dim] (broadcast, then truncated)."""
-        return self.backbone.mapping(z, self._mapping_c(c), truncation_psi=truncation_psi,
+        """z [N, z_dim], c [N, 25] -> ws [N, num_ws, w_dim] (broadcast, then truncated); the
+        object's dims z[:, :object_z_dim] only (the rest are the pose source's)."""
+        return self.backbone.mapping(z[:, :self.object_z_dim], self._mapping_c(c), truncation_psi=truncation_psi,
                                      truncation_cutoff=truncation_cutoff, update_emas=update_emas)
 
     def _w(self, z, c, update_emas=False):

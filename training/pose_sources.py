@@ -41,6 +41,7 @@ from training.networks_stylegan2 import FullyConnectedLayer, normalize_2nd_momen
 PROJECT_MODULE = 'pof3d-clean-room'  # marks this source as this project's in network pickles (legacy.py)
 POSE_SOURCES = ('learned', 'dataset', 'prior', 'prior_residual')
 PRIOR_DISTRIBUTIONS = ('gaussian', 'uniform', 'spherical_uniform', 'truncated_gaussian')
+POSE_INPUTS = ('w', 'noise')              # what LearnedPose reads
 PRIOR_PARAMETRIZATIONS = ('v', 'polar')   # what the second coordinate's law is in (PriorPose)
 PHI_EPS = 1e-5   # pi-GAN clamps phi (and u of spherical_uniform) to [1e-5, pi - 1e-5] (SEEDS_SPEC §1.1)
 
@@ -61,6 +62,11 @@ def _as_range(name: str, value) -> Optional[Tuple[float, float]]:
     if not lo <= hi:
         raise ValueError(f'{name} must be (min, max) with min <= max, got {value!r}')
     return lo, hi
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f'{name} must be one of {choices}, got {value!r}')
 
 
 def _as_gains(value) -> Tuple[float, float]:
@@ -92,6 +98,7 @@ class PoseSource(torch.nn.Module):
     generator: optional torch.Generator for the random ones) -> PoseOutput."""
 
     conditions_mapping = False  # True: the generator's mapping network is conditioned on c
+    z_extra = 0                 # latent dims this source reads after the object's z (G.z_dim grows by it)
 
     def forward(self, w, z, c, generator=None) -> PoseOutput:
         raise NotImplementedError
@@ -104,12 +111,20 @@ class LearnedPose(PoseSource):
     zero bias init (the last layer's initial weights scaled by `init_gain`: a float, or an
     (h, v) pair, 1 = reference);
     h = p0 + h_mean, v = p1 + pi/2; then clamp_h, clamp_v (followed by the
-    reference's clamp of v to [1e-5, pi - 1e-5]) when configured; then the safety clamp."""
+    reference's clamp of v to [1e-5, pi - 1e-5]) when configured; then the safety clamp.
+
+    pose_input: 'w' (PoF3D: the learner reads the object's w, so G can turn each object against
+    its own camera) | 'noise' (extension: the learner reads its own w_dim Gaussian dims, appended
+    to z and normalized like z; `z_extra` = w_dim; camera and object are then independent draws,
+    so no object can know, and counter-turn, its camera: a learned prior)."""
 
     def __init__(self, w_dim, radius, pivot, h_mean=math.pi / 2, clamp_h=None, clamp_v=None,
-                 safe_pose_clamp=True, lr_multiplier_pose=0.01, init_gain=1.0):
+                 safe_pose_clamp=True, lr_multiplier_pose=0.01, init_gain=1.0, pose_input='w'):
+        _check_choice('pose_input', pose_input, POSE_INPUTS)
         super().__init__()
         self.w_dim = w_dim
+        self.pose_input = pose_input
+        self.z_extra = w_dim if pose_input == 'noise' else 0
         self.radius = float(radius)
         self.pivot = tuple(float(x) for x in pivot)
         self.h_mean = float(h_mean)
@@ -127,9 +142,13 @@ class LearnedPose(PoseSource):
                 self.affine_layer2.weight.mul_(torch.tensor(self.init_gain).unsqueeze(1))
 
     def forward(self, w, z=None, c=None, generator=None) -> PoseOutput:
-        del z, c, generator  # the pose is a function of w alone (SPEC §4.9)
-        misc.assert_shape(w, [None, self.w_dim])
-        p = self.affine_layer2(self.affine_layer1(w.to(torch.float32)))    # [N, 2]
+        del c, generator  # the pose is a function of w (SPEC §4.9), or of z's pose dims
+        if self.pose_input == 'noise':
+            x = normalize_2nd_moment(z[:, z.shape[1] - self.z_extra:].to(torch.float32))   # [N, w_dim]
+        else:
+            x = w.to(torch.float32)
+        misc.assert_shape(x, [None, self.w_dim])
+        p = self.affine_layer2(self.affine_layer1(x))    # [N, 2]
         h = p[:, 0:1] + self.h_mean
         v = p[:, 1:2] + math.pi / 2
         if self.clamp_h is not None:
@@ -141,7 +160,8 @@ class LearnedPose(PoseSource):
         return PoseOutput(pose, cam2world, clamped_frac)
 
     def extra_repr(self):
-        return (f'w_dim={self.w_dim}, h_mean={self.h_mean:.4f}, clamp_h={self.clamp_h}, clamp_v={self.clamp_v}, '
+        return (f'w_dim={self.w_dim}, pose_input={self.pose_input}, h_mean={self.h_mean:.4f}, '
+                f'clamp_h={self.clamp_h}, clamp_v={self.clamp_v}, '
                 f'init_gain={self.init_gain}')
 
 
@@ -164,11 +184,6 @@ def truncated_normal(shape, generator=None, device='cpu', bound=2.0, tries=4) ->
     inside = draws.abs() < bound
     first = inside.to(torch.uint8).argmax(-1)   # the first True; 0 (the first draw) when none is
     return draws.gather(-1, first.unsqueeze(-1)).squeeze(-1)
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f'{name} must be one of {choices}, got {value!r}')
 
 
 @persistence.persistent_class

@@ -305,7 +305,7 @@ def training_loop(ctx, config, run_dir, plan):
         restore(ctx, saved, phases, loss)
     reporter = None
     if ctx.rank == 0:
-        reporter = reporting.Reporter(run_dir, training_set, config.image_grid, config.model.z_dim, ctx.device,
+        reporter = reporting.Reporter(run_dir, training_set, config.image_grid, G.z_dim, ctx.device,
                                       resume_nimg=counters.cur_nimg if saved else None)
         if not saved:
             reporter.save_reals()
