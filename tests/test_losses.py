@@ -30,12 +30,12 @@ RK = dict(depth_resolution=8, depth_resolution_importance=8, ray_start=2.25, ray
           avg_camera_radius=2.7, avg_camera_pivot=[0, 0, 0.2], superresolution_module='SuperresolutionHybrid2X')
 
 
-def make_G(pose_source='learned', seed=0):
+def make_G(pose_source='learned', seed=0, **kwargs):
     torch.manual_seed(seed)
     return TriPlaneGenerator(z_dim=Z_DIM, c_dim=25, w_dim=16, img_resolution=32, img_channels=3,
                              pose_source=pose_source, rendering_kwargs=RK, plane_resolution=16, plane_channels=8,
                              neural_rendering_resolution=16, channel_base=128, channel_max=16,
-                             mapping_kwargs=dict(num_layers=2))
+                             mapping_kwargs=dict(num_layers=2), **kwargs)
 
 
 def make_D(c_dim=2, seed=0, **kwargs):

@@ -7,8 +7,10 @@ import pickle
 import pytest
 import torch
 
+import test_losses
 from test_generator import W_DIM, Z_DIM, make_G, make_inputs
 from training import config as config_lib
+from training.losses import PoF3DLoss
 from training.networks_stylegan2 import normalize_2nd_moment
 from training.pose_sources import build_pose_source
 
@@ -76,3 +78,21 @@ def test_config_records_the_option_only_when_set():
     assert 'pose_input' not in config_lib.build_config('synthetic', **TINY).G_kwargs()['pose_kwargs']
     G = config_lib.build_config('synthetic', pose_input='noise', **TINY).G_kwargs()
     assert G['pose_kwargs']['pose_input'] == 'noise' and G['z_dim'] == 16   # the object's dims; G adds its own
+
+
+@pytest.mark.parametrize('pose_input', ['w', 'noise'])
+def test_a_frozen_law_stays_exactly_put_only_with_its_own_latent(pose_input):
+    """--pose_freeze_kimg stops the camera's gradient; with w as input the law still drifts as the
+    mapping trains (issue 15, run 19), with its own latent dims it cannot move at all."""
+    G, D = test_losses.make_G(pose_kwargs=dict(pose_input=pose_input)), test_losses.make_D()
+    loss = PoF3DLoss('cpu', G, D, neural_rendering_resolution_initial=16, pose_freeze_kimg=1.0)
+    torch.manual_seed(0)
+    z, c, reals = torch.randn(4, G.z_dim), test_losses.make_labels(4), torch.rand(4, 3, 32, 32) * 2 - 1
+    before = G.pose(z, c).pose.detach().clone()
+    opt = torch.optim.SGD(G.parameters(), lr=1000.0)   # the mapping's lr multiplier is 0.01: a visible step
+    opt.zero_grad(set_to_none=True)
+    loss.accumulate_gradients('Gmain', reals, c, z, c, 1, 2000)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in G.backbone.mapping.parameters())
+    opt.step()
+    moved = (G.pose(z, c).pose - before).abs().max().item()
+    assert (moved == 0) if pose_input == 'noise' else (moved > 1e-6)
