@@ -99,7 +99,7 @@ def _check_pose_terms(c) -> None:
     if c.loss.pos_weight > 0 and m.pose_source != 'prior':
         raise click.UsageError('--pos_weight > 0 regresses the prior draw of each fake: it needs --pose_source prior')
     head_trained = c.loss.dis_cam_weight + c.loss.pose_gd_weight > 0
-    for name in ('pose_dist_weight', 'pose_img_dist_weight'):
+    for name in ('pose_dist_weight', 'pose_img_dist_weight', 'pose_view_weight'):
         if getattr(c.loss, name) > 0 and not (m.pose_source == 'learned' and head_trained):
             raise click.UsageError(f'--{name} > 0 needs --pose_source learned and a trained D pose head '
                                    '(--dis_cam_weight or --pose_gd_weight > 0)')

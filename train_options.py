@@ -258,6 +258,9 @@ OPTIONS = [
     (('--pose_img_dist_weight',), NONNEG_FLOAT,
      "Image-level pose-distribution term: D's pose estimates on G's images vs on reals, through the "
      'render (extension) [default: 0]'),
+    (('--pose_view_weight',), NONNEG_FLOAT,
+     "G's render must show its camera: D's pose estimate of it regressed to the camera, through the render "
+     '(InfoGAN-style, extension) [default: 0]'),
     (('--pose_dist_min_slope',), NONNEG_FLOAT,
      "D pose head's slope on fakes before its estimates are used [default: 0.5]"),
     (('--pose_explore_weight',), NONNEG_FLOAT, "D's pose head also on yaws h_mean +- R (extension) [default: 0]"),

@@ -92,4 +92,8 @@ MODELS = {
     # latent dims of its own: camera and object are independent draws, as the prior's are, but learned.
     'pof3d_indep': ('PoF3D, camera drawn independently of the object', 'unlabeled',
                     ['--pose_source', 'learned', '--pose_input', 'noise']),
+    # ... and the render must show its camera to D's pose head (InfoGAN's code term): at 9 kimg the row
+    # above's views hardly turned with the camera (view gain -0.20) although no object could counter-turn.
+    'pof3d_indep_view': ('PoF3D, independent camera + view consistency', 'unlabeled',
+                         ['--pose_source', 'learned', '--pose_input', 'noise', '--pose_view_weight', '1']),
 }

@@ -268,6 +268,8 @@ USAGE_ERRORS = [
     (['--pose_input', 'noise', '--pose_source', 'prior', '--dis_pose_cond', 'false'],
      '--pose_input noise needs --pose_source learned'),
     (['--pose_input', 'z'], "Invalid value for '--pose_input'"),
+    (['--pose_view_weight', '1', '--pose_source', 'prior', '--dis_pose_cond', 'false'],
+     '--pose_view_weight > 0 needs --pose_source learned'),
     (['--pose_dist_weight', 'nan'], "Invalid value for '--pose_dist_weight'"),
 ]
 

@@ -6,7 +6,8 @@
            pose_freeze_kimg on, or once D's pose head reads G's yaw from its renders at slope
            pose_freeze_slope, likewise: the camera law learned so far is kept), and the
            project's options (0 = paper): the mirror-symmetry render term (λ_sym), the density
-           symmetry (`symmetry.py`), the pose-distribution term (`pose_dist.py`),
+           symmetry (`symmetry.py`), the pose-distribution term (`pose_dist.py`), the view
+           consistency (λ_view, `pose.py`: the render must show its camera to D's head),
            GOF's normal consistency and opacity prior (`occupancy.py`)
     Greg   density L1 (λ_dens)
     Dmain  L4 pose head (λ_cam) or L4' (λ_gd when λ_cam = 0), the head's exploration term
@@ -40,7 +41,7 @@ from training.losses.common import (DInput, Step, backward, check_unsupported, e
 from training.losses.density import DensityRegularizer
 from training.losses.fakes import MirrorCamera, PoF3DFakes
 from training.losses.occupancy import GeometryRegularizers
-from training.losses.pose import PoseHeadLoss, PoseRegularizer
+from training.losses.pose import PoseHeadLoss, PoseRegularizer, ViewConsistency
 from training.losses.pose_dist import HeadCalibration, PoseDistribution
 from training.losses.pose_explore import PoseHeadExplore
 from training.losses.r1 import R1Penalty
@@ -69,7 +70,8 @@ class PoF3DLoss:
                  pose_dist_min_slope=0.5, pose_gd_start_kimg=0.0, pose_gd_debias=False, share_render=True,
                  render_schedule=None, geometry=None, pose_explore_weight=0.0, pose_explore_range=math.pi / 2,
                  pose_hold_kimg=0.0, topk=None, pose_gd_min_slope=0.0, resolution_stages=None,
-                 pose_img_dist_weight=0.0, pose_freeze_kimg=0.0, pose_freeze_slope=0.0):
+                 pose_img_dist_weight=0.0, pose_freeze_kimg=0.0, pose_freeze_slope=0.0,
+                 pose_view_weight=0.0):
         check_unsupported(style_mixing_prob, pl_weight)
         if (dis_cam_weight > 0 or pose_gd_weight > 0) and getattr(D, 'pose_head', True) is None:
             raise ValueError('dis_cam_weight / pose_gd_weight > 0 need a discriminator with a pose head')
@@ -101,6 +103,7 @@ class PoF3DLoss:
                             or pose_gd_min_slope > 0 or pose_freeze_slope > 0 else None)
         self.G_pose = PoseRegularizer(d_input, pose_gd_weight,                                     # L3
                                       self.calibration, pose_dist_min_slope, pose_gd_debias, pose_gd_min_slope)
+        self.G_view = ViewConsistency(d_input, pose_view_weight)                                   # extension
         self.G_sym = MirrorSymmetry(sym_weight, flip_type)                                         # extension
         self.G_sym_density = DensitySymmetry(symmetry_density_weight, flip_type)                   # extension
         self.G_pose_dist = PoseDistribution(d_input, pose_dist_weight, max(pose_dist_start_kimg, pose_hold_kimg),
@@ -197,10 +200,11 @@ class PoF3DLoss:
         if self.shared_renders():
             l1, est = self.G_adv.with_pose(G, D, z, c, step)
             backward(_total(l1, self.G_pose.given_target(G, z, c, est, step),
-                            self.G_pose_dist.image_term(G, D, z, c, step, est)), gain)
+                            self.G_pose_dist.image_term(G, D, z, c, step, est),
+                            self.G_view.given_estimate(G, z, c, est)), gain)
             terms = (self.G_adv_flip, self.G_sym)
         else:
-            terms = (self.G_adv, self.G_adv_flip, self.G_pose, self.G_sym, self.G_pose_dist.image_term)
+            terms = (self.G_adv, self.G_adv_flip, self.G_pose, self.G_sym, self.G_pose_dist.image_term, self.G_view)
         for term in terms:
             backward(term(G, D, z, c, step), gain)
 

@@ -4,6 +4,7 @@
                           (--pose_gd_debias: the target corrected by the head's fit on fakes,
                           `pose_dist.HeadCalibration.correct`; --pose_gd_min_slope S: only the
                           components whose fit has slope >= S pull; project options)
+    ViewConsistency  (G)  λ_view · MSE(D_pose(B G(z)), sg ξ_G(z)), through the render (extension)
     PoseHeadLoss     (D)  L4  = λ_cam · MSE(D_pose(B G(z)), sg ξ_G(z))
                           L4' = λ_gd  · MSE(D_pose(B G^det(z)), sg ξ_G^det(z))   (λ_gd > 0, λ_cam = 0)
 
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch_utils import training_stats
 from training.generator_output import GeneratorOutput
 from training.losses.common import DInput, Step, fake_pair
+from training.losses.fakes import PoF3DFakes
 
 
 class PoseRegularizer:
@@ -69,6 +71,35 @@ class PoseRegularizer:
         else:   # the MSE's scale (mean over N x 2), the untrusted component contributing 0
             loss = ((pose - target).square() * mask.to(pose)).mean() * self.weight
         training_stats.report('Loss/G/posegloss', loss)
+        return loss
+
+
+class ViewConsistency:
+    """G's render must show the camera it was rendered from (extension, issue 15, `--pose_view_weight`):
+    λ_view · MSE(D_pose(B G(z)), sg ξ_G(z)), with the graph through the render into G (D is not
+    trained in G's phase). InfoGAN's code term with the camera as the code and D's pose head, fit on
+    G's renders by L4 / L4', as its recognizer. L3 moves the camera toward what the image shows; this
+    moves what the image shows toward the camera, so that a view cannot ignore its camera (with
+    `--pose_input noise` an object cannot counter-turn it either)."""
+
+    def __init__(self, d_input: DInput, weight: float):
+        self.d_input, self.weight, self.fakes = d_input, weight, PoF3DFakes()
+
+    def __call__(self, G, D, z: torch.Tensor, c: torch.Tensor, step: Step) -> Optional[torch.Tensor]:
+        """z [N, z_dim], c [N, 25] -> scalar (None when the weight is 0); renders G(z) itself."""
+        if not self.weight:
+            return None
+        out, _ = self.fakes(G, z, c, step)
+        return self.given_estimate(G, z, c, self.d_input.pose(D, fake_pair(out), step.blur_sigma))
+
+    def given_estimate(self, G, z: torch.Tensor, c: torch.Tensor, est: torch.Tensor) -> Optional[torch.Tensor]:
+        """The term from est = D_pose(B G(z)) [N, 2] with its graph into G (shared renders)."""
+        if not self.weight:
+            return None
+        with torch.no_grad():
+            target = G.pose(z, c).pose                                     # [N, 2] the camera G rendered
+        loss = F.mse_loss(est, target) * self.weight
+        training_stats.report('Loss/G/pose_view', loss)
         return loss
 
 
