@@ -96,4 +96,13 @@ MODELS = {
     # above's views hardly turned with the camera (view gain -0.20) although no object could counter-turn.
     'pof3d_indep_view': ('PoF3D, independent camera + view consistency', 'unlabeled',
                          ['--pose_source', 'learned', '--pose_input', 'noise', '--pose_view_weight', '1']),
+    # The independent camera's law still contracts late (48 -> 20 deg, run 20) and the label-free freeze
+    # keeps it (run 19); with its own latent the frozen law cannot drift as the mapping trains.
+    'pof3d_indep_freeze': ('PoF3D, independent camera, law frozen once D reads its yaw (slope 0.5)', 'unlabeled',
+                           ['--pose_source', 'learned', '--pose_input', 'noise', '--pose_freeze_slope', '0.5']),
+    # For two clusters of views: symmetric planes stop G turning the object inside its frame, and the
+    # independent camera stops it turning each object against its own camera, so what is left to show
+    # the data's views is the camera (run 4 had the planes with the camera on w).
+    'pof3d_indep_planes': ('PoF3D, independent camera + symmetric planes', 'unlabeled',
+                           ['--pose_source', 'learned', '--pose_input', 'noise', '--symmetry', 'planes']),
 }
