@@ -360,7 +360,10 @@ def test_estimator_metrics_end_to_end(G, synthetic_zip, tmp_path, monkeypatch):
                 'depth_err_relief'):
         assert np.isfinite((pose if key.startswith('pose') else depth)[key]), key
     assert 0 <= pose.pose_err <= 180 and pose.pose_err_mirror in (0, 1)
-    assert 0 <= pose.pose_err_other_mirror <= 180 and pose.pose_err_other_mirror_js_gap >= 0
+    gap = pose.pose_err_other_mirror_js_gap
+    assert 0 <= pose.pose_err_other_mirror <= 180 and gap >= -pose_depth_error.MIRROR_JS_TOL
+    if gap < pose_depth_error.MIRROR_JS_TOL:   # the images chose the frame
+        assert pose.pose_err <= pose.pose_err_other_mirror
     trained = sorted(os.listdir(tmp_path / 'pof3d-estimators'))
     assert [name.split('-')[0] for name in trained] == ['depth', 'pose']
     # The *_gt metrics reuse the cached estimators: training again would fail here.
@@ -438,3 +441,16 @@ def test_cli_one_line_errors(snapshot, args, message):
     assert len(result.output.strip().splitlines()) == 1 and message in result.output, result.output
     result = click.testing.CliRunner().invoke(calc_metrics.main, ['--network', '/nonexistent.pkl'])
     assert result.exit_code == 1 and 'no such file' in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_choose_mirror_by_js_unless_the_law_cannot_orient_the_frame():
+    tol = pose_depth_error.MIRROR_JS_TOL
+    # {mirror: (offset, yaw JS)}; the images agree better with the mirrored frame (10 deg against 40).
+    errs = {False: 40.0, True: 10.0}
+    assert pose_depth_error.choose_mirror({False: (0.0, 0.1), True: (1.0, 0.1 + tol / 2)}, errs) is True
+    assert pose_depth_error.choose_mirror({False: (0.0, 0.1 + tol / 2), True: (1.0, 0.1)}, errs) is True
+    # A law that does orient it (a skewed one): the JS decides, whatever the images say.
+    assert pose_depth_error.choose_mirror({False: (0.0, 0.1), True: (1.0, 0.1 + 2 * tol)}, errs) is False
+    # Ties on both: no mirror; no mirror allowed: none.
+    assert pose_depth_error.choose_mirror({False: (0.0, 0.1), True: (1.0, 0.1)}, {False: 5.0, True: 5.0}) is False
+    assert pose_depth_error.choose_mirror({False: (0.0, 0.0)}, {False: 5.0}) is False
