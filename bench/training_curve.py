@@ -29,7 +29,7 @@ def find_stats(run: str) -> str:
     """The stats.jsonl of a run folder, or of the single run inside a bench row folder."""
     if os.path.isfile(os.path.join(run, 'stats.jsonl')):
         return os.path.join(run, 'stats.jsonl')
-    found = sorted(glob.glob(os.path.join(run, '*', 'stats.jsonl')))
+    found = sorted(glob.glob(os.path.join(glob.escape(run), '*', 'stats.jsonl')))
     if len(found) != 1:
         what = 'no' if not found else f'{len(found)}'
         raise click.BadParameter(f'{run}: {what} stats.jsonl found (expected one run)', param_hint='--run')
