@@ -103,6 +103,9 @@ def _check_pose_terms(c) -> None:
         if getattr(c.loss, name) > 0 and not (m.pose_source == 'learned' and head_trained):
             raise click.UsageError(f'--{name} > 0 needs --pose_source learned and a trained D pose head '
                                    '(--dis_cam_weight or --pose_gd_weight > 0)')
+    if c.loss.pose_cond_grad and not (m.pose_source == 'learned' and m.dis_pose_cond):
+        raise click.UsageError('--pose_cond_grad needs --pose_source learned and --dis_pose_cond True (the gradient '
+                               "flows through D's self-conditioning pose label)")
     if m.pose_input != 'w' and m.pose_source != 'learned':
         raise click.UsageError(f'--pose_input {m.pose_input} needs --pose_source learned (what its pose learner reads)')
     if c.loss.pose_hold_kimg > 0 and m.pose_source != 'learned':

@@ -255,6 +255,8 @@ OPTIONS = [
     (('--pose_dist_weight',), NONNEG_FLOAT,
      "Pose-distribution term: G's cameras vs D's de-biased estimates on reals (extension) [default: 0]"),
     (('--pose_dist_start_kimg',), NONNEG_FLOAT, 'kimg before the pose-distribution terms [default: 0]'),
+    (('--pose_cond_grad',), B, "G's adversarial gradient also flows through D's pose label, so G's cameras see "
+     'which poses D finds real (extension; needs --dis_pose_cond) [default: False]'),
     (('--pose_img_dist_weight',), NONNEG_FLOAT,
      "Image-level pose-distribution term: D's pose estimates on G's images vs on reals, through the "
      'render (extension) [default: 0]'),

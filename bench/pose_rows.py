@@ -105,4 +105,12 @@ MODELS = {
     # the data's views is the camera (run 4 had the planes with the camera on w).
     'pof3d_indep_planes': ('PoF3D, independent camera + symmetric planes', 'unlabeled',
                            ['--pose_source', 'learned', '--pose_input', 'noise', '--symmetry', 'planes']),
+    # D's score prefers the data's yaws mostly through its pose label (run 25's probe: at 15 kimg renders
+    # at 45/135 deg score -0.2 to 0, frontal ones -2.3), and PoF3D detaches that label, so G's camera only
+    # feels the image path, which pulled the law inward. Here G's gradient also flows through the label.
+    'pof3d_indep_planes_cg': ("PoF3D, independent camera + symmetric planes + score gradient through D's pose label",
+                              'unlabeled', ['--pose_source', 'learned', '--pose_input', 'noise', '--symmetry', 'planes',
+                                            '--pose_cond_grad', 'true']),
+    'pof3d_cg': ("PoF3D + score gradient through D's pose label", 'unlabeled',
+                 ['--pose_source', 'learned', '--pose_cond_grad', 'true']),
 }

@@ -271,6 +271,9 @@ USAGE_ERRORS = [
     (['--pose_view_weight', '1', '--pose_source', 'prior', '--dis_pose_cond', 'false'],
      '--pose_view_weight > 0 needs --pose_source learned'),
     (['--pose_dist_weight', 'nan'], "Invalid value for '--pose_dist_weight'"),
+    (['--pose_cond_grad', 'true', '--pose_source', 'dataset'], '--pose_cond_grad needs --pose_source learned'),
+    (['--pose_cond_grad', 'true', '--dis_pose_cond', 'false', '--dis_cam_weight', '0'],
+     "--pose_cond_grad needs --pose_source learned and --dis_pose_cond True"),
 ]
 
 

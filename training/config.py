@@ -171,6 +171,7 @@ class LossConfig:
     pose_freeze_kimg: float = 0.0         # ... and held at its learned law from here on (0: never)
     pose_freeze_slope: float = 0.0        # ... or from when D's head reads G's yaw at this slope (0: never)
     pose_view_weight: float = 0.0         # G's render must show its camera to D's pose head (pose.py ViewConsistency)
+    pose_cond_grad: bool = False          # G's score gradient also through D's pose label (adversarial.py)
     flip_to_dis: bool = True              # G term on the mirrored render
     flip_to_disd: bool = True             # D term on the mirrored render (and w_f on both fake terms)
     flip_to_disd_weight: float = 1.0      # w_f

@@ -193,7 +193,7 @@ def loss_kwargs(c: 'TrainConfig', from_pickle: bool = False) -> dict:
                       pose_explore_weight=ls.pose_explore_weight, pose_explore_range=ls.pose_explore_range,
                       pose_hold_kimg=ls.pose_hold_kimg, pose_img_dist_weight=ls.pose_img_dist_weight,
                       pose_freeze_kimg=ls.pose_freeze_kimg, pose_freeze_slope=ls.pose_freeze_slope,
-                      pose_view_weight=ls.pose_view_weight)
+                      pose_view_weight=ls.pose_view_weight, pose_cond_grad=ls.pose_cond_grad)
     else:
         kwargs.update(flip_type=ls.flip_type, gpc_reg_prob=ls.gpc_reg_prob if c.model.gen_pose_cond else None,
                       gpc_reg_fade_kimg=0 if from_pickle else ls.gpc_reg_fade_kimg)

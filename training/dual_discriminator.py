@@ -172,18 +172,21 @@ class DualDiscriminator(torch.nn.Module):
 
     # -- public API ----------------------------------------------------------------------
 
-    def forward(self, img, c=None, update_emas=False, **block_kwargs):
+    def forward(self, img, c=None, update_emas=False, cond_grad=False, **block_kwargs):
         """One trunk pass -> {'score': [N, 1], 'pose': [N, 2] or None}.
 
         self_condition: the score is conditioned on sg(pose) and `c` is ignored (SPEC §5.3,
         §12.2); otherwise on `c` (c_dim > 0) or on nothing (c_dim = 0). 'pose' keeps its
         graph: pose losses backpropagate into the head and the trunk through it.
+        cond_grad (self_condition only; G's adversarial terms with --pose_cond_grad): the score
+        is conditioned on pose itself, so the gradient w.r.t. the image also flows through D's
+        pose estimate. Only for G phases: a D phase would train the head with the score.
         """
         del update_emas  # part of the common D interface; D has no running statistics
         feats = self._features(img, **block_kwargs)
         pose = self.pose_head(feats) if self.pose_head is not None else None
         if self.self_condition:
-            c = pose.detach()  # ĉ = sg(D_pose(x)): the score never trains the pose head
+            c = pose if cond_grad else pose.detach()  # ĉ = sg(D_pose(x)): the score never trains the pose head
         return {'score': self._score(feats, c), 'pose': pose}
 
     def pose_only(self, img, **block_kwargs):

@@ -50,14 +50,24 @@ class GeneratorAdversarial(_FakeTerm):
 
     kind: 'fake' (L1, reports Loss/G/loss and the Pose/* stats) or 'fake_flip' (L2,
     Loss/G/loss_flip). The reference's L2 weight is always 1, not w_f (SPEC §12.6).
+
+    cond_grad (extension, --pose_cond_grad; False = paper): G differentiates a self-conditioned
+    D's score through D's pose label too, s(x) = f(x, D_pose(x)), not f(x, sg D_pose(x)). The
+    part of D's score that says which *poses* are real lives in that label (a projection D's
+    log p_data(c) / p_G(c)); with the label detached G's camera never sees it
+    (docs/benchmark.md run 25).
     """
+
+    def __init__(self, d_input: DInput, fakes, weight: float = 1.0, kind: str = 'fake', cond_grad: bool = False):
+        super().__init__(d_input, fakes, weight, kind)
+        self.cond_grad = bool(cond_grad)
 
     def __call__(self, G, D, z: torch.Tensor, c: torch.Tensor, step: Step) -> Optional[torch.Tensor]:
         """z [N, z_dim], c [N, 25] -> scalar (or None when weight is 0)."""
         if not self.weight:
             return None
         out, label = self.fakes(G, z, c, step)
-        score, _ = self.d_input.score(D, fake_pair(out), step.blur_sigma, label)
+        score, _ = self.d_input.score(D, fake_pair(out), step.blur_sigma, label, cond_grad=self.cond_grad)
         return self._loss(out, score, step.topk_frac)
 
     def with_pose(self, G, D, z: torch.Tensor, c: torch.Tensor, step: Step):
@@ -65,7 +75,7 @@ class GeneratorAdversarial(_FakeTerm):
         one D pass: L3's target once detached, the image-level pose term's input as it is
         (PoF3DLoss's shared renders; self-conditioned D, single blur)."""
         out, _ = self.fakes(G, z, c, step)
-        score, pose = self.d_input.score_and_pose(D, fake_pair(out), step.blur_sigma)
+        score, pose = self.d_input.score_and_pose(D, fake_pair(out), step.blur_sigma, cond_grad=self.cond_grad)
         return (self._loss(out, score, step.topk_frac) if self.weight else None), pose
 
     def _loss(self, out: dict, score: torch.Tensor, topk_frac: float = 1.0) -> torch.Tensor:

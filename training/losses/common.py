@@ -114,29 +114,34 @@ class DInput:
         return D.pose_only(self.prepare(img, blur_sigma))
 
     def score(self, D, img: ImagePair, blur_sigma: float, c: Optional[torch.Tensor] = None,
-              update_emas: bool = False) -> Tuple[torch.Tensor, ImagePair]:
+              update_emas: bool = False, cond_grad: bool = False) -> Tuple[torch.Tensor, ImagePair]:
         """Score [N, 1] and the pair D's score actually consumed (R1 differentiates w.r.t. it).
 
         c: the label for a D conditioned on labels (EG3D); None for a self-conditioned or
-        unconditional D.
+        unconditional D. cond_grad: a self-conditioned D's label ĉ keeps its graph (G phases
+        with --pose_cond_grad, `DualDiscriminator.forward`).
         """
         x = self.prepare(img, blur_sigma)
         if self.blur_mode == 'single' or blur_kernel(blur_sigma) is None:
-            return D(x, c, update_emas=update_emas)['score'], x
+            kwargs = {'cond_grad': True} if cond_grad else {}   # label-conditioned Ds take no cond_grad
+            return D(x, c, update_emas=update_emas, **kwargs)['score'], x
         if c is not None:
             raise ValueError("blur_mode='reference' is for a self-conditioned D (its own pose is the label)")
-        label = D.pose_only(x).detach()                                  # ĉ from B x
+        label = D.pose_only(x)                                           # ĉ from B x
+        label = label if cond_grad else label.detach()
         x2 = {'image': gaussian_blur(x['image'], blur_sigma), 'image_raw': x['image_raw']}
         return D.score_given(x2, label), x2                               # s from B(B x)
 
-    def score_and_pose(self, D, img: ImagePair, blur_sigma: float,
-                       update_emas: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    def score_and_pose(self, D, img: ImagePair, blur_sigma: float, update_emas: bool = False,
+                       cond_grad: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
         """(score [N, 1], pose [N, 2] with its graph) of a self-conditioned D from ONE trunk pass
-        on B x: the score conditioned on sg(pose) (SPEC §6 notation: s(x) and D_pose(B x)).
-        Single blur mode only (the reference mode scores B(B x), another input than the pose's)."""
+        on B x: the score conditioned on sg(pose) (SPEC §6 notation: s(x) and D_pose(B x)), or on
+        pose with its graph with cond_grad. Single blur mode only (the reference mode scores
+        B(B x), another input than the pose's)."""
         if self.blur_mode != 'single' and blur_kernel(blur_sigma) is not None:
             raise ValueError("score_and_pose needs blur_mode 'single' (or no blur)")
-        out = D(self.prepare(img, blur_sigma), None, update_emas=update_emas)
+        kwargs = {'cond_grad': True} if cond_grad else {}
+        out = D(self.prepare(img, blur_sigma), None, update_emas=update_emas, **kwargs)
         return out['score'], out['pose']
 
 

@@ -7,7 +7,8 @@
            pose_freeze_slope, likewise: the camera law learned so far is kept), and the
            project's options (0 = paper): the mirror-symmetry render term (λ_sym), the density
            symmetry (`symmetry.py`), the pose-distribution term (`pose_dist.py`), the view
-           consistency (λ_view, `pose.py`: the render must show its camera to D's head),
+           consistency (λ_view, `pose.py`: the render must show its camera to D's head), G's
+           score gradient through D's pose label (pose_cond_grad, `adversarial.py`),
            GOF's normal consistency and opacity prior (`occupancy.py`)
     Greg   density L1 (λ_dens)
     Dmain  L4 pose head (λ_cam) or L4' (λ_gd when λ_cam = 0), the head's exploration term
@@ -71,7 +72,7 @@ class PoF3DLoss:
                  render_schedule=None, geometry=None, pose_explore_weight=0.0, pose_explore_range=math.pi / 2,
                  pose_hold_kimg=0.0, topk=None, pose_gd_min_slope=0.0, resolution_stages=None,
                  pose_img_dist_weight=0.0, pose_freeze_kimg=0.0, pose_freeze_slope=0.0,
-                 pose_view_weight=0.0):
+                 pose_view_weight=0.0, pose_cond_grad=False):
         check_unsupported(style_mixing_prob, pl_weight)
         if (dis_cam_weight > 0 or pose_gd_weight > 0) and getattr(D, 'pose_head', True) is None:
             raise ValueError('dis_cam_weight / pose_gd_weight > 0 need a discriminator with a pose head')
@@ -96,8 +97,9 @@ class PoF3DLoss:
         self.mirror = MirrorCamera(flip_type, seed)
         plain, flipped = PoF3DFakes(), PoF3DFakes(self.mirror, detach_pose)
         w_f = flip_to_disd_weight if flip_to_disd else 1.0   # scales both D fake terms (SPEC §12.6)
-        self.G_adv = GeneratorAdversarial(d_input, plain, 1.0, 'fake')                             # L1
-        self.G_adv_flip = GeneratorAdversarial(d_input, flipped, float(flip_to_dis), 'fake_flip')  # L2
+        cg = bool(pose_cond_grad)   # extension: G's score gradient also through D's pose label
+        self.G_adv = GeneratorAdversarial(d_input, plain, 1.0, 'fake', cg)                             # L1
+        self.G_adv_flip = GeneratorAdversarial(d_input, flipped, float(flip_to_dis), 'fake_flip', cg)  # L2
         # The head's fit on fakes (L4's pairs): de-biases the extensions' use of its estimates.
         self.calibration = (HeadCalibration() if pose_dist_weight or pose_img_dist_weight or pose_gd_debias
                             or pose_gd_min_slope > 0 or pose_freeze_slope > 0 else None)
