@@ -93,6 +93,20 @@ def test_pose_learning_smoke(tmp_path):
                           '--num', '16'], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and 'no pose head' in res.stderr and 'Traceback' not in res.stderr, res.stderr
 
+    # The score probe on the newest snapshot: the sweep and the binned ascents, into a file too;
+    # a D that is not self-conditioned on a pose head fails in one line.
+    score_probe = os.path.join(REPO, 'bench', 'pose_score_probe.py')
+    report = outdir / 'score_probe.md'
+    res = subprocess.run([sys.executable, score_probe, '--run', str(outdir / 'runs' / 'pof3d'), '--data', data,
+                          '--num', '4', '--yaws', '45,135', '--out', str(report)],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = report.read_text()
+    assert text == res.stdout and '| 45 |' in text and '| 135 |' in text and 'corr(ascent, yaw - mean) | 4 |' in text
+    res = subprocess.run([sys.executable, score_probe, '--run', str(outdir / 'runs' / 'eg3d_gt'), '--data', data,
+                          '--num', '4'], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and 'not self-conditioned' in res.stderr and 'Traceback' not in res.stderr, res.stderr
+
     # The view gain over the run's snapshots, with the bench's cached estimator (retraining it would time out).
     curve = os.path.join(REPO, 'bench', 'view_gain_curve.py')
     csv_path = outdir / 'view_gain.csv'
