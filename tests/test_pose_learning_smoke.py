@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, 'bench', 'pose_learning.py')
@@ -30,6 +31,7 @@ def run(outdir, *args):
     return time.time() - start, res.stdout
 
 
+@pytest.mark.timeout(1500)   # 28 rows plus the probes; beside training runs more than pytest.ini's 600 s
 def test_pose_learning_smoke(tmp_path):
     outdir = tmp_path / 'bench'
     _, stdout = run(outdir, '--jobs', '2', '--curve-points', '2')   # two rows train at once (the threads path)
