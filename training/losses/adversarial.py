@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from torch_utils import training_stats
 from training.generator_output import GeneratorOutput
-from training.losses.common import DInput, ImagePair, Step, fake_pair, report_scores
+from training.losses.common import DInput, ImagePair, Step, cond_kwargs, fake_pair, report_scores
 
 
 def report_pose_stats(out: GeneratorOutput) -> None:
@@ -67,7 +67,7 @@ class GeneratorAdversarial(_FakeTerm):
         if not self.weight:
             return None
         out, label = self.fakes(G, z, c, step)
-        score, _ = self.d_input.score(D, fake_pair(out), step.blur_sigma, label, **self._cond_kwargs())
+        score, _ = self.d_input.score(D, fake_pair(out), step.blur_sigma, label, **cond_kwargs(self.cond_grad))
         return self._loss(out, score, step.topk_frac)
 
     def with_pose(self, G, D, z: torch.Tensor, c: torch.Tensor, step: Step):
@@ -75,12 +75,8 @@ class GeneratorAdversarial(_FakeTerm):
         one D pass: L3's target once detached, the image-level pose term's input as it is
         (PoF3DLoss's shared renders; self-conditioned D, single blur)."""
         out, _ = self.fakes(G, z, c, step)
-        score, pose = self.d_input.score_and_pose(D, fake_pair(out), step.blur_sigma, **self._cond_kwargs())
+        score, pose = self.d_input.score_and_pose(D, fake_pair(out), step.blur_sigma, **cond_kwargs(self.cond_grad))
         return (self._loss(out, score, step.topk_frac) if self.weight else None), pose
-
-    def _cond_kwargs(self) -> dict:
-        """The paper's call unless the option is on (the reference D passes of tests/reference take no cond_grad)."""
-        return {'cond_grad': True} if self.cond_grad else {}
 
     def _loss(self, out: dict, score: torch.Tensor, topk_frac: float = 1.0) -> torch.Tensor:
         """topk_frac < 1: the mean over the ceil(topk_frac N) most-real scores only (pi-GAN's top-k,

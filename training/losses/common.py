@@ -88,6 +88,12 @@ def report_scores(kind: str, score: torch.Tensor) -> None:
     training_stats.report(f'Loss/signs/{kind}', score.sign())
 
 
+def cond_kwargs(cond_grad: bool) -> dict:
+    """D's (or DInput's) keyword for --pose_cond_grad, empty when off: the paper's call, which every D
+    (label-conditioned ones, the reference passes of tests/reference) takes."""
+    return {'cond_grad': True} if cond_grad else {}
+
+
 class DInput:
     """Feeds an image pair to D: blur, optional augmentation, and the blur mode above."""
 
@@ -123,8 +129,7 @@ class DInput:
         """
         x = self.prepare(img, blur_sigma)
         if self.blur_mode == 'single' or blur_kernel(blur_sigma) is None:
-            kwargs = {'cond_grad': True} if cond_grad else {}   # label-conditioned Ds take no cond_grad
-            return D(x, c, update_emas=update_emas, **kwargs)['score'], x
+            return D(x, c, update_emas=update_emas, **cond_kwargs(cond_grad))['score'], x
         if c is not None:
             raise ValueError("blur_mode='reference' is for a self-conditioned D (its own pose is the label)")
         label = D.pose_only(x)                                           # ĉ from B x
@@ -140,8 +145,7 @@ class DInput:
         B(B x), another input than the pose's)."""
         if self.blur_mode != 'single' and blur_kernel(blur_sigma) is not None:
             raise ValueError("score_and_pose needs blur_mode 'single' (or no blur)")
-        kwargs = {'cond_grad': True} if cond_grad else {}
-        out = D(self.prepare(img, blur_sigma), None, update_emas=update_emas, **kwargs)
+        out = D(self.prepare(img, blur_sigma), None, update_emas=update_emas, **cond_kwargs(cond_grad))
         return out['score'], out['pose']
 
 
