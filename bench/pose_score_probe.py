@@ -66,10 +66,9 @@ def camera_gradients(G, D, z, c, pose, resolution):
     """(yaw [N], image-path ascent [N], full ascent [N]): d score / d h per sample at pose [N, 2],
     with D's pose label detached and with its graph (numpy)."""
     leaf = pose.detach().clone().requires_grad_(True)
-    score = D(render_at(G, z, c, leaf, resolution), cond_grad=True)['score']
-    full = torch.autograd.grad(score.sum(), leaf)[0][:, 0]
-    leaf2 = pose.detach().clone().requires_grad_(True)
-    image = torch.autograd.grad(D(render_at(G, z, c, leaf2, resolution))['score'].sum(), leaf2)[0][:, 0]
+    x = render_at(G, z, c, leaf, resolution)                  # one render, both derivatives
+    full = torch.autograd.grad(D(x, cond_grad=True)['score'].sum(), leaf, retain_graph=True)[0][:, 0]
+    image = torch.autograd.grad(D(x)['score'].sum(), leaf)[0][:, 0]
     return leaf[:, 0].detach().numpy(), image.numpy(), full.numpy()
 
 
