@@ -18,7 +18,8 @@ MODELS = ('pof3d', 'eg3d_gt', 'prior', 'campari', 'no_mirror', 'no_dcond', 'pof3
           'pof3d_density', 'pof3d_dist', 'pof3d_dist_planes', 'pof3d_levers',
           'pof3d_explore', 'pof3d_hold', 'pof3d_hold_explore', 'pof3d_hold_planes', 'pof3d_hold_planes_w10',
           'pof3d_hold_planes_img10', 'pof3d_debias', 'pof3d_freeze', 'pof3d_freeze_slope', 'pof3d_indep',
-          'pof3d_indep_view', 'pof3d_indep_freeze', 'pof3d_indep_planes', 'pof3d_indep_planes_cg', 'pof3d_cg')
+          'pof3d_indep_view', 'pof3d_indep_freeze', 'pof3d_indep_planes', 'pof3d_indep_planes_cg',
+          'pof3d_indep_planes_cg_view', 'pof3d_cg')
 KEYS = ('seconds', 'kimg', 'kid_est', 'depth_err', 'pose_err', 'pose_err_raw', 'pose_js', 'pose_js_raw', 'pose_js_sym',
         'view_gain', 'view_gain_estimator_slope', 'pose_err_view_js_yaw')
 
