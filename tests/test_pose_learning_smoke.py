@@ -111,6 +111,21 @@ def test_pose_learning_smoke(tmp_path):
                           '--num', '4'], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and 'not self-conditioned' in res.stderr and 'Traceback' not in res.stderr, res.stderr
 
+    # The camera -> view map with the bench's cached estimator, calibrated on the labeled zip itself.
+    report = outdir / 'view_map.md'
+    res = subprocess.run([sys.executable, os.path.join(REPO, 'bench', 'view_map.py'), '--run',
+                          str(outdir / 'runs' / 'pof3d_indep_planes_cg'), '--data', data, '--cache',
+                          str(outdir / 'cache'), '--est-steps', '20', '--calib', data, '--num', '4', '--yaws', '45,135',
+                          '--out', str(report)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [line.split('|')[1:-1] for line in report.read_text().splitlines() if line.startswith('| 45 ')
+            or line.startswith('| 135 ')]
+    assert report.read_text() == res.stdout and len(rows) == 2 and all(len(r) == 9 for r in rows)
+    assert all(0 < float(r[1]) < 360 and int(r[6]) > 0 for r in rows)   # views read; true items near each yaw
+    res = subprocess.run([sys.executable, os.path.join(REPO, 'bench', 'view_map.py'), '--run', str(outdir / 'nothing'),
+                          '--data', data], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0 and 'no network-snapshot' in res.stderr and 'Traceback' not in res.stderr, res.stderr
+
     # The view gain over the run's snapshots, with the bench's cached estimator (retraining it would time out).
     curve = os.path.join(REPO, 'bench', 'view_gain_curve.py')
     csv_path = outdir / 'view_gain.csv'
