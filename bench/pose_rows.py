@@ -113,7 +113,8 @@ MODELS = {
                                             '--pose_cond_grad', 'true']),
     # With the label's gradient on cars the views reached the data's two clusters (views' yaw JS 0.04,
     # run 26) while the cameras stayed one broad mode: each view snaps to the nearer cluster. The view
-    # term asks each render to show its own camera, so the cameras have to split where the views did.
+    # term asks each render to show its own camera, so that the cameras split where the views did
+    # (run 29: they did not; on heads it gave the best depth and pose error).
     'pof3d_indep_planes_cg_view': ("PoF3D, independent camera + symmetric planes + score gradient through D's "
                                    'pose label + view consistency', 'unlabeled',
                                    ['--pose_source', 'learned', '--pose_input', 'noise', '--symmetry', 'planes',

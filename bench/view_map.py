@@ -101,8 +101,6 @@ def parse_yaws(text: str) -> tuple:
         yaws = tuple(float(x) for x in text.split(','))
     except ValueError:
         raise click.BadParameter(f'{text!r}: comma-separated degrees', param_hint='--yaws') from None
-    if len(yaws) < 1:
-        raise click.BadParameter('need at least one yaw', param_hint='--yaws')
     return yaws
 
 
