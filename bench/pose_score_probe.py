@@ -140,7 +140,7 @@ def main(run, data, num, yaws, seed, out_path):
         yaws_deg = tuple(float(x) for x in yaws.split(','))
     except ValueError:
         raise click.BadParameter(f'{yaws!r}: comma-separated degrees', param_hint='--yaws') from None
-    pkl = run if run.endswith('.pkl') else run_files.run_snapshots(run)[-1]
+    pkl = run_files.newest_snapshot(run)
     try:
         text = probe(pkl, data, num, yaws_deg, seed)
     except OSError as err:

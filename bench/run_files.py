@@ -49,6 +49,11 @@ def run_snapshots(run: str) -> list:
     return sorted(found, key=snapshot_nimg)
 
 
+def newest_snapshot(run: str) -> str:
+    """`run` itself when it is a .pkl, else the newest network snapshot below it (run_snapshots)."""
+    return run if run.endswith('.pkl') else run_snapshots(run)[-1]
+
+
 def curve_picks(num: int, most: int) -> list:
     """Indices of at most `most` of num items, evenly spread, the last included (and the first when
     most >= 2)."""

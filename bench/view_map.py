@@ -47,8 +47,9 @@ def summary(yaws_deg: np.ndarray) -> tuple:
     return (float(np.mean(yaws_deg)), float(np.std(yaws_deg)), *np.percentile(yaws_deg, [10, 50, 90]).tolist())
 
 
-def read_yaws(est, images: torch.Tensor, around_deg: float) -> np.ndarray:
-    """images [N, 3, H, W] in [-1, 1] -> the estimator's yaws (degrees) on the branch nearest around_deg."""
+def read_yaws(est, images: torch.Tensor, around_deg) -> np.ndarray:
+    """images [N, 3, H, W] in [-1, 1] -> the estimator's yaws (degrees) on the branch nearest around_deg
+    (a float, or one per image)."""
     yaw = est(metric_utils.quantize(images))['pose'][:, 0].double().numpy()
     return np.degrees(pose_metrics.wrap_around(yaw, np.radians(around_deg)))
 
@@ -75,8 +76,8 @@ def calib_readings(est, calib: str) -> tuple:
     imgs, _, true_pose, _ = load_reals(calib, 10 ** 9)
     true = np.degrees(true_pose[:, 0])
     with torch.no_grad():
-        read = np.concatenate([read_yaws(est, imgs[i:i + 256], 0.0) for i in range(0, len(imgs), 256)])
-    return true, np.degrees(pose_metrics.wrap_around(np.radians(read), np.radians(true)))
+        read = np.concatenate([read_yaws(est, imgs[i:i + 256], true[i:i + 256]) for i in range(0, len(imgs), 256)])
+    return true, read
 
 
 def report(pkl: str, rows: list, calib_rows=None) -> str:
@@ -120,17 +121,16 @@ def main(run, data, cache, est_steps, calib, num, yaws, seed, out_path):
     torch.set_num_threads(1)
     yaws_deg = parse_yaws(yaws)
     try:
-        pkl = run if run.endswith('.pkl') else run_files.run_snapshots(run)[-1]
+        pkl = run_files.newest_snapshot(run)
         G = legacy.load_network(pkl, ('G_ema',))[0]
         imgs, labels, _, _ = load_reals(data, num)
         kwargs = dict(class_name='training.dataset.ImageFolderDataset', path=data, resolution=imgs.shape[-1],
                       use_labels=True)
         est = estimators.load_or_train('pose', steps=est_steps, cache_dir=cache, dataset_kwargs=kwargs)
         z = torch.randn(len(imgs), G.z_dim, generator=torch.Generator().manual_seed(seed))
-        c = labels[:len(imgs)]
         with torch.no_grad():
-            pose = G.pose(z, c).pose
-        rows = view_map(G, est, z, c, pose, yaws_deg, imgs.shape[-1])
+            pose = G.pose(z, labels).pose
+        rows = view_map(G, est, z, labels, pose, yaws_deg, imgs.shape[-1])
         half = min(np.diff(sorted(yaws_deg)).min() / 2, 5.0) if len(yaws_deg) > 1 else 5.0
         calib_rows = None if calib is None else calibration(*calib_readings(est, calib), yaws_deg, half)
     except (OSError, ValueError) as err:
